@@ -1,0 +1,1 @@
+"""Agent architectures and their tools."""

@@ -1,0 +1,52 @@
+"""The harness architecture: one agent, one loop. The conversation is rebuilt from the run's
+events, so a run continued after an approval (or a crash) sees exactly what it saw before."""
+
+from __future__ import annotations
+
+from tether.agents.tools import TOOL_SPECS, Toolbox
+from tether.guard.guard import Guard
+from tether.ledger import StoredEvent
+from tether.models import Message, ToolCall
+
+SYSTEM_PROMPT = """You are a careful software engineer working in a git repository.
+Use the tools to inspect the code, make the smallest change that does the task, and run the
+tests. Commands run in a sandbox without network. When you are done, call submit with a short
+summary: the task is finished only when the required checks pass. If a tool call is denied by
+policy, do not retry it unchanged; find another way or explain in submit."""
+
+NUDGE = "Use one of the tools to continue, or call submit when you are done."
+
+
+def conversation(system_prompt: str, task: str, events: list[StoredEvent]) -> tuple[list[Message], list[ToolCall]]:
+    """(messages so far, tool calls of the last model turn that have no recorded result)."""
+    messages: list[Message] = [{"role": "system", "content": system_prompt}, {"role": "user", "content": task}]
+    pending: dict[str, ToolCall] = {}
+    for event in events:
+        payload = event.payload
+        if event.type == "model_response":
+            calls = [ToolCall(c["id"], c["name"], c["arguments"]) for c in payload["tool_calls"]]
+            messages.append({"role": "assistant", "content": payload["content"],
+                             "tool_calls": [c.as_dict() for c in calls]})
+            pending = {c.id: c for c in calls}
+            if not calls:
+                messages.append({"role": "user", "content": NUDGE})
+        elif event.type == "tool_result":
+            pending.pop(payload["call_id"], None)
+            messages.append({"role": "tool", "tool_call_id": payload["call_id"], "content": payload["observation"]})
+    return messages, list(pending.values())
+
+
+def run_harness(guard: Guard, system_prompt: str, task: str, events: list[StoredEvent]) -> None:
+    """Loop until the guard ends the run (success, stop, pause or failure) by raising RunEnded."""
+    messages, pending = conversation(system_prompt, task, events)
+    toolbox = Toolbox(guard)
+    while True:
+        for call in pending:
+            observation = guard.tool_call(call, toolbox.execute)
+            messages.append({"role": "tool", "tool_call_id": call.id, "content": observation})
+        response = guard.model_call(messages, TOOL_SPECS)
+        messages.append({"role": "assistant", "content": response.content,
+                         "tool_calls": [c.as_dict() for c in response.tool_calls]})
+        if not response.tool_calls:
+            messages.append({"role": "user", "content": NUDGE})
+        pending = response.tool_calls

@@ -1,0 +1,100 @@
+"""The harness's tools. Arguments are a stable interface: bash{command}, read_file{path},
+write_file{path, content}, edit_file{path, old, new}, submit{summary}. The guard has already
+checked scopes and resolved paths when these run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tether.guard.guard import CheckResult, Guard, ToolOutcome
+from tether.guard.scopes import resolve_in_worktree
+from tether.models import ToolCall, ToolSpec
+
+READ_LIMIT = 100_000
+
+
+def _spec(name: str, description: str, **properties: str) -> ToolSpec:
+    return ToolSpec(name, description, {
+        "type": "object",
+        "properties": {key: {"type": "string", "description": text} for key, text in properties.items()},
+        "required": list(properties),
+    })
+
+
+TOOL_SPECS = [
+    _spec("bash", "Run a shell command in the repository (sandboxed, no network).",
+          command="the command line"),
+    _spec("read_file", "Read a text file of the repository.", path="path relative to the repository root"),
+    _spec("write_file", "Create or overwrite a file with the given content.",
+          path="path relative to the repository root", content="the complete new file content"),
+    _spec("edit_file", "Replace one exact occurrence of `old` with `new` in a file.",
+          path="path relative to the repository root", old="exact text to replace (must occur once)",
+          new="replacement text"),
+    _spec("submit", "Finish: runs the required checks; the task is done only when they pass.",
+          summary="what you changed and why"),
+]
+
+
+@dataclass
+class Toolbox:
+    guard: Guard
+
+    def execute(self, call: ToolCall) -> ToolOutcome:
+        return getattr(self, f"_{call.name}")(call.arguments)
+
+    def _path(self, path: str):  # noqa: ANN202 - a Path inside the worktree
+        return self.guard.worktree.path / resolve_in_worktree(self.guard.worktree.path, path)
+
+    def _bash(self, args: dict) -> ToolOutcome:
+        budget = self.guard.policy.budget
+        timeout = self.guard.policy.commands.timeout_s
+        if budget.max_wall_s is not None:
+            timeout = max(1.0, min(timeout, budget.max_wall_s - self.guard.meters.wall_s()))
+        result = self.guard.sandbox.run(args["command"], timeout)
+        return ToolOutcome(result.exit_code == 0, f"exit code {result.exit_code}\n{result.output}",
+                           result.exit_code, result.output_digest, result.duration_s)
+
+    def _read_file(self, args: dict) -> ToolOutcome:
+        path = self._path(args["path"])
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            return ToolOutcome(False, f"cannot read {args['path']}: {exc.strerror or exc}")
+        text = data[:READ_LIMIT].decode("utf-8", "replace")
+        if len(data) > READ_LIMIT:
+            text += f"\n[truncated: {len(data) - READ_LIMIT} more bytes]"
+        return ToolOutcome(True, text)
+
+    def _write_file(self, args: dict) -> ToolOutcome:
+        path = self._path(args["path"])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(args["content"], encoding="utf-8")
+        except OSError as exc:
+            return ToolOutcome(False, f"cannot write {args['path']}: {exc.strerror or exc}")
+        return ToolOutcome(True, f"wrote {args['path']} ({len(args['content'])} chars)")
+
+    def _edit_file(self, args: dict) -> ToolOutcome:
+        path = self._path(args["path"])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            return ToolOutcome(False, f"cannot edit {args['path']}: {exc}")
+        count = text.count(args["old"]) if args["old"] else 0
+        if count != 1:
+            return ToolOutcome(False, f"`old` must occur exactly once in {args['path']}; it occurs {count} times")
+        path.write_text(text.replace(args["old"], args["new"], 1), encoding="utf-8")
+        return ToolOutcome(True, f"edited {args['path']}")
+
+    def _submit(self, args: dict) -> ToolOutcome:
+        results = self.guard.run_checks()
+        failed = [r for r in results if r.required and not r.passed]
+        if not failed:
+            names = ", ".join(r.name for r in results) or "none configured"
+            return ToolOutcome(True, f"submitted; required checks passed ({names})", finished=True)
+        return ToolOutcome(False, "Required checks failed; fix and submit again.\n\n"
+                           + "\n\n".join(_failure(r) for r in failed))
+
+
+def _failure(result: CheckResult) -> str:
+    return f"## {result.name} (exit code {result.exit_code})\n{result.output[-3000:]}"

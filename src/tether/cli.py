@@ -1,0 +1,222 @@
+"""The command line: parse, call the library, print. Exit codes: 0 success, 1 failed (or a broken
+chain for verify), 2 bad input, 3 stopped, 4 awaiting approval."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.prompt import Confirm, Prompt
+from rich.table import Table
+
+from tether import runner
+from tether.guard.guard import Approver
+from tether.ledger import DB_ENV, Ledger, LedgerError, UnknownRun, default_db_url
+from tether.ledger.queries import summarize
+from tether.models import ModelError
+from tether.policy import POLICY_FILE, PolicyError, find_policy
+from tether.render import StepPrinter, print_events, print_summary
+from tether.workspace.git import GitError, repo_root
+from tether.workspace.sandbox import SandboxUnavailable
+
+app = typer.Typer(help="Tether: run coding agents on a short leash.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+out = Console()
+err = Console(stderr=True, soft_wrap=True)
+
+EXIT_CODES = {"succeeded": 0, "failed": 1, "stopped": 3, "awaiting_approval": 4}
+STARTER = Path(__file__).parent / "policy" / "starter.toml"
+
+RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository (default: the current one).")]
+DbOpt = Annotated[str | None, typer.Option("--db", help=f"SQLAlchemy URL of the store (or ${DB_ENV}).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _db_url(db: str | None, repo: Path) -> str:
+    if db or os.environ.get(DB_ENV):
+        return db or os.environ[DB_ENV]
+    try:
+        return default_db_url(repo_root(repo.resolve()))
+    except GitError as exc:
+        raise fail(f"{exc}; pass --db or set {DB_ENV} to name the store") from exc
+
+
+@contextmanager
+def open_ledger(db: str | None, repo: Path) -> Iterator[Ledger]:
+    try:
+        ledger = Ledger(_db_url(db, repo))
+    except LedgerError as exc:
+        raise fail(str(exc)) from exc
+    try:
+        yield ledger
+    except UnknownRun as exc:
+        raise fail(str(exc)) from exc
+    except runner.RunError as exc:
+        raise fail(str(exc)) from exc
+    finally:
+        ledger.close()
+
+
+def _terminal_approver() -> Approver | None:
+    if not sys.stdin.isatty():
+        return None
+
+    def ask(request: dict[str, Any]) -> tuple[bool, str, str]:
+        err.print(f"\n[bold cyan]Approval needed[/] from {', '.join(request['owners'])}: {request['action']}")
+        err.print(f"  {request['reason']}")
+        approved = Confirm.ask("  Approve?", console=err, default=False)
+        reason = Prompt.ask("  Reason", console=err, default="")
+        return approved, runner.current_user(), reason
+
+    return ask
+
+
+def _finish(summary: dict[str, Any], as_json: bool, budget: dict[str, Any]) -> None:
+    if as_json:
+        out.print_json(json.dumps(summary))
+    else:
+        err.print()
+        print_summary(out, summary, budget)
+    raise typer.Exit(EXIT_CODES.get(summary["status"], 1))
+
+
+@app.command()
+def init(repo: RepoOpt = Path("."), force: Annotated[bool, typer.Option(help="Overwrite.")] = False) -> None:
+    """Write a commented starter tether.toml at the repository root."""
+    try:
+        target = repo_root(repo.resolve()) / POLICY_FILE
+    except GitError as exc:
+        raise fail(str(exc)) from exc
+    if target.exists() and not force:
+        raise fail(f"{target} exists; pass --force to overwrite it")
+    target.write_text(STARTER.read_text())
+    out.print(f"wrote {target}")
+
+
+@app.command()
+def run(
+    instruction: Annotated[str, typer.Argument(help="What the agent should do.")],
+    repo: RepoOpt = Path("."),
+    model: Annotated[str | None, typer.Option(help="scripted:PATH | openai:MODEL | anthropic:MODEL")] = None,
+    policy: Annotated[Path | None, typer.Option("--policy", help="Policy file (default: tether.toml).")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL for openai/anthropic.")] = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+    no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt; pause for approvals.")] = False,
+) -> None:
+    """Run an agent on a task in a fresh worktree, under the policy."""
+    try:
+        root = repo_root(repo.resolve())
+        loaded, policy_path = find_policy(root, policy)
+    except (GitError, PolicyError) as exc:
+        raise fail(str(exc)) from exc
+    spec = runner.RunSpec(instruction, root, loaded, policy_path, model, base_url)
+    with open_ledger(db, root) as ledger:
+        try:
+            summary = runner.start_run(ledger, spec, on_event=StepPrinter(err),
+                                       approver=None if no_input else _terminal_approver())
+        except (SandboxUnavailable, ModelError, GitError) as exc:
+            raise fail(str(exc)) from exc
+    _finish(summary, as_json, loaded.budget.model_dump())
+
+
+@app.command()
+def runs(repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
+         limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50) -> None:
+    """List runs, newest first."""
+    with open_ledger(db, repo) as ledger:
+        rows = ledger.list_runs(limit)
+    if as_json:
+        out.print_json(json.dumps([
+            row.summary or {"run_id": row.id, "status": row.status, "branch": row.branch,
+                            "instruction": row.instruction} for row in rows]))
+        return
+    table = Table("run", "status", "steps", "usd", "branch", "instruction")
+    for row in rows:
+        usage = (row.summary or {}).get("usage", {})
+        table.add_row(row.id, row.status, str(usage.get("steps", "")), f"{usage.get('usd', 0):.4f}",
+                      row.branch or "", row.instruction[:50])
+    out.print(table)
+
+
+@app.command()
+def show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")], repo: RepoOpt = Path("."),
+         db: DbOpt = None, as_json: JsonOpt = False,
+         events: Annotated[bool, typer.Option("--events", help="List every event.")] = False) -> None:
+    """Show a run's summary (and events), derived from its event log."""
+    with open_ledger(db, repo) as ledger:
+        row = ledger.get_run(run_id)
+        recorded = ledger.events(row.id)
+    summary = summarize(row, recorded)
+    if as_json:
+        if events:
+            summary["event_log"] = [{"seq": e.seq, "ts": e.ts, "type": e.type, "payload": e.payload,
+                                     "prev_hash": e.prev_hash, "hash": e.hash} for e in recorded]
+        out.print_json(json.dumps(summary))
+        return
+    out.print(f"[bold]run {row.id}[/]  {row.instruction}")
+    print_summary(out, summary, (recorded[0].payload.get("policy") or {}).get("budget") if recorded else None)
+    if events:
+        print_events(out, recorded)
+
+
+@app.command()
+def verify(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")], repo: RepoOpt = Path("."),
+           db: DbOpt = None) -> None:
+    """Check a run's hash chain; exit 1 naming the first bad event."""
+    with open_ledger(db, repo) as ledger:
+        row = ledger.get_run(run_id)
+        result = ledger.verify(row.id)
+    if result.ok:
+        out.print(f"[green]ok[/]: run {row.id}, {result.checked} events, chain intact")
+        return
+    err.print(f"[bold red]broken[/]: run {row.id}, event {result.bad_seq}: {result.problem} "
+              f"({result.checked} events before it verified)")
+    raise typer.Exit(1)
+
+
+def _decide(run_id: str, approved: bool, who: str | None, reason: str, repo: Path, db: str | None,
+            resume: bool, as_json: bool) -> None:
+    with open_ledger(db, repo) as ledger:
+        decided = runner.decide_approval(ledger, run_id, approved, who or runner.current_user(), reason)
+        err.print(f"recorded: {'approved' if approved else 'denied'} by {who or runner.current_user()}")
+        if not resume:
+            return
+        try:
+            summary = runner.continue_run(ledger, decided, on_event=StepPrinter(err),
+                                          approver=_terminal_approver())
+        except (SandboxUnavailable, ModelError, GitError) as exc:
+            raise fail(str(exc)) from exc
+        budget = ledger.events(decided)[0].payload["policy"]["budget"]
+    _finish(summary, as_json, budget)
+
+
+@app.command()
+def approve(run_id: str, who: Annotated[str | None, typer.Option("--as", help="Who approves.")] = None,
+            reason: Annotated[str, typer.Option(help="Why.")] = "", repo: RepoOpt = Path("."), db: DbOpt = None,
+            resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue the run now.")] = True,
+            as_json: JsonOpt = False) -> None:
+    """Approve the write a paused run waits on, and continue the run."""
+    _decide(run_id, True, who, reason, repo, db, resume, as_json)
+
+
+@app.command()
+def deny(run_id: str, reason: Annotated[str, typer.Option(help="Why (returned to the agent).")],
+         who: Annotated[str | None, typer.Option("--as", help="Who denies.")] = None, repo: RepoOpt = Path("."),
+         db: DbOpt = None,
+         resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue the run now.")] = True,
+         as_json: JsonOpt = False) -> None:
+    """Deny the write a paused run waits on; the agent is told why and the run continues."""
+    _decide(run_id, False, who, reason, repo, db, resume, as_json)

@@ -1,0 +1,1 @@
+"""The policy enforcement point: budgets, scopes, write caps, approvals, brakes."""

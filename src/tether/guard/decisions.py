@@ -1,0 +1,59 @@
+"""What the guard can say about an action, and how a run leaves the agent loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Verdict = Literal["allow", "deny", "ask", "stop"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    verdict: Verdict
+    rule: str = ""
+    reason: str = ""
+    paths: list[str] = field(default_factory=list)
+    owners: list[str] = field(default_factory=list)
+
+    def as_payload(self) -> dict[str, Any]:
+        payload: dict[str, Any] = {"verdict": self.verdict, "rule": self.rule, "reason": self.reason}
+        if self.paths:
+            payload["paths"] = self.paths
+        if self.owners:
+            payload["owners"] = self.owners
+        return payload
+
+
+ALLOW = Decision("allow")
+
+
+class RunEnded(Exception):  # noqa: N818 - control flow, not an error
+    """Leaves the agent loop with a final status."""
+
+    status = "failed"
+
+    def __init__(self, reason: str, rule: str = ""):
+        super().__init__(reason)
+        self.reason = reason
+        self.rule = rule
+
+
+class RunSucceeded(RunEnded):
+    status = "succeeded"
+
+
+class RunStopped(RunEnded):
+    """A brake, a budget or a person stopped the run; the work is kept."""
+
+    status = "stopped"
+
+
+class RunFailed(RunEnded):
+    status = "failed"
+
+
+class RunPaused(RunEnded):
+    """Waiting for a human decision; the run is continued from its events once it is made."""
+
+    status = "awaiting_approval"

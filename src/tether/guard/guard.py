@@ -1,0 +1,331 @@
+"""The guard: the one door every model call and tool call of a run passes.
+
+It checks budgets before a model call, scopes and ownership before a tool call, write rules and
+caps after it (rolling the step back when they break), feeds every event to the brakes, and
+records each decision in the run's event log."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tether.guard.brakes import BrakeHit, Brakes
+from tether.guard.decisions import ALLOW, Decision, RunFailed, RunPaused, RunStopped, RunSucceeded
+from tether.guard.meters import Meters, check_model_call, check_tool_call, check_wall
+from tether.guard.scopes import CommandRules, PathDenied, WriteRules, resolve_in_worktree
+from tether.ledger import Ledger, StoredEvent, canonical_json
+from tether.models import Message, ModelError, ModelResponse, Provider, ToolCall, ToolSpec, TransientModelError
+from tether.models.base import Usage, estimate_tokens
+from tether.models.prices import price_usd
+from tether.policy.ownership import Ownership
+from tether.policy.schema import Policy
+from tether.workspace.sandbox import ExecResult, Sandbox
+from tether.workspace.worktree import Worktree
+
+WRITE_TOOLS = ("write_file", "edit_file")
+REQUIRED_ARGS: dict[str, tuple[str, ...]] = {
+    "bash": ("command",),
+    "read_file": ("path",),
+    "write_file": ("path", "content"),
+    "edit_file": ("path", "old", "new"),
+    "submit": (),
+}
+
+# An approval decision: (approved, who decided, why).
+Approval = tuple[bool, str, str]
+Approver = Callable[[dict[str, Any]], Approval]
+EventSink = Callable[[StoredEvent, Meters], None]
+
+
+@dataclass(frozen=True)
+class ToolOutcome:
+    ok: bool
+    observation: str
+    exit_code: int | None = None
+    output_digest: str | None = None
+    duration_s: float = 0.0
+    finished: bool = False  # submit with every required check passing
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    required: bool
+    passed: bool
+    exit_code: int
+    output: str
+
+
+@dataclass
+class Guard:
+    run_id: str
+    ledger: Ledger
+    policy: Policy
+    provider: Provider
+    worktree: Worktree
+    sandbox: Sandbox
+    ownership: Ownership
+    base_tree: str
+    on_event: EventSink | None = None
+    approver: Approver | None = None
+    meters: Meters = field(init=False)
+    brakes: Brakes = field(init=False)
+    tree: str = field(init=False)
+    decided: dict[str, Approval] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.meters = Meters()
+        self.brakes = Brakes(self.policy.brakes)
+        self.tree = self.base_tree
+        self.commands = CommandRules(self.policy.commands)
+        self.writes = WriteRules.build(self.policy.writes)
+
+    # state ----------------------------------------------------------------------------------
+
+    def replay_state(self, events: list[StoredEvent]) -> None:
+        """Rebuild meters, brakes, the current tree and approval decisions from recorded events."""
+        for event in events:
+            payload = event.payload
+            self.meters.observe(event.type, payload, event.ts)
+            self.brakes.observe(event.type, payload)
+            if event.type == "tool_result" and payload.get("tree"):
+                self.tree = payload["tree"]
+            elif event.type == "approval_decided":
+                self.decided[payload["call_id"]] = (payload["approved"], payload["by"], payload["reason"])
+
+    def record(self, type_: str, payload: dict[str, Any]) -> BrakeHit | None:
+        event = self.ledger.append(self.run_id, type_, payload)
+        self.meters.observe(type_, payload, event.ts)
+        hit = self.brakes.observe(type_, payload)
+        if self.on_event is not None:
+            self.on_event(event, self.meters)
+        return hit
+
+    def _stop(self, decision: Decision, call: ToolCall | None = None) -> RunStopped:
+        payload = decision.as_payload()
+        if call is not None:
+            payload["call_id"] = call.id
+        self.record("policy_decision", payload)
+        return RunStopped(decision.reason, decision.rule)
+
+    # model calls ----------------------------------------------------------------------------
+
+    def model_call(self, messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
+        step = self.meters.steps + 1
+        prompt_text = canonical_json(messages)
+        prompt_tokens = estimate_tokens(prompt_text)
+        prompt_usd = self._cost(Usage(prompt_tokens, 0)) or 0.0
+        stop = check_model_call(self.meters, self.policy.budget, prompt_tokens, prompt_usd, time.time())
+        if stop is not None:
+            raise self._stop(stop)
+        self.record("model_request", {
+            "step": step, "messages": len(messages), "prompt_tokens_est": prompt_tokens,
+            "messages_digest": hashlib.sha256(prompt_text.encode()).hexdigest(),
+        })
+        attempt = 0
+        while True:
+            attempt += 1
+            started = time.perf_counter()
+            try:
+                response = self.provider.complete(messages, tools, self.policy.agent.max_output_tokens)
+                break
+            except TransientModelError as exc:
+                delay = min(60.0, exc.retry_after_s or self.policy.agent.retry_base_s * 2 ** (attempt - 1))
+                give_up = attempt > self.policy.agent.max_retries
+                self.record("model_error", {"step": step, "attempt": attempt, "error": str(exc),
+                                            "transient": True, "retry_in_s": None if give_up else delay})
+                if give_up:
+                    raise RunFailed(f"model kept failing after {attempt} attempts: {exc}", "model.transient") from exc
+                time.sleep(delay)
+                wall = check_wall(self.meters, self.policy.budget, time.time())
+                if wall is not None:
+                    raise self._stop(wall) from exc
+            except ModelError as exc:
+                self.record("model_error", {"step": step, "attempt": attempt, "error": str(exc), "transient": False})
+                raise RunFailed(str(exc), "model.error") from exc
+        latency = time.perf_counter() - started
+        cost = response.cost_usd if response.cost_usd is not None else self._cost(response.usage)
+        self.record("model_response", {
+            "step": step,
+            "model": response.model,
+            "content": response.content,
+            "tool_calls": [call.as_dict() for call in response.tool_calls],
+            "usage": {"input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens,
+                      "estimated": response.usage.estimated},
+            "cost_usd": cost or 0.0,
+            "price_known": cost is not None,
+            "latency_s": round(latency, 4),
+        })
+        return response
+
+    def _cost(self, usage: Usage) -> float | None:
+        scheme, _, model = self.provider.name.partition(":")
+        if scheme not in ("openai", "anthropic"):
+            return 0.0 if scheme == "scripted" else None
+        return price_usd(model, scheme, usage)
+
+    # tool calls -----------------------------------------------------------------------------
+
+    def tool_call(self, call: ToolCall, execute: Callable[[ToolCall], ToolOutcome]) -> str:
+        step = self.meters.steps
+        hit = self.record("tool_call", {"step": step, "call_id": call.id, "name": call.name,
+                                        "arguments": call.arguments})
+        if hit is not None:
+            raise self._brake(call, hit)
+        stop = check_tool_call(self.meters, self.policy.budget, time.time())
+        if stop is not None:
+            self._unexecuted(call, f"Not run: {stop.reason}.")
+            raise self._stop(stop, call)
+        decision = self.preflight(call)
+        if decision.verdict == "ask":
+            decision = self._approval(step, call, decision)
+        if decision.verdict == "deny":
+            payload = decision.as_payload() | {"call_id": call.id}
+            self.record("policy_decision", payload)
+            observation = f"Denied by policy ({decision.rule}): {decision.reason}"
+            hit = self._unexecuted(call, observation)
+            if hit is not None:
+                raise self._brake(call, hit)
+            return observation
+        outcome = execute(call)
+        observation = outcome.observation
+        previous = self.tree
+        tree = self.worktree.snapshot()
+        changed: list[str] = []
+        if tree != previous:
+            changed = self.worktree.diff(previous, tree).paths
+            refusal = self._check_writes(call, changed, tree)
+            if refusal is not None:
+                self.worktree.restore(previous)
+                self.record("policy_decision", refusal.as_payload() | {"call_id": call.id, "rolled_back": True})
+                observation += f"\n\n[tether] This step was rolled back: {refusal.reason}"
+                tree, changed = previous, []
+                outcome = ToolOutcome(False, observation, outcome.exit_code, outcome.output_digest, outcome.duration_s)
+        self.tree = tree
+        hit = self.record("tool_result", {
+            "step": step, "call_id": call.id, "executed": True, "ok": outcome.ok,
+            "exit_code": outcome.exit_code, "output_digest": outcome.output_digest,
+            "duration_s": round(outcome.duration_s, 4), "tree": tree, "changed": changed,
+            "observation": observation,
+        })
+        if outcome.finished:
+            raise RunSucceeded("all required checks passed")
+        if hit is not None:
+            raise self._brake(call, hit)
+        return observation
+
+    def _unexecuted(self, call: ToolCall, observation: str) -> BrakeHit | None:
+        return self.record("tool_result", {
+            "step": self.meters.steps, "call_id": call.id, "executed": False, "ok": False,
+            "exit_code": None, "output_digest": None, "duration_s": 0.0, "tree": self.tree,
+            "changed": [], "observation": observation,
+        })
+
+    def _brake(self, call: ToolCall, hit: BrakeHit) -> RunStopped:
+        self.record("brake", {"detector": hit.detector, "reason": hit.reason, "evidence": hit.evidence,
+                              "call_id": call.id})
+        return RunStopped(f"brake {hit.detector}: {hit.reason}", f"brakes.{hit.detector}")
+
+    def preflight(self, call: ToolCall) -> Decision:
+        """Scopes and ownership for a call, before anything runs."""
+        required = REQUIRED_ARGS.get(call.name)
+        if required is None:
+            return Decision("deny", "tools.unknown", f"unknown tool {call.name!r}; use one of "
+                                                     f"{', '.join(REQUIRED_ARGS)}")
+        if "_invalid_arguments" in call.arguments:
+            return Decision("deny", "tools.arguments", f"arguments are not valid JSON: "
+                                                       f"{call.arguments['_invalid_arguments']}")
+        bad = [name for name in required if not isinstance(call.arguments.get(name), str)]
+        if bad:
+            return Decision("deny", "tools.arguments",
+                            f"{call.name} needs string argument(s) {', '.join(bad)}")
+        if call.name == "bash":
+            return self.commands.check(call.arguments["command"])
+        if call.name in ("read_file", *WRITE_TOOLS):
+            try:
+                relative = resolve_in_worktree(self.worktree.path, call.arguments["path"])
+            except PathDenied as denied:
+                return Decision("deny", denied.rule, denied.reason, [call.arguments["path"]])
+            if call.name in WRITE_TOOLS:
+                decision = self.writes.check(relative)
+                if decision.verdict != "allow":
+                    return decision
+                owners = self.ownership.owners_of(relative)
+                if owners:
+                    return Decision("ask", "ownership.protected",
+                                    f"{relative!r} is owned by {', '.join(owners)}", [relative], owners)
+        return ALLOW
+
+    def _approval(self, step: int, call: ToolCall, ask: Decision) -> Decision:
+        if call.id not in self.decided:
+            request = ask.as_payload() | {"call_id": call.id, "step": step, "tool": call.name,
+                                          "action": _describe_action(call)}
+            self.record("policy_decision", ask.as_payload() | {"call_id": call.id})
+            self.record("approval_requested", request)
+            if self.approver is None:
+                raise RunPaused(f"waiting for approval from {', '.join(ask.owners)} to write "
+                                f"{', '.join(ask.paths)}", ask.rule)
+            approved, by, reason = self.approver(request)
+            self.record("approval_decided", {"call_id": call.id, "approved": approved, "by": by, "reason": reason})
+            self.decided[call.id] = (approved, by, reason)
+        approved, by, reason = self.decided[call.id]
+        if approved:
+            return ALLOW
+        return Decision("deny", "ownership.denied", f"{by} denied the write to {', '.join(ask.paths)}"
+                        + (f": {reason}" if reason else ""), ask.paths, ask.owners)
+
+    def _check_writes(self, call: ToolCall, changed: list[str], tree: str) -> Decision | None:
+        if call.name == "bash":
+            for path in changed:
+                decision = self.writes.check(path)
+                if decision.verdict != "allow":
+                    return Decision("deny", decision.rule, f"the command wrote {path!r}: {decision.reason}",
+                                    [path])
+                owners = self.ownership.owners_of(path)
+                if owners:
+                    return Decision("deny", "ownership.protected",
+                                    f"the command changed {path!r}, owned by {', '.join(owners)}; use "
+                                    "write_file or edit_file, which ask the owners", [path], owners)
+        caps = self.policy.writes
+        if caps.max_files is None and caps.max_lines is None:
+            return None
+        total = self.worktree.diff(self.base_tree, tree)
+        if caps.max_files is not None and len(total.files) > caps.max_files:
+            return Decision("deny", "writes.max_files",
+                            f"the run would change {len(total.files)} files; the cap is {caps.max_files}",
+                            total.paths)
+        if caps.max_lines is not None and total.lines > caps.max_lines:
+            return Decision("deny", "writes.max_lines",
+                            f"the run would change {total.lines} lines; the cap is {caps.max_lines}",
+                            total.paths)
+        return None
+
+    # checks ---------------------------------------------------------------------------------
+
+    def run_checks(self) -> list[CheckResult]:
+        results = []
+        for check in self.policy.checks:
+            self.record("check_started", {"name": check.name, "command": check.command})
+            result: ExecResult = self.sandbox.run(check.command, check.timeout_s)
+            passed = result.exit_code == 0 and not result.timed_out
+            self.record("check_finished", {
+                "name": check.name, "required": check.required, "passed": passed,
+                "exit_code": result.exit_code, "timed_out": result.timed_out,
+                "duration_s": round(result.duration_s, 4), "output_digest": result.output_digest,
+                "output_tail": result.output[-2000:],
+            })
+            results.append(CheckResult(check.name, check.required, passed, result.exit_code, result.output))
+        return results
+
+
+def _describe_action(call: ToolCall) -> str:
+    if call.name == "edit_file":
+        return f"edit {call.arguments['path']}: replace {len(call.arguments['old'])} chars"
+    if call.name == "write_file":
+        return f"write {call.arguments['path']} ({len(call.arguments['content'])} chars)"
+    return f"{call.name} {json.dumps(call.arguments)[:200]}"
+

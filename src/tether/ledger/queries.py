@@ -1,0 +1,70 @@
+"""Derived views of a run, computed from its events (the record), never from agent memory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tether.guard.meters import Meters
+from tether.ledger.chain import StoredEvent
+from tether.ledger.store import RunRow
+
+
+def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
+    """The stable JSON shape printed by `tether run --json` and `tether show --json`."""
+    meters = Meters()
+    checks: dict[str, dict[str, Any]] = {}
+    denials: list[dict[str, Any]] = []
+    brakes: list[dict[str, Any]] = []
+    approvals: list[dict[str, Any]] = []
+    model_errors = 0
+    rework = 0
+    finished: dict[str, Any] = {}
+    step = 0
+    for event in events:
+        payload = event.payload
+        meters.observe(event.type, payload, event.ts)
+        if event.type == "model_request":
+            step = payload["step"]
+        elif event.type == "policy_decision" and payload["verdict"] in ("deny", "stop"):
+            denials.append({"step": step, "verdict": payload["verdict"], "rule": payload["rule"],
+                            "reason": payload["reason"], "call_id": payload.get("call_id")})
+        elif event.type == "brake":
+            brakes.append({"step": step, "detector": payload["detector"], "reason": payload["reason"],
+                           "evidence": payload["evidence"]})
+        elif event.type == "approval_requested":
+            approvals.append({"call_id": payload["call_id"], "step": payload["step"], "paths": payload["paths"],
+                              "owners": payload["owners"], "action": payload["action"], "decision": "pending"})
+        elif event.type == "approval_decided":
+            for approval in approvals:
+                if approval["call_id"] == payload["call_id"]:
+                    approval.update(decision="approved" if payload["approved"] else "denied",
+                                    by=payload["by"], reason=payload["reason"])
+        elif event.type == "check_finished":
+            checks[payload["name"]] = {"name": payload["name"], "required": payload["required"],
+                                       "passed": payload["passed"], "exit_code": payload["exit_code"]}
+        elif event.type == "tool_result" and payload["observation"].startswith("Required checks failed"):
+            rework += 1
+        elif event.type == "model_error":
+            model_errors += 1
+        elif event.type == "run_finished":
+            finished = payload
+    status = finished.get("status", run.status)
+    return {
+        "run_id": run.id,
+        "status": status,
+        "reason": finished.get("reason", "in progress" if status == "running" else ""),
+        "branch": run.branch,
+        "commit": finished.get("commit"),
+        "base_commit": run.base_commit,
+        "instruction": run.instruction,
+        "model": run.model,
+        "usage": meters.as_dict(),
+        "diffstat": finished.get("diffstat", {"files": 0, "added": 0, "removed": 0}),
+        "checks": list(checks.values()),
+        "denials": denials,
+        "brakes": brakes,
+        "approvals": approvals,
+        "rework": rework,
+        "model_errors": model_errors,
+        "events": len(events),
+    }

@@ -1,0 +1,220 @@
+"""The event store: create runs, append events transactionally, read and verify them."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from tether.ledger import migrate
+from tether.ledger.chain import (
+    GENESIS,
+    StoredEvent,
+    Verification,
+    canonical_json,
+    event_hash,
+    verify_chain,
+)
+from tether.ledger.schema import events, runs
+from tether.paths import tether_dir
+
+DB_ENV = "TETHER_DB"
+
+
+class LedgerError(Exception):
+    pass
+
+
+class UnknownRun(LedgerError):
+    pass
+
+
+class ConcurrentAppend(LedgerError):
+    """Another writer appended to the same run; this writer's view of the chain is stale."""
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    created_at: float
+    updated_at: float
+    source: str
+    status: str
+    repo: str
+    instruction: str
+    branch: str | None
+    base_commit: str | None
+    model: str | None
+    architecture: str | None
+    event_count: int
+    head_hash: str
+    summary: dict[str, Any] | None
+
+
+def default_db_url(repo: Path) -> str:
+    return f"sqlite:///{tether_dir(repo) / 'tether.db'}"
+
+
+def _prepare_sqlite_dir(url: str) -> None:
+    path = url.removeprefix("sqlite:///")
+    if url.startswith("sqlite:///") and path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        _prepare_sqlite_dir(url)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's BEGIN drive transactions; WAL keeps readers off the writer's back.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _row_to_run(row: Any) -> RunRow:
+    data = dict(row._mapping)
+    data["summary"] = json.loads(data["summary"]) if data["summary"] else None
+    return RunRow(**data)
+
+
+class Ledger:
+    """One store (SQLite file or PostgreSQL database) holding many runs."""
+
+    def __init__(self, url: str):
+        self.url = url
+        try:
+            self.engine = _make_engine(url)
+            migrate.upgrade(self.engine)
+        except OperationalError as exc:
+            raise LedgerError(f"cannot open the store at {url}: {exc.orig}") from exc
+        # run_id -> (event_count, head_hash) for runs this process appends to
+        self._heads: dict[str, tuple[int, str]] = {}
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # runs -----------------------------------------------------------------------------------
+
+    def create_run(self, run_id: str, *, repo: str, instruction: str, source: str = "live",
+                   status: str = "running", **fields: Any) -> None:
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(insert(runs).values(
+                id=run_id, created_at=now, updated_at=now, source=source, status=status,
+                repo=repo, instruction=instruction, event_count=0, head_hash=GENESIS, **fields,
+            ))
+        self._heads[run_id] = (0, GENESIS)
+
+    def update_run(self, run_id: str, *, summary: dict[str, Any] | None = None, **fields: Any) -> None:
+        values: dict[str, Any] = {"updated_at": time.time(), **fields}
+        if summary is not None:
+            values["summary"] = canonical_json(summary)
+        with self.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+    def claim_run(self, run_id: str, from_status: str, to_status: str) -> bool:
+        """Move a run between states only if nobody else moved it first."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(runs).where(runs.c.id == run_id, runs.c.status == from_status)
+                .values(status=to_status, updated_at=time.time())
+            )
+        return result.rowcount == 1
+
+    def get_run(self, ref: str) -> RunRow:
+        """A run by its id or a unique prefix of it."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs).where(runs.c.id.startswith(ref, autoescape=True)).limit(2)).all()
+        exact = [row for row in rows if row.id == ref]
+        if exact:
+            return _row_to_run(exact[0])
+        if not rows:
+            raise UnknownRun(f"no run {ref!r} in {self.url}")
+        if len(rows) > 1:
+            raise UnknownRun(f"run prefix {ref!r} is ambiguous; give more characters")
+        return _row_to_run(rows[0])
+
+    def list_runs(self, limit: int = 50) -> list[RunRow]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(runs).order_by(runs.c.created_at.desc()).limit(limit)).all()
+        return [_row_to_run(row) for row in rows]
+
+    # events ---------------------------------------------------------------------------------
+
+    def _head(self, run_id: str) -> tuple[int, str]:
+        if run_id not in self._heads:
+            with self.engine.connect() as conn:
+                row = conn.execute(
+                    select(runs.c.event_count, runs.c.head_hash).where(runs.c.id == run_id)
+                ).first()
+            if row is None:
+                raise UnknownRun(f"no run {run_id!r} in {self.url}")
+            self._heads[run_id] = (row.event_count, row.head_hash)
+        return self._heads[run_id]
+
+    def append(self, run_id: str, type_: str, payload: dict[str, Any]) -> StoredEvent:
+        """Append one event in one transaction: the event row and the run's head move together,
+        and the head update is conditional, so a second writer can never fork the chain."""
+        count, prev = self._head(run_id)
+        seq = count + 1
+        ts = time.time()
+        payload_json = canonical_json(payload)
+        digest = event_hash(prev, run_id, seq, ts, type_, payload_json)
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(events).values(
+                    run_id=run_id, seq=seq, ts=ts, type=type_, payload=payload_json,
+                    prev_hash=prev, hash=digest,
+                ))
+                moved = conn.execute(
+                    update(runs).where(runs.c.id == run_id, runs.c.event_count == count)
+                    .values(event_count=seq, head_hash=digest)
+                ).rowcount
+                if moved != 1:
+                    raise ConcurrentAppend(f"run {run_id} was appended to by another writer")
+        except (IntegrityError, ConcurrentAppend) as exc:
+            self._heads.pop(run_id, None)
+            raise ConcurrentAppend(f"run {run_id} was appended to by another writer") from exc
+        self._heads[run_id] = (seq, digest)
+        return StoredEvent(run_id, seq, ts, type_, payload_json, prev, digest)
+
+    def events(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(events.c.run_id, events.c.seq, events.c.ts, events.c.type, events.c.payload,
+                       events.c.prev_hash, events.c.hash)
+                .where(events.c.run_id == run_id, events.c.seq > after_seq)
+                .order_by(events.c.seq, events.c.id)
+            ).all()
+        return [StoredEvent(*row) for row in rows]
+
+    def verify(self, run_id: str) -> Verification:
+        run = self.get_run(run_id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(events.c.run_id, events.c.seq, events.c.ts, events.c.type, events.c.payload,
+                       events.c.prev_hash, events.c.hash)
+                .where(events.c.run_id == run.id).order_by(events.c.id)
+            ).all()
+        return verify_chain((StoredEvent(*row) for row in rows), run.event_count, run.head_hash)
+

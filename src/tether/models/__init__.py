@@ -1,0 +1,48 @@
+"""Model providers and prices. `make_provider("scheme:detail")` builds one from a spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tether.models.base import (
+    Message,
+    ModelError,
+    ModelResponse,
+    Provider,
+    ToolCall,
+    ToolSpec,
+    TransientModelError,
+    Usage,
+)
+
+SCHEMES = ("scripted", "openai", "anthropic")
+
+
+def make_provider(spec: str, base_url: str | None = None) -> Provider:
+    scheme, _, detail = spec.partition(":")
+    if scheme not in SCHEMES or not detail:
+        raise ModelError(f"model spec {spec!r}: expected one of {', '.join(s + ':...' for s in SCHEMES)}")
+    if scheme == "scripted":
+        from tether.models.scripted import ScriptedProvider
+
+        return ScriptedProvider(Path(detail))
+    if scheme == "openai":
+        from tether.models.openai_provider import OpenAIProvider
+
+        return OpenAIProvider(detail, base_url=base_url)
+    from tether.models.anthropic_provider import AnthropicProvider
+
+    return AnthropicProvider(detail, base_url=base_url)
+
+
+__all__ = [
+    "Message",
+    "ModelError",
+    "ModelResponse",
+    "Provider",
+    "ToolCall",
+    "ToolSpec",
+    "TransientModelError",
+    "Usage",
+    "make_provider",
+]

@@ -1,0 +1,90 @@
+"""Any OpenAI-compatible chat-completions server (OpenAI, vLLM, Ollama, llama.cpp server)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import openai
+
+from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, TransientModelError, Usage
+
+
+def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    converted = []
+    for message in messages:
+        if message["role"] == "assistant" and message.get("tool_calls"):
+            converted.append({
+                "role": "assistant",
+                "content": message.get("content") or None,
+                "tool_calls": [
+                    {"id": call["id"], "type": "function",
+                     "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])}}
+                    for call in message["tool_calls"]
+                ],
+            })
+        elif message["role"] == "tool":
+            converted.append({"role": "tool", "tool_call_id": message["tool_call_id"],
+                              "content": message["content"]})
+        else:
+            converted.append({"role": message["role"], "content": message["content"]})
+    return converted
+
+
+def parse_arguments(raw: str | None) -> dict[str, Any]:
+    """Arguments the model sent; malformed JSON is kept for the tool layer to refuse clearly."""
+    try:
+        value = json.loads(raw or "{}")
+    except json.JSONDecodeError as exc:
+        return {"_invalid_arguments": f"{exc.msg} at column {exc.colno}: {raw!r}"}
+    return value if isinstance(value, dict) else {"_invalid_arguments": f"not a JSON object: {raw!r}"}
+
+
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    value = exc.response.headers.get("retry-after")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+class OpenAIProvider:
+    def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 300):
+        self.name = f"openai:{model}"
+        self.model = model
+        base_url = base_url or os.environ.get("OPENAI_BASE_URL")
+        api_key = os.environ.get("OPENAI_API_KEY") or ("unused" if base_url else None)
+        if api_key is None:
+            raise ModelError("openai: set OPENAI_API_KEY, or --base-url for a server that needs no key")
+        # Retries are Tether's, so each one is recorded as an event.
+        self.client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s)
+
+    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+        try:
+            response = self.client.chat.completions.create(
+                model=self.model,
+                messages=to_openai_messages(messages),
+                tools=[{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                         "parameters": t.parameters}} for t in tools],
+                max_tokens=max_output_tokens,
+            )
+        except openai.RateLimitError as exc:
+            raise TransientModelError(f"openai: rate limited: {exc.message}", _retry_after(exc)) from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code >= 500:
+                raise TransientModelError(f"openai: server error {exc.status_code}: {exc.message}",
+                                          _retry_after(exc)) from exc
+            raise ModelError(f"openai: {exc.status_code}: {exc.message}") from exc
+        except (openai.APITimeoutError, openai.APIConnectionError) as exc:
+            raise TransientModelError(f"openai: {type(exc).__name__}: {exc}") from exc
+        if not response.choices:
+            raise TransientModelError("openai: the response had no choices")
+        message = response.choices[0].message
+        calls = [
+            ToolCall(id=call.id, name=call.function.name, arguments=parse_arguments(call.function.arguments))
+            for call in message.tool_calls or []
+        ]
+        usage = Usage(response.usage.prompt_tokens, response.usage.completion_tokens) if response.usage else Usage()
+        return ModelResponse(content=message.content or "", tool_calls=calls, usage=usage,
+                             model=response.model or self.model)

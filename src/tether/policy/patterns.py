@@ -1,0 +1,13 @@
+"""Gitignore-style path patterns, compiled once."""
+
+from __future__ import annotations
+
+import pathspec
+
+
+def compile_patterns(patterns: list[str]) -> pathspec.PathSpec:
+    try:
+        return pathspec.PathSpec.from_lines("gitwildmatch", patterns)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"invalid path pattern: {exc}") from exc
+

@@ -1,0 +1,131 @@
+"""The tether.toml schema. Every section forbids unknown keys so a typo is an error, not a no-op."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tether.policy.patterns import compile_patterns
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AgentPolicy(Section):
+    architecture: Literal["harness"] = "harness"
+    model: str = Field("scripted:turns.json", min_length=1)
+    max_output_tokens: int = Field(4096, gt=0)
+    system_prompt: str | None = None
+    max_retries: int = Field(4, ge=0)
+    retry_base_s: float = Field(1.0, ge=0)
+
+
+class BudgetPolicy(Section):
+    max_usd: float | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, gt=0)
+    max_wall_s: float | None = Field(None, gt=0)
+    max_steps: int | None = Field(50, gt=0)
+    max_tool_calls: int | None = Field(100, gt=0)
+
+
+class WritesPolicy(Section):
+    max_files: int | None = Field(None, gt=0)
+    max_lines: int | None = Field(None, gt=0)
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+    ignore: list[str] = Field(default_factory=list)
+
+    @field_validator("allow", "deny", "ignore")
+    @classmethod
+    def _valid_patterns(cls, patterns: list[str]) -> list[str]:
+        compile_patterns(patterns)
+        return patterns
+
+
+class CommandsPolicy(Section):
+    allow: list[str] = Field(default_factory=list)
+    deny: list[str] = Field(default_factory=list)
+    network: bool = False
+    timeout_s: float = Field(120, gt=0)
+
+    @field_validator("allow", "deny")
+    @classmethod
+    def _valid_rules(cls, rules: list[str]) -> list[str]:
+        for rule in rules:
+            if rule.startswith("re:"):
+                try:
+                    re.compile(rule[3:])
+                except re.error as exc:
+                    raise ValueError(f"invalid regex in rule {rule!r}: {exc}") from exc
+            elif not rule.strip():
+                raise ValueError("empty command rule")
+        return rules
+
+
+class SandboxPolicy(Section):
+    mode: Literal["bwrap", "none"] = "bwrap"
+    memory_mb: int = Field(4096, gt=0)
+    cpu_s: int = Field(600, gt=0)
+    max_procs: int = Field(512, gt=0)
+    max_file_mb: int = Field(1024, gt=0)
+    ro_paths: list[str] = Field(default_factory=list)
+
+
+class OwnershipPolicy(Section):
+    codeowners: bool = True
+    protected: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("protected")
+    @classmethod
+    def _valid_protected(cls, protected: dict[str, list[str]]) -> dict[str, list[str]]:
+        compile_patterns(list(protected))
+        for pattern, owners in protected.items():
+            if not owners:
+                raise ValueError(f"protected path {pattern!r} names no owners")
+        return protected
+
+
+class CheckPolicy(Section):
+    name: str = Field(min_length=1)
+    command: str = Field(min_length=1)
+    timeout_s: float = Field(300, gt=0)
+    required: bool = True
+
+
+class BrakesPolicy(Section):
+    repeat_max: int | None = Field(3, gt=0)
+    repeat_window: int = Field(10, gt=0)
+    max_consecutive_failures: int | None = Field(6, gt=0)
+    max_steps_without_change: int | None = Field(15, gt=0)
+
+    @model_validator(mode="after")
+    def _window_holds_repeats(self) -> BrakesPolicy:
+        if self.repeat_max is not None and self.repeat_window < self.repeat_max:
+            raise ValueError(
+                f"repeat_window ({self.repeat_window}) must be at least repeat_max "
+                f"({self.repeat_max})"
+            )
+        return self
+
+
+class Policy(Section):
+    agent: AgentPolicy = Field(default_factory=AgentPolicy)
+    budget: BudgetPolicy = Field(default_factory=BudgetPolicy)
+    writes: WritesPolicy = Field(default_factory=WritesPolicy)
+    commands: CommandsPolicy = Field(default_factory=CommandsPolicy)
+    sandbox: SandboxPolicy = Field(default_factory=SandboxPolicy)
+    ownership: OwnershipPolicy = Field(default_factory=OwnershipPolicy)
+    checks: list[CheckPolicy] = Field(default_factory=list)
+    brakes: BrakesPolicy = Field(default_factory=BrakesPolicy)
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_check_names(cls, checks: list[CheckPolicy]) -> list[CheckPolicy]:
+        names = [check.name for check in checks]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate check names: {', '.join(duplicates)}")
+        return checks

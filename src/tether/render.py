@@ -1,0 +1,121 @@
+"""How runs look in a terminal: a line per step while running, a summary at the end."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tether.guard.meters import Meters
+from tether.ledger import StoredEvent
+
+
+def _short(value: str, width: int) -> str:
+    value = " ".join(value.split())
+    return value if len(value) <= width else value[: width - 1] + "…"
+
+
+def _arguments(name: str, arguments: dict[str, Any]) -> str:
+    if name == "bash":
+        return str(arguments.get("command", ""))
+    if name in ("read_file", "write_file", "edit_file"):
+        return str(arguments.get("path", ""))
+    if name == "submit":
+        return str(arguments.get("summary", ""))
+    return json.dumps(arguments)
+
+
+class StepPrinter:
+    """An EventSink printing one line per tool step and one per guard intervention."""
+
+    def __init__(self, console: Console):
+        self.console = console
+        self.calls: dict[str, tuple[str, str]] = {}
+
+    def __call__(self, event: StoredEvent, meters: Meters) -> None:
+        payload = event.payload
+        kind = event.type
+        if kind == "run_started":
+            self.console.print(f"[bold]run {event.run_id}[/] on {payload['branch']} from "
+                               f"{payload['base_commit'][:10]} with {payload['model']}")
+        elif kind == "tool_call":
+            self.calls[payload["call_id"]] = (payload["name"], _arguments(payload["name"], payload["arguments"]))
+        elif kind == "tool_result":
+            name, args = self.calls.get(payload["call_id"], ("?", ""))
+            if not payload["executed"]:
+                outcome = Text("refused", style="yellow")
+            elif payload["ok"]:
+                outcome = Text("ok", style="green")
+            else:
+                outcome = Text(f"exit {payload['exit_code']}" if payload["exit_code"] is not None else "failed",
+                               style="red")
+            line = Text(f"step {payload['step']:>3}  {name:<10} {_short(args, 48):<48} ")
+            line.append_text(outcome)
+            line.append(f"   {meters.tokens:,} tok  ${meters.usd:.4f}", style="dim")
+            self.console.print(line)
+        elif kind == "model_response" and not payload["tool_calls"]:
+            self.console.print(f"step {payload['step']:>3}  [dim](no tool call) {_short(payload['content'], 60)}[/]")
+        elif kind == "policy_decision" and payload["verdict"] != "allow":
+            style = {"deny": "yellow", "ask": "cyan", "stop": "red"}[payload["verdict"]]
+            self.console.print(f"          [{style}]↳ {payload['verdict']} {payload['rule']}: {payload['reason']}[/]")
+        elif kind == "brake":
+            self.console.print(f"          [red]↳ brake {payload['detector']}: {payload['reason']}[/]")
+        elif kind == "model_error":
+            retry = f"; retry in {payload['retry_in_s']:g}s" if payload.get("retry_in_s") else ""
+            self.console.print(f"          [yellow]↳ model error (attempt {payload['attempt']}): "
+                               f"{_short(payload['error'], 80)}{retry}[/]")
+        elif kind == "check_finished":
+            verdict = "[green]passed[/]" if payload["passed"] else f"[red]failed (exit {payload['exit_code']})[/]"
+            self.console.print(f"          check {payload['name']}: {verdict}")
+        elif kind == "approval_requested":
+            self.console.print(f"          [cyan]↳ approval needed from {', '.join(payload['owners'])}: "
+                               f"{payload['action']}[/]")
+
+
+STATUS_STYLE = {"succeeded": "bold green", "failed": "bold red", "stopped": "bold yellow",
+                "awaiting_approval": "bold cyan", "running": "bold"}
+
+
+def print_summary(console: Console, summary: dict[str, Any], budget: dict[str, Any] | None = None) -> None:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="dim")
+    table.add_column()
+    table.add_row("status", Text(summary["status"], style=STATUS_STYLE.get(summary["status"], "")))
+    table.add_row("reason", summary["reason"] or "-")
+    table.add_row("branch", f"{summary['branch']}" + (f" @ {summary['commit'][:10]}" if summary["commit"] else ""))
+    diff = summary["diffstat"]
+    table.add_row("diff", f"{diff['files']} files, +{diff['added']} -{diff['removed']}")
+    checks = ", ".join(f"{c['name']} {'passed' if c['passed'] else 'FAILED'}" for c in summary["checks"])
+    table.add_row("checks", checks or "not run")
+    usage = summary["usage"]
+    limits = budget or {}
+
+    def of(value: str, limit_key: str) -> str:
+        limit = limits.get(limit_key)
+        return value + (f" / {limit:g}" if isinstance(limit, int | float) else "")
+
+    table.add_row("budget", "  ".join([
+        of(f"{usage['steps']} steps", "max_steps"),
+        of(f"{usage['tool_calls']} tool calls", "max_tool_calls"),
+        of(f"{usage['tokens']:,} tokens", "max_tokens"),
+        of(f"${usage['usd']:.4f}", "max_usd"),
+        of(f"{usage['wall_s']:.1f}s", "max_wall_s"),
+    ]))
+    if summary["approvals"]:
+        table.add_row("approvals", "; ".join(
+            f"{a['action']} → {a['decision']}" + (f" by {a['by']}" if a.get("by") else "")
+            for a in summary["approvals"]))
+    table.add_row("denials", str(len(summary["denials"])) + (
+        " (" + ", ".join(sorted({d["rule"] for d in summary["denials"]})) + ")" if summary["denials"] else ""))
+    table.add_row("brakes", "; ".join(f"{b['detector']}: {b['reason']}" for b in summary["brakes"]) or "none")
+    if summary["rework"]:
+        table.add_row("rework", f"{summary['rework']} failed submits before the end")
+    console.print(table)
+
+
+def print_events(console: Console, events: list[StoredEvent]) -> None:
+    for event in events:
+        console.print(f"[dim]{event.seq:>4}[/] [bold]{event.type:<18}[/] {_short(event.payload_json, 110)}")

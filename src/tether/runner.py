@@ -1,0 +1,181 @@
+"""One run, end to end: worktree, guard, agent loop, delivery as a branch, all recorded."""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tether.agents.harness import SYSTEM_PROMPT, run_harness
+from tether.guard.decisions import RunEnded
+from tether.guard.guard import Approver, EventSink, Guard
+from tether.ledger import Ledger, LedgerError
+from tether.ledger.queries import summarize
+from tether.models import Provider, make_provider
+from tether.policy import Policy
+from tether.policy.ownership import CODEOWNERS_LOCATIONS, Ownership
+from tether.workspace.git import head_commit, repo_root, show_file
+from tether.workspace.sandbox import Sandbox, require_sandbox
+from tether.workspace.worktree import Worktree, create_worktree, open_worktree
+
+
+class RunError(Exception):
+    """A run that cannot start or continue; nothing was changed."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    instruction: str
+    repo: Path
+    policy: Policy
+    policy_path: Path | None = None
+    model: str | None = None
+    base_url: str | None = None
+
+
+def new_run_id() -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def current_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def _ownership(policy: Policy, repo: Path, base_commit: str) -> Ownership:
+    text = None
+    for location in CODEOWNERS_LOCATIONS:
+        text = show_file(repo, base_commit, location)
+        if text is not None:
+            break
+    return Ownership.build(policy.ownership, text)
+
+
+def _guard(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, worktree: Worktree,
+           on_event: EventSink | None, approver: Approver | None) -> Guard:
+    return Guard(
+        run_id=run_id, ledger=ledger, policy=policy, provider=provider,
+        worktree=worktree,
+        sandbox=Sandbox(policy.sandbox, worktree.path, network=policy.commands.network,
+                        read_only=[worktree.repo / ".git"]),
+        ownership=_ownership(policy, worktree.repo, worktree.base_commit),
+        base_tree=worktree.base_tree(), on_event=on_event, approver=approver,
+    )
+
+
+def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
+              approver: Approver | None = None) -> dict[str, Any]:
+    repo = repo_root(spec.repo.resolve())
+    base_commit = head_commit(repo)
+    policy = spec.policy
+    model = spec.model or policy.agent.model
+    # Refuse before anything is created: no sandbox, or a model that cannot be built.
+    require_sandbox(policy.sandbox)
+    provider = make_provider(model, spec.base_url)
+    run_id = new_run_id()
+    worktree = create_worktree(repo, run_id, base_commit, policy.writes.ignore)
+    ledger.create_run(run_id, repo=str(repo), instruction=spec.instruction, branch=worktree.branch,
+                      base_commit=base_commit, model=model, architecture=policy.agent.architecture)
+    guard = _guard(ledger, run_id, policy, provider, worktree, on_event, approver)
+    system_prompt = policy.agent.system_prompt or SYSTEM_PROMPT
+    policy_digest = hashlib.sha256(spec.policy_path.read_bytes()).hexdigest() if spec.policy_path else None
+    guard.record("run_started", {
+        "task": spec.instruction, "repo": str(repo), "base_commit": base_commit, "base_tree": guard.base_tree,
+        "branch": worktree.branch, "worktree": str(worktree.path), "model": model, "base_url": spec.base_url,
+        "architecture": policy.agent.architecture, "policy": policy.model_dump(mode="json"),
+        "policy_file": str(spec.policy_path) if spec.policy_path else None, "policy_sha256": policy_digest,
+        "system_prompt": system_prompt, "sandbox": guard.sandbox.describe(), "user": current_user(),
+    })
+    return _drive(ledger, guard, system_prompt, spec.instruction, [])
+
+
+def pending_approval(ledger: Ledger, run_id: str) -> dict[str, Any] | None:
+    """The approval request the run waits on, if any."""
+    open_requests: dict[str, dict[str, Any]] = {}
+    for event in ledger.events(run_id):
+        if event.type == "approval_requested":
+            open_requests[event.payload["call_id"]] = event.payload
+        elif event.type == "approval_decided":
+            open_requests.pop(event.payload["call_id"], None)
+    return next(iter(open_requests.values()), None)
+
+
+def decide_approval(ledger: Ledger, run_ref: str, approved: bool, by: str, reason: str) -> str:
+    run = ledger.get_run(run_ref)
+    if run.status != "awaiting_approval":
+        raise RunError(f"run {run.id} is {run.status}, not awaiting approval")
+    request = pending_approval(ledger, run.id)
+    if request is None:
+        raise RunError(f"run {run.id} has no pending approval request")
+    ledger.append(run.id, "approval_decided", {"call_id": request["call_id"], "approved": approved,
+                                               "by": by, "reason": reason})
+    return run.id
+
+
+def continue_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
+                 approver: Approver | None = None) -> dict[str, Any]:
+    """Continue a run paused for approval once the decision is recorded."""
+    run = ledger.get_run(run_ref)
+    if pending_approval(ledger, run.id) is not None:
+        raise RunError(f"run {run.id} still waits for an approval decision")
+    if not ledger.claim_run(run.id, "awaiting_approval", "running"):
+        raise RunError(f"run {run.id} is {ledger.get_run(run.id).status}; only a run awaiting approval "
+                       "can be continued")
+    events = ledger.events(run.id)
+    started = events[0].payload
+    policy = Policy.model_validate(started["policy"])
+    worktree = open_worktree(Path(started["repo"]), run.id, started["base_commit"])
+    if not worktree.path.is_dir():
+        raise RunError(f"the worktree of run {run.id} is gone ({worktree.path})")
+    provider = make_provider(started["model"], started.get("base_url"))
+    guard = _guard(ledger, run.id, policy, provider, worktree, on_event, approver)
+    guard.replay_state(events)
+    guard.record("run_continued", {"reason": "approval decided", "user": current_user()})
+    return _drive(ledger, guard, started["system_prompt"], started["task"], events)
+
+
+def _drive(ledger: Ledger, guard: Guard, system_prompt: str, task: str, events: list) -> dict[str, Any]:
+    status, reason, rule = "failed", "", ""
+    try:
+        run_harness(guard, system_prompt, task, events)
+    except RunEnded as ended:
+        status, reason, rule = ended.status, ended.reason, ended.rule
+    except KeyboardInterrupt:
+        status, reason, rule = "stopped", "interrupted by the user", "manual"
+    except LedgerError:
+        raise  # the record itself failed: nothing more can be written honestly
+    except Exception as exc:
+        _finish(ledger, guard, "failed", f"internal error: {exc!r}", "internal")
+        raise
+    if status == "awaiting_approval":
+        guard.record("run_paused", {"reason": reason, "rule": rule})
+        ledger.update_run(guard.run_id, status=status)
+    else:
+        _finish(ledger, guard, status, reason, rule)
+    run = ledger.get_run(guard.run_id)
+    summary = summarize(run, ledger.events(guard.run_id))
+    ledger.update_run(guard.run_id, summary=summary)
+    return summary
+
+
+def _finish(ledger: Ledger, guard: Guard, status: str, reason: str, rule: str) -> None:
+    """Deliver whatever the worktree holds as a commit on the run's branch (work is kept on every
+    outcome), record the end, and remove the worktree."""
+    worktree = guard.worktree
+    run = ledger.get_run(guard.run_id)
+    message = f"tether: {run.instruction.splitlines()[0][:72] if run.instruction else 'run'}\n\n" \
+              f"Run: {run.id}\nStatus: {status}\nReason: {reason}\n"
+    commit = worktree.commit(guard.tree, message)
+    diffstat = worktree.diff(guard.base_tree, guard.tree).as_dict()
+    guard.record("run_finished", {"status": status, "reason": reason, "rule": rule, "branch": worktree.branch,
+                                  "commit": commit, "tree": guard.tree, "diffstat": diffstat,
+                                  "usage": guard.meters.as_dict()})
+    ledger.update_run(guard.run_id, status=status)
+    worktree.remove()
+

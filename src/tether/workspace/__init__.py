@@ -1,0 +1,1 @@
+"""Worktrees, snapshots, diffs and sandboxed execution."""

@@ -1,0 +1,60 @@
+"""Thin wrapper over the git CLI with errors that say which command failed and why."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+
+class GitError(Exception):
+    pass
+
+
+# Identity and config for commands Tether runs itself: never the user's hooks, signing or pager.
+_GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Tether",
+    "GIT_AUTHOR_EMAIL": "tether@localhost",
+    "GIT_COMMITTER_NAME": "Tether",
+    "GIT_COMMITTER_EMAIL": "tether@localhost",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_PAGER": "cat",
+}
+
+
+def git(cwd: Path, *args: str, input_text: str | None = None, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        ["git", *args],
+        cwd=cwd,
+        input=input_text,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_GIT_ENV, **(env or {})},
+    )
+    if result.returncode != 0:
+        raise GitError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def repo_root(path: Path) -> Path:
+    try:
+        return Path(git(path, "rev-parse", "--show-toplevel").strip())
+    except GitError as exc:
+        raise GitError(f"{path} is not inside a git repository") from exc
+    except FileNotFoundError as exc:
+        raise GitError(f"{path} does not exist") from exc
+
+
+def head_commit(repo: Path) -> str:
+    try:
+        return git(repo, "rev-parse", "--verify", "HEAD^{commit}").strip()
+    except GitError as exc:
+        raise GitError(f"{repo} has no commits yet; commit something for the agent to start from") from exc
+
+
+def show_file(repo: Path, commit: str, path: str) -> str | None:
+    """A file's text at a commit, or None when it is not there."""
+    try:
+        return git(repo, "show", f"{commit}:{path}")
+    except GitError:
+        return None
