@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -17,6 +18,7 @@ from rich.prompt import Confirm, Prompt
 from rich.table import Table
 
 from tether import runner
+from tether.demo import DEMO_TURNS, INSTRUCTION, prepare_demo
 from tether.guard.guard import Approver
 from tether.ledger import DB_ENV, Ledger, LedgerError, UnknownRun, default_db_url
 from tether.ledger.queries import summarize
@@ -130,6 +132,41 @@ def run(
         except (SandboxUnavailable, ModelError, GitError) as exc:
             raise fail(str(exc)) from exc
     _finish(summary, as_json, loaded.budget.model_dump())
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path | None, typer.Option("--dir", help="Where to create the sample repo.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model spec (default: the bundled demo script).")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL for openai/anthropic.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a guarded agent on a bundled sample repository with a really failing test."""
+    target = (directory or Path(tempfile.mkdtemp(prefix="tether-demo-"))).resolve()
+    try:
+        sample = prepare_demo(target)
+        policy, policy_path = find_policy(sample.path, None)
+    except (FileExistsError, GitError, PolicyError) as exc:
+        raise fail(str(exc)) from exc
+    spec_model = model or f"scripted:{DEMO_TURNS}"
+    err.print(f"[bold]Tether demo[/] in {sample.path}: the raindrops exercise, whose test fails.")
+    if model is None:
+        err.print("[dim]The agent is a scripted trajectory (no model is called): it tries a forbidden "
+                  "download, submits a wrong fix, and recovers. Pass --model to use a real model.[/]")
+    spec = runner.RunSpec(INSTRUCTION, sample.path, policy, policy_path, spec_model, base_url)
+    with open_ledger(None, sample.path) as ledger:
+        try:
+            summary = runner.start_run(ledger, spec, on_event=StepPrinter(err))
+        except (SandboxUnavailable, ModelError, GitError) as exc:
+            raise fail(str(exc)) from exc
+        verified = ledger.verify(summary["run_id"])
+    if not as_json:
+        err.print()
+        err.print(f"evidence: the event log of {verified.checked} events "
+                  f"{'verifies' if verified.ok else 'DOES NOT verify'} (tether verify {summary['run_id']})")
+        err.print(f"          the delivered change: git -C {sample.path} show {summary['branch']}")
+        err.print(f"          every event: tether show {summary['run_id']} --events --repo {sample.path}")
+    _finish(summary, as_json, policy.budget.model_dump())
 
 
 @app.command()

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -34,8 +35,22 @@ class StepPrinter:
     def __init__(self, console: Console):
         self.console = console
         self.calls: dict[str, tuple[str, str]] = {}
+        self.notes: list[str] = []  # guard interventions, printed under the step they belong to
+
+    def note(self, markup: str) -> None:
+        self.notes.append(f"          {markup}")
+
+    def flush(self) -> None:
+        for line in self.notes:
+            self.console.print(line, highlight=False)
+        self.notes.clear()
 
     def __call__(self, event: StoredEvent, meters: Meters) -> None:
+        self.render(event, meters)
+        if event.type in ("tool_result", "run_paused", "run_finished", "model_response"):
+            self.flush()
+
+    def render(self, event: StoredEvent, meters: Meters) -> None:
         payload = event.payload
         kind = event.type
         if kind == "run_started":
@@ -55,24 +70,23 @@ class StepPrinter:
             line = Text(f"step {payload['step']:>3}  {name:<10} {_short(args, 48):<48} ")
             line.append_text(outcome)
             line.append(f"   {meters.tokens:,} tok  ${meters.usd:.4f}", style="dim")
-            self.console.print(line)
+            self.console.print(line, highlight=False)
         elif kind == "model_response" and not payload["tool_calls"]:
             self.console.print(f"step {payload['step']:>3}  [dim](no tool call) {_short(payload['content'], 60)}[/]")
         elif kind == "policy_decision" and payload["verdict"] != "allow":
             style = {"deny": "yellow", "ask": "cyan", "stop": "red"}[payload["verdict"]]
-            self.console.print(f"          [{style}]↳ {payload['verdict']} {payload['rule']}: {payload['reason']}[/]")
+            self.note(f"[{style}]↳ {payload['verdict']} {payload['rule']}: {escape(payload['reason'])}[/]")
         elif kind == "brake":
-            self.console.print(f"          [red]↳ brake {payload['detector']}: {payload['reason']}[/]")
+            self.note(f"[red]↳ brake {payload['detector']}: {payload['reason']}[/]")
         elif kind == "model_error":
             retry = f"; retry in {payload['retry_in_s']:g}s" if payload.get("retry_in_s") else ""
-            self.console.print(f"          [yellow]↳ model error (attempt {payload['attempt']}): "
-                               f"{_short(payload['error'], 80)}{retry}[/]")
+            self.note(f"[yellow]↳ model error (attempt {payload['attempt']}): "
+                      f"{escape(_short(payload['error'], 80))}{retry}[/]")
         elif kind == "check_finished":
             verdict = "[green]passed[/]" if payload["passed"] else f"[red]failed (exit {payload['exit_code']})[/]"
-            self.console.print(f"          check {payload['name']}: {verdict}")
+            self.note(f"check {payload['name']}: {verdict}")
         elif kind == "approval_requested":
-            self.console.print(f"          [cyan]↳ approval needed from {', '.join(payload['owners'])}: "
-                               f"{payload['action']}[/]")
+            self.note(f"[cyan]↳ approval needed from {', '.join(payload['owners'])}: {escape(payload['action'])}[/]")
 
 
 STATUS_STYLE = {"succeeded": "bold green", "failed": "bold red", "stopped": "bold yellow",

@@ -42,7 +42,7 @@ class Toolbox:
     def execute(self, call: ToolCall) -> ToolOutcome:
         return getattr(self, f"_{call.name}")(call.arguments)
 
-    def _path(self, path: str):  # noqa: ANN202 - a Path inside the worktree
+    def _path(self, path: str):
         return self.guard.worktree.path / resolve_in_worktree(self.guard.worktree.path, path)
 
     def _bash(self, args: dict) -> ToolOutcome:

@@ -28,7 +28,7 @@ class Decision:
 ALLOW = Decision("allow")
 
 
-class RunEnded(Exception):  # noqa: N818 - control flow, not an error
+class RunEnded(Exception):
     """Leaves the agent loop with a final status."""
 
     status = "failed"

@@ -194,10 +194,14 @@ class Guard:
         outcome = execute(call)
         observation = outcome.observation
         previous = self.tree
-        tree = self.worktree.snapshot()
+        # read_file cannot change the worktree; everything else (checks included) may.
+        tree = previous if call.name == "read_file" else self.worktree.snapshot()
         changed: list[str] = []
         if tree != previous:
-            changed = self.worktree.diff(previous, tree).paths
+            if call.name in WRITE_TOOLS:  # the guard resolved the one path these tools write
+                changed = [resolve_in_worktree(self.worktree.path, call.arguments["path"])]
+            else:
+                changed = self.worktree.diff(previous, tree).paths
             refusal = self._check_writes(call, changed, tree)
             if refusal is not None:
                 self.worktree.restore(previous)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy import Engine, bindparam, create_engine, event, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from tether.ledger import migrate
@@ -109,6 +109,13 @@ class Ledger:
             raise LedgerError(f"cannot open the store at {url}: {exc.orig}") from exc
         # run_id -> (event_count, head_hash) for runs this process appends to
         self._heads: dict[str, tuple[int, str]] = {}
+        # Built once: appends are the hot path, and statement construction costs more than SQLite.
+        self._insert_event = insert(events)
+        self._move_head = (
+            update(runs)
+            .where(runs.c.id == bindparam("rid"), runs.c.event_count == bindparam("expected"))
+            .values(event_count=bindparam("seq"), head_hash=bindparam("hash"))
+        )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -182,13 +189,10 @@ class Ledger:
         digest = event_hash(prev, run_id, seq, ts, type_, payload_json)
         try:
             with self.engine.begin() as conn:
-                conn.execute(insert(events).values(
-                    run_id=run_id, seq=seq, ts=ts, type=type_, payload=payload_json,
-                    prev_hash=prev, hash=digest,
-                ))
+                conn.execute(self._insert_event, {"run_id": run_id, "seq": seq, "ts": ts, "type": type_,
+                                                  "payload": payload_json, "prev_hash": prev, "hash": digest})
                 moved = conn.execute(
-                    update(runs).where(runs.c.id == run_id, runs.c.event_count == count)
-                    .values(event_count=seq, head_hash=digest)
+                    self._move_head, {"rid": run_id, "expected": count, "seq": seq, "hash": digest}
                 ).rowcount
                 if moved != 1:
                     raise ConcurrentAppend(f"run {run_id} was appended to by another writer")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tether.policy.schema import SandboxPolicy
 
+
 def _pids_cgroup_root() -> Path | None:
     v1 = Path("/sys/fs/cgroup/pids")
     if (v1 / "cgroup.procs").exists() and os.access(v1, os.W_OK):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +58,7 @@ class Sandbox:
     def __post_init__(self) -> None:
         require_sandbox(self.policy)
         self.env, self.dropped_env = _sandbox_env()
+        self._bwrap_prefix = self._bwrap_args() if self.policy.mode == "bwrap" else []
 
     def describe(self) -> dict[str, object]:
         return {
@@ -71,6 +74,9 @@ class Sandbox:
         shell = ["/bin/bash", "-c", command]
         if self.policy.mode == "none":
             return shell
+        return [*self._bwrap_prefix, *shell]
+
+    def _bwrap_args(self) -> list[str]:
         args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"]
         if self.network:
             args.append("--share-net")
@@ -89,13 +95,11 @@ class Sandbox:
                 args += ["--ro-bind", str(resolved), str(resolved)]
                 bound.append(resolved)
         workdir = str(self.workdir.resolve())
-        args += ["--bind", workdir, workdir, "--chdir", workdir, "--", *shell]
-        return args
+        return [*args, "--bind", workdir, workdir, "--chdir", workdir, "--"]
 
     def run(self, command: str, timeout_s: float) -> ExecResult:
         cap = limits.ProcessCap(self.policy.max_procs)
         started = time.perf_counter()
-        timed_out = False
         try:
             with tempfile.TemporaryFile() as sink:
                 process = subprocess.Popen(
@@ -103,12 +107,13 @@ class Sandbox:
                     stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
                     preexec_fn=limits.preexec(self.policy, cap),
                 )
-                try:
-                    exit_code = process.wait(timeout=timeout_s)
-                except subprocess.TimeoutExpired:
-                    timed_out = True
-                    _kill_group(process)
-                    exit_code = process.wait()
+                # A timer rather than wait(timeout=...): the latter polls and adds milliseconds.
+                expired = threading.Event()
+                timer = threading.Timer(timeout_s, lambda: (expired.set(), _kill_group(process)))
+                timer.start()
+                exit_code = process.wait()
+                timer.cancel()
+                timed_out = expired.is_set()
                 duration = time.perf_counter() - started
                 output, digest, truncated = _read_output(sink)
         finally:
@@ -119,10 +124,8 @@ class Sandbox:
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _read_output(sink: tempfile._TemporaryFileWrapper) -> tuple[str, str, bool]:  # type: ignore[type-arg]

@@ -1,0 +1,120 @@
+"""Shared fixtures: real git repositories, real SQLite and PostgreSQL stores, scripted models."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tether.ledger import Ledger
+from tether.policy import parse_policy
+from tether.runner import RunSpec, start_run
+
+SAMPLE = Path(__file__).parents[1] / "src" / "tether" / "samples" / "raindrops"
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+FIX = (
+    "def convert(number):\n"
+    "    sounds = ((3, 'Pling'), (5, 'Plang'), (7, 'Plong'))\n"
+    "    return ''.join(s for d, s in sounds if number % d == 0) or str(number)\n"
+)
+CHECK = '[[checks]]\nname = "tests"\ncommand = "python -m pytest -q -p no:cacheprovider raindrops_test.py"\n'
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True, text=True).stdout
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    """A git repository holding the raindrops sample: a stub with a really failing test."""
+    path = tmp_path / "repo"
+    shutil.copytree(SAMPLE, path)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "-c", "user.email=dev@example.com", "-c", "user.name=Dev", "commit", "-qm", "sample")
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'store' / 'tether.db'}"
+
+
+def _postgres_available() -> bool:
+    try:
+        with create_engine(PG_ADMIN_URL).connect() as conn:
+            conn.execute(text("select 1"))
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    if not _postgres_available():
+        pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (start it; CI does)")
+    name = f"tether_test_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
+    if request.param == "sqlite":
+        return sqlite_url
+    url = request.getfixturevalue("postgres_url")
+    ledger = Ledger(url)  # migrates, then starts each test from an empty store
+    with ledger.engine.begin() as conn:
+        conn.execute(text("DELETE FROM events"))
+        conn.execute(text("DELETE FROM runs"))
+    ledger.close()
+    return url
+
+
+@pytest.fixture
+def ledger(sqlite_url: str) -> Iterator[Ledger]:
+    store = Ledger(sqlite_url)
+    yield store
+    store.close()
+
+
+def script(path: Path, turns: list[dict[str, Any]]) -> str:
+    path.write_text(json.dumps(turns))
+    return f"scripted:{path}"
+
+
+def bash(command: str, **extra: Any) -> dict[str, Any]:
+    return {"tool_calls": [{"name": "bash", "arguments": {"command": command}}], **extra}
+
+
+def call(name: str, **arguments: Any) -> dict[str, Any]:
+    return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+def run_scripted(ledger: Ledger, repo: Path, tmp_path: Path, turns: list[dict[str, Any]],
+                 policy_toml: str = "", approver: Any = None) -> dict[str, Any]:
+    policy = parse_policy(policy_toml, Path("tether.toml"))
+    model = script(tmp_path / f"turns-{uuid.uuid4().hex[:6]}.json", turns)
+    return start_run(ledger, RunSpec("Make the tests pass", repo, policy, model=model), approver=approver)
+
+
+def event_types(ledger: Ledger, run_id: str) -> list[str]:
+    return [event.type for event in ledger.events(run_id)]
+
+
+def payloads(ledger: Ledger, run_id: str, type_: str) -> list[dict[str, Any]]:
+    return [event.payload for event in ledger.events(run_id) if event.type == type_]

@@ -1,0 +1,126 @@
+"""Providers through their official SDKs against real HTTP servers on loopback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CHECK, FIX, payloads
+from tests.models.fake_api import anthropic_reply, api_server, openai_reply
+from tether.ledger import Ledger
+from tether.models import ModelError, ToolSpec, TransientModelError, make_provider
+from tether.models.base import Usage
+from tether.models.prices import price_usd
+from tether.policy import parse_policy
+from tether.runner import RunSpec, start_run
+
+TOOLS = [ToolSpec("bash", "run", {"type": "object", "properties": {"command": {"type": "string"}},
+                                  "required": ["command"]})]
+HISTORY = [
+    {"role": "system", "content": "sys"},
+    {"role": "user", "content": "task"},
+    {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "name": "bash", "arguments": {"command": "ls"}}]},
+    {"role": "tool", "tool_call_id": "c1", "content": "exit code 0\nfile"},
+]
+
+
+@pytest.fixture(autouse=True)
+def no_keys(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key")
+
+
+def test_openai_round_trip_with_tool_calls():
+    with api_server([openai_reply("thinking", [("c2", "bash", {"command": "pytest"})])]) as (url, seen):
+        provider = make_provider("openai:gpt-4o-mini", base_url=f"{url}/v1")
+        response = provider.complete(HISTORY, TOOLS, 256)
+    assert response.content == "thinking"
+    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [("c2", "bash", {"command": "pytest"})]
+    assert (response.usage.input_tokens, response.usage.output_tokens) == (120, 30)
+    sent = seen[0]["body"]
+    assert seen[0]["path"] == "/v1/chat/completions"
+    assert sent["messages"][2]["tool_calls"][0]["function"] == {"name": "bash", "arguments": '{"command": "ls"}'}
+    assert sent["messages"][3] == {"role": "tool", "tool_call_id": "c1", "content": "exit code 0\nfile"}
+    assert sent["tools"][0]["function"]["name"] == "bash" and sent["max_tokens"] == 256
+
+
+def test_openai_malformed_arguments_are_kept_for_the_guard():
+    with api_server([openai_reply("", [("c3", "bash", '{"command": "ls"')])]) as (url, _):
+        response = make_provider("openai:m", base_url=url).complete(HISTORY, TOOLS, 64)
+    assert "_invalid_arguments" in response.tool_calls[0].arguments
+
+
+@pytest.mark.parametrize("status, headers, transient, retry_after", [
+    (429, {"retry-after": "7"}, True, 7.0),
+    (503, {}, True, None),
+    (400, {}, False, None),
+    (401, {}, False, None),
+])
+def test_openai_errors_are_classified(status, headers, transient, retry_after):
+    with api_server([(status, {"error": {"message": "nope", "type": "x"}}, headers)]) as (url, _):
+        provider = make_provider("openai:m", base_url=url)
+        with pytest.raises(ModelError) as caught:
+            provider.complete(HISTORY, TOOLS, 64)
+    assert isinstance(caught.value, TransientModelError) is transient
+    if transient:
+        assert caught.value.retry_after_s == retry_after
+
+
+def test_openai_without_key_or_base_url_is_a_clear_error():
+    with pytest.raises(ModelError, match="OPENAI_API_KEY"):
+        make_provider("openai:gpt-4o")
+
+
+def test_anthropic_round_trip_with_tool_results_folded_into_user_turns():
+    with api_server([anthropic_reply("ok", [("tu2", "bash", {"command": "ls"})])]) as (url, seen):
+        response = make_provider("anthropic:claude-haiku-4-5", base_url=url).complete(HISTORY, TOOLS, 128)
+    assert response.tool_calls[0].arguments == {"command": "ls"} and response.content == "ok"
+    body = seen[0]["body"]
+    assert body["system"] == "sys"
+    assert body["messages"][1]["content"][0] == {"type": "tool_use", "id": "c1", "name": "bash",
+                                                 "input": {"command": "ls"}}
+    assert body["messages"][2]["content"][0]["type"] == "tool_result"
+    assert body["tools"][0]["input_schema"]["required"] == ["command"]
+
+
+def test_anthropic_rate_limit_is_transient():
+    with api_server([(429, {"type": "error", "error": {"type": "rate_limit_error", "message": "slow"}},
+                      {"retry-after": "3"})]) as (url, _), pytest.raises(TransientModelError) as caught:
+        make_provider("anthropic:claude-haiku-4-5", base_url=url).complete(HISTORY, TOOLS, 64)
+    assert caught.value.retry_after_s == 3.0
+
+
+def test_prices_are_offline_and_unknown_models_cost_nothing_known():
+    assert price_usd("gpt-4o-mini", "openai", Usage(1_000_000, 0)) == pytest.approx(0.15)
+    assert price_usd("no-such-model-xyz", "openai", Usage(1000, 1000)) is None
+
+
+def test_guarded_run_over_openai_retries_transient_errors_and_records_them(repo: Path, tmp_path: Path):
+    replies = [
+        (429, {"error": {"message": "slow down", "type": "rate_limit"}}, {"retry-after": "0"}),
+        (500, {"error": {"message": "boom", "type": "server"}}, {}),
+        openai_reply("", [("c1", "write_file", {"path": "raindrops.py", "content": FIX})]),
+        openai_reply("", [("c2", "submit", {"summary": "fixed"})]),
+    ]
+    policy = parse_policy(CHECK + "[agent]\nretry_base_s = 0.01\n", Path("tether.toml"))
+    ledger = Ledger(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with api_server(replies) as (url, _):
+        summary = start_run(ledger, RunSpec("fix", repo, policy, model="openai:gpt-4o-mini", base_url=url))
+    assert summary["status"] == "succeeded"
+    errors = payloads(ledger, summary["run_id"], "model_error")
+    assert [(e["attempt"], e["transient"]) for e in errors] == [(1, True), (2, True)]
+    assert summary["model_errors"] == 2
+    response = payloads(ledger, summary["run_id"], "model_response")[0]
+    assert response["price_known"] and response["cost_usd"] > 0
+    assert summary["usage"]["usd"] == pytest.approx(2 * price_usd("gpt-4o-mini", "openai", Usage(120, 30)))
+
+
+def test_guarded_run_gives_up_after_max_retries(repo: Path, tmp_path: Path):
+    replies = [(503, {"error": {"message": "down", "type": "server"}}, {})] * 3
+    policy = parse_policy("[agent]\nmax_retries = 2\nretry_base_s = 0.01\n", Path("tether.toml"))
+    ledger = Ledger(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    with api_server(replies) as (url, _):
+        summary = start_run(ledger, RunSpec("fix", repo, policy, model="openai:m", base_url=url))
+    assert summary["status"] == "failed" and "after 3 attempts" in summary["reason"]

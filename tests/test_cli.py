@@ -1,0 +1,110 @@
+"""The command line as a user runs it: a real `tether` process, exit codes, JSON output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import CHECK, FIX, bash, call, git, script
+
+TETHER = [sys.executable, "-m", "tether"]
+
+
+def tether(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*TETHER, *args], cwd=cwd, capture_output=True, text=True, env=env)
+
+
+def test_run_json_contract_and_exit_code(repo: Path, tmp_path: Path):
+    (repo / "tether.toml").write_text(CHECK)
+    model = script(tmp_path / "t.json", [call("write_file", path="raindrops.py", content=FIX),
+                                         call("submit", summary="fixed")])
+    result = tether("run", "Make the tests pass", "--model", model, "--json", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    for key in ("run_id", "status", "reason", "branch", "usage", "checks", "denials", "brakes"):
+        assert key in summary
+    assert summary["status"] == "succeeded"
+    assert set(summary["usage"]) >= {"tokens", "usd", "steps", "tool_calls", "wall_s"}
+    assert "step   1  write_file" in result.stderr  # a line per step
+    assert (repo / ".tether" / "tether.db").exists()
+    assert git(repo, "status", "--porcelain") == "?? tether.toml\n"  # .tether/ ignores itself
+
+    listed = json.loads(tether("runs", "--json", cwd=repo).stdout)
+    assert [r["run_id"] for r in listed] == [summary["run_id"]]
+    shown = tether("show", summary["run_id"][:17], "--events", cwd=repo)
+    assert shown.returncode == 0 and "run_finished" in shown.stdout
+    assert tether("verify", summary["run_id"], cwd=repo).returncode == 0
+
+
+def test_exit_codes_for_stopped_and_paused_runs(repo: Path, tmp_path: Path):
+    (repo / "tether.toml").write_text('[budget]\nmax_steps = 1\n[ownership.protected]\n"LICENSE" = ["@legal"]\n')
+    stopped = tether("run", "x", "--model", script(tmp_path / "a.json", [bash("true"), bash("true")]), cwd=repo)
+    assert stopped.returncode == 3, stopped.stderr
+    assert "budget.max_steps" in stopped.stdout
+    paused = tether("run", "x", "--json", "--model",
+                    script(tmp_path / "b.json", [call("write_file", path="LICENSE", content="x")]), cwd=repo)
+    assert paused.returncode == 4
+    run_id = json.loads(paused.stdout)["run_id"]
+    denied = tether("deny", run_id, "--reason", "no", "--as", "erin", "--json", cwd=repo)
+    assert denied.returncode == 3  # continued, then the one-step budget stopped it
+    after = json.loads(denied.stdout)
+    assert after["approvals"][0]["by"] == "erin" and after["approvals"][0]["decision"] == "denied"
+    assert after["denials"][-1]["rule"] == "budget.max_steps"
+
+
+def test_bad_policy_exits_2_and_nothing_runs(repo: Path, tmp_path: Path):
+    (repo / "tether.toml").write_text("[budget]\nmax_usd = 'lots'\n")
+    result = tether("run", "x", "--model", script(tmp_path / "t.json", [bash("true")]), cwd=repo)
+    assert result.returncode == 2
+    assert "tether.toml: budget.max_usd: Input should be a valid number" in result.stderr
+    assert not (repo / ".tether").exists()
+    assert git(repo, "branch", "--list", "tether/*") == ""
+
+
+def test_missing_bubblewrap_refuses_unless_policy_says_none(repo: Path, tmp_path: Path):
+    bin_dir = tmp_path / "bin"  # a PATH with git and python but no bwrap
+    bin_dir.mkdir()
+    for tool in ("git", "bash"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+    model = script(tmp_path / "t.json", [bash("echo unsandboxed > out.txt"), call("submit", summary="s")])
+    refused = tether("run", "x", "--model", model, cwd=repo, env=env)
+    assert refused.returncode == 2 and "bubblewrap" in refused.stderr
+    assert git(repo, "branch", "--list", "tether/*") == ""
+    (repo / "tether.toml").write_text('[sandbox]\nmode = "none"\n')
+    allowed = tether("run", "x", "--model", model, cwd=repo, env=env)
+    assert allowed.returncode == 0, allowed.stderr
+
+
+def test_verify_names_tampered_event(repo: Path, tmp_path: Path):
+    model = script(tmp_path / "t.json", [bash("echo hi"), call("submit", summary="s")])
+    run_id = json.loads(tether("run", "x", "--model", model, "--json", cwd=repo).stdout)["run_id"]
+    db = sqlite3.connect(repo / ".tether" / "tether.db")
+    (seq,) = db.execute("SELECT seq FROM events WHERE type = 'tool_result' AND run_id = ?", (run_id,)).fetchone()
+    changed = db.execute("UPDATE events SET payload = replace(payload, 'hi', 'ho') WHERE seq = ? AND run_id = ?",
+                         (seq, run_id)).rowcount
+    db.commit()
+    assert changed == 1
+    db.close()
+    result = tether("verify", run_id, cwd=repo)
+    assert result.returncode == 1
+    assert f"event {seq}:" in result.stderr and "edited" in result.stderr
+
+
+def test_init_writes_a_valid_starter_and_refuses_to_overwrite(repo: Path):
+    assert tether("init", cwd=repo).returncode == 0
+    assert "[budget]" in (repo / "tether.toml").read_text()
+    again = tether("init", cwd=repo)
+    assert again.returncode == 2 and "exists" in again.stderr
+
+
+def test_unknown_run_and_bad_model_spec(repo: Path):
+    assert tether("show", "nope", cwd=repo).returncode == 2
+    bad = tether("run", "x", "--model", "gpt-4", cwd=repo)
+    assert bad.returncode == 2 and "model spec 'gpt-4'" in bad.stderr
+    missing = tether("run", "x", "--model", "scripted:/no/such.json", cwd=repo)
+    assert missing.returncode == 2 and "cannot read scripted turns" in missing.stderr

@@ -1,0 +1,39 @@
+"""Worktrees on real git: snapshots, rollback, diffs and delivery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.conftest import git
+from tether.workspace.git import head_commit
+from tether.workspace.worktree import create_worktree
+
+
+def test_snapshot_restore_diff_commit(repo: Path):
+    base = head_commit(repo)
+    wt = create_worktree(repo, "run1", base, ["build/"])
+    assert wt.path.is_dir() and wt.branch == "tether/run1"
+    base_tree = wt.snapshot()
+    assert base_tree == wt.base_tree()
+    (wt.path / "new.py").write_text("a\nb\n")
+    (wt.path / "raindrops.py").write_text("changed\n")
+    (wt.path / "build").mkdir()
+    (wt.path / "build" / "out.bin").write_text("ignored")
+    (wt.path / "__pycache__").mkdir()
+    (wt.path / "__pycache__" / "x.pyc").write_text("ignored")
+    tree = wt.snapshot()
+    stat = wt.diff(base_tree, tree)
+    assert sorted(stat.paths) == ["new.py", "raindrops.py"]
+    assert stat.lines == 2 + 1 + 2  # new.py +2; raindrops.py +1 -2
+    wt.restore(base_tree)
+    assert not (wt.path / "new.py").exists()
+    assert (wt.path / "raindrops.py").read_text() == (repo / "raindrops.py").read_text()
+    assert wt.snapshot() == base_tree
+    (wt.path / "new.py").write_text("kept\n")
+    commit = wt.commit(wt.snapshot(), "tether: test\n")
+    assert git(repo, "show", "tether/run1:new.py") == "kept\n"
+    assert git(repo, "rev-parse", "tether/run1").strip() == commit
+    assert git(wt.path, "status", "--porcelain", "--untracked-files=no") == ""  # index matches the commit
+    wt.remove()
+    assert not wt.path.exists()
+    assert git(repo, "rev-parse", "tether/run1").strip() == commit  # the branch outlives the worktree
