@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tether import lease
 from tether.agents.harness import SYSTEM_PROMPT, run_harness
-from tether.guard.decisions import RunEnded
+from tether.guard.decisions import RunEnded, RunSucceeded
 from tether.guard.guard import Approver, EventSink, Guard
 from tether.ledger import Ledger, LedgerError
 from tether.ledger.queries import summarize
@@ -20,7 +21,7 @@ from tether.policy import Policy
 from tether.policy.ownership import CODEOWNERS_LOCATIONS, Ownership
 from tether.workspace.git import head_commit, repo_root, show_file
 from tether.workspace.sandbox import Sandbox, require_sandbox
-from tether.workspace.worktree import Worktree, create_worktree, open_worktree
+from tether.workspace.worktree import Worktree, create_worktree, open_worktree, reattach_worktree
 
 
 class RunError(Exception):
@@ -79,9 +80,11 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     require_sandbox(policy.sandbox)
     provider = make_provider(model, spec.base_url)
     run_id = new_run_id()
+    owner = lease.owner_id()
+    ledger.create_run(run_id, repo=str(repo), instruction=spec.instruction, branch=f"tether/{run_id}",
+                      base_commit=base_commit, model=model, architecture=policy.agent.architecture,
+                      owner=owner, heartbeat_at=time.time())
     worktree = create_worktree(repo, run_id, base_commit, policy.writes.ignore)
-    ledger.create_run(run_id, repo=str(repo), instruction=spec.instruction, branch=worktree.branch,
-                      base_commit=base_commit, model=model, architecture=policy.agent.architecture)
     guard = _guard(ledger, run_id, policy, provider, worktree, on_event, approver)
     system_prompt = policy.agent.system_prompt or SYSTEM_PROMPT
     policy_digest = hashlib.sha256(spec.policy_path.read_bytes()).hexdigest() if spec.policy_path else None
@@ -92,7 +95,7 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
         "policy_file": str(spec.policy_path) if spec.policy_path else None, "policy_sha256": policy_digest,
         "system_prompt": system_prompt, "sandbox": guard.sandbox.describe(), "user": current_user(),
     })
-    return _drive(ledger, guard, system_prompt, spec.instruction, [])
+    return _drive(ledger, guard, owner, system_prompt, spec.instruction, [])
 
 
 def pending_approval(ledger: Ledger, run_id: str) -> dict[str, Any] | None:
@@ -124,26 +127,83 @@ def continue_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None
     run = ledger.get_run(run_ref)
     if pending_approval(ledger, run.id) is not None:
         raise RunError(f"run {run.id} still waits for an approval decision")
-    if not ledger.claim_run(run.id, "awaiting_approval", "running"):
+    owner = lease.owner_id()
+    if not ledger.claim_run(run.id, "awaiting_approval", "running", owner=owner):
         raise RunError(f"run {run.id} is {ledger.get_run(run.id).status}; only a run awaiting approval "
                        "can be continued")
     events = ledger.events(run.id)
+    guard, started = _rebuild(ledger, run.id, events, on_event, approver)
+    guard.record("run_continued", {"reason": "approval decided", "user": current_user()})
+    return _drive(ledger, guard, owner, started["system_prompt"], started["task"], events)
+
+
+def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
+               approver: Approver | None = None) -> dict[str, Any]:
+    """Resume a run whose process died: take it over from the dead holder, restore the worktree to
+    the last recorded tree, rebuild conversation, meters and brakes from the events, and go on.
+    A tool call that started but has no recorded result is executed again (and that is recorded)."""
+    run = ledger.get_run(run_ref)
+    if run.status == "awaiting_approval":
+        raise RunError(f"run {run.id} waits for an approval; decide it with tether approve/deny")
+    if run.status != "running":
+        raise RunError(f"run {run.id} is {run.status}; only a run whose process died can be resumed")
+    if lease.holder_alive(run.owner, run.heartbeat_at):
+        holder = lease.describe_holder(run.owner or "", run.heartbeat_at)
+        raise RunError(f"run {run.id} is held by a live process ({holder})")
+    owner = lease.owner_id()
+    if not ledger.claim_run(run.id, "running", "running", owner=owner, from_owner=run.owner):
+        raise RunError(f"run {run.id} was taken over by another process just now")
+    events = ledger.events(run.id)
+    if not events or events[0].type != "run_started":
+        ledger.claim_run(run.id, "running", "failed", from_owner=owner)
+        raise RunError(f"run {run.id} died before it started; nothing to resume (marked failed)")
+    finished = [e for e in events if e.type == "run_finished"]
+    if finished:  # died after recording its end: only the projection and the clean-up are behind
+        started = events[0].payload
+        worktree = open_worktree(Path(started["repo"]), run.id, started["base_commit"])
+        if worktree.path.exists():
+            worktree.remove()
+        ledger.claim_run(run.id, "running", finished[-1].payload["status"], from_owner=owner)
+        summary = summarize(ledger.get_run(run.id), events)
+        ledger.update_run(run.id, summary=summary)
+        return summary
+    guard, started = _rebuild(ledger, run.id, events, on_event, approver)
+    in_flight = _in_flight(events)
+    guard.record("run_resumed", {"user": current_user(), "tree": guard.tree, "reexecuting": in_flight})
+    return _drive(ledger, guard, owner, started["system_prompt"], started["task"], events)
+
+
+def _in_flight(events: list) -> list[str]:
+    """Calls whose tool_call is recorded but whose tool_result is not."""
+    started = [e.payload["call_id"] for e in events if e.type == "tool_call"]
+    done = {e.payload["call_id"] for e in events if e.type == "tool_result"}
+    return [call_id for call_id in started if call_id not in done]
+
+
+def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | None,
+             approver: Approver | None) -> tuple[Guard, dict[str, Any]]:
     started = events[0].payload
     policy = Policy.model_validate(started["policy"])
-    worktree = open_worktree(Path(started["repo"]), run.id, started["base_commit"])
+    worktree = open_worktree(Path(started["repo"]), run_id, started["base_commit"])
     if not worktree.path.is_dir():
-        raise RunError(f"the worktree of run {run.id} is gone ({worktree.path})")
+        worktree = reattach_worktree(worktree, policy.writes.ignore)
     provider = make_provider(started["model"], started.get("base_url"))
-    guard = _guard(ledger, run.id, policy, provider, worktree, on_event, approver)
+    guard = _guard(ledger, run_id, policy, provider, worktree, on_event, approver)
     guard.replay_state(events)
-    guard.record("run_continued", {"reason": "approval decided", "user": current_user()})
-    return _drive(ledger, guard, started["system_prompt"], started["task"], events)
+    guard.worktree.restore(guard.tree)  # undo whatever a dead process changed after its last record
+    return guard, started
 
 
-def _drive(ledger: Ledger, guard: Guard, system_prompt: str, task: str, events: list) -> dict[str, Any]:
+def _drive(ledger: Ledger, guard: Guard, owner: str, system_prompt: str, task: str,
+           events: list) -> dict[str, Any]:
     status, reason, rule = "failed", "", ""
     try:
-        run_harness(guard, system_prompt, task, events)
+        with lease.Heartbeat(ledger, guard.run_id, owner):
+            if guard.pending_hit is not None:  # the brake fired just before a crash
+                raise guard.brake(*guard.pending_hit)
+            if guard.submitted:  # the checks passed just before a crash
+                raise RunSucceeded("all required checks passed")
+            run_harness(guard, system_prompt, task, events)
     except RunEnded as ended:
         status, reason, rule = ended.status, ended.reason, ended.rule
     except KeyboardInterrupt:
@@ -155,7 +215,7 @@ def _drive(ledger: Ledger, guard: Guard, system_prompt: str, task: str, events: 
         raise
     if status == "awaiting_approval":
         guard.record("run_paused", {"reason": reason, "rule": rule})
-        ledger.update_run(guard.run_id, status=status)
+        ledger.update_run(guard.run_id, status=status, owner=None)
     else:
         _finish(ledger, guard, status, reason, rule)
     run = ledger.get_run(guard.run_id)
@@ -176,6 +236,6 @@ def _finish(ledger: Ledger, guard: Guard, status: str, reason: str, rule: str) -
     guard.record("run_finished", {"status": status, "reason": reason, "rule": rule, "branch": worktree.branch,
                                   "commit": commit, "tree": guard.tree, "diffstat": diffstat,
                                   "usage": guard.meters.as_dict()})
-    ledger.update_run(guard.run_id, status=status)
+    ledger.update_run(guard.run_id, status=status, owner=None)
     worktree.remove()
 

@@ -41,6 +41,16 @@ Approver = Callable[[dict[str, Any]], Approval]
 EventSink = Callable[[StoredEvent, Meters], None]
 
 
+def event_key(type_: str, payload: dict[str, Any]) -> tuple[Any, ...]:
+    """What makes an event the same event when a crashed run is resumed and redoes its last step."""
+    return (type_, payload.get("step"), payload.get("call_id"), payload.get("attempt"), payload.get("name"),
+            payload.get("rule"))
+
+
+# Markers of a run's life that may legitimately repeat; everything else is written at most once.
+REPEATABLE = {"run_continued", "run_resumed", "run_paused", "approval_decided"}
+
+
 @dataclass(frozen=True)
 class ToolOutcome:
     ok: bool
@@ -76,6 +86,9 @@ class Guard:
     brakes: Brakes = field(init=False)
     tree: str = field(init=False)
     decided: dict[str, Approval] = field(default_factory=dict)
+    recorded: set[tuple[Any, ...]] = field(default_factory=set)  # event keys already in the log
+    pending_hit: tuple[str, BrakeHit] | None = None  # (call id, brake) fired just before a crash
+    submitted: bool = False  # a submit whose checks passed, recorded just before a crash
 
     def __post_init__(self) -> None:
         self.meters = Meters()
@@ -87,17 +100,35 @@ class Guard:
     # state ----------------------------------------------------------------------------------
 
     def replay_state(self, events: list[StoredEvent]) -> None:
-        """Rebuild meters, brakes, the current tree and approval decisions from recorded events."""
+        """Rebuild meters, brakes, the current tree, approval decisions and what has been recorded
+        from the event log, so a continued or resumed run goes on exactly where it was."""
+        names: dict[str, str] = {}
         for event in events:
             payload = event.payload
             self.meters.observe(event.type, payload, event.ts)
-            self.brakes.observe(event.type, payload)
-            if event.type == "tool_result" and payload.get("tree"):
-                self.tree = payload["tree"]
+            hit = self.brakes.observe(event.type, payload)
+            if hit is not None:
+                self.pending_hit = (payload["call_id"], hit)
+            if event.type not in REPEATABLE:
+                self.recorded.add(event_key(event.type, payload))
+            if event.type == "tool_call":
+                names[payload["call_id"]] = payload["name"]
+            elif event.type == "tool_result":
+                if payload.get("tree"):
+                    self.tree = payload["tree"]
+                self.submitted = names.get(payload["call_id"]) == "submit" and payload["ok"]
+            elif event.type in ("brake", "run_finished"):
+                self.pending_hit = None
             elif event.type == "approval_decided":
                 self.decided[payload["call_id"]] = (payload["approved"], payload["by"], payload["reason"])
 
     def record(self, type_: str, payload: dict[str, Any]) -> BrakeHit | None:
+        """Append an event (unless a resumed step already recorded it) and feed the brakes."""
+        if type_ not in REPEATABLE:
+            key = event_key(type_, payload)
+            if key in self.recorded:
+                return None
+            self.recorded.add(key)
         event = self.ledger.append(self.run_id, type_, payload)
         self.meters.observe(type_, payload, event.ts)
         hit = self.brakes.observe(type_, payload)
@@ -106,7 +137,7 @@ class Guard:
         return hit
 
     def _stop(self, decision: Decision, call: ToolCall | None = None) -> RunStopped:
-        payload = decision.as_payload()
+        payload = decision.as_payload() | {"step": self.meters.steps}
         if call is not None:
             payload["call_id"] = call.id
         self.record("policy_decision", payload)
@@ -184,8 +215,7 @@ class Guard:
         if decision.verdict == "ask":
             decision = self._approval(step, call, decision)
         if decision.verdict == "deny":
-            payload = decision.as_payload() | {"call_id": call.id}
-            self.record("policy_decision", payload)
+            self.record("policy_decision", decision.as_payload() | {"call_id": call.id, "step": step})
             observation = f"Denied by policy ({decision.rule}): {decision.reason}"
             hit = self._unexecuted(call, observation)
             if hit is not None:
@@ -205,7 +235,8 @@ class Guard:
             refusal = self._check_writes(call, changed, tree)
             if refusal is not None:
                 self.worktree.restore(previous)
-                self.record("policy_decision", refusal.as_payload() | {"call_id": call.id, "rolled_back": True})
+                self.record("policy_decision", refusal.as_payload() | {"call_id": call.id, "step": step,
+                                                                       "rolled_back": True})
                 observation += f"\n\n[tether] This step was rolled back: {refusal.reason}"
                 tree, changed = previous, []
                 outcome = ToolOutcome(False, observation, outcome.exit_code, outcome.output_digest, outcome.duration_s)
@@ -230,8 +261,11 @@ class Guard:
         })
 
     def _brake(self, call: ToolCall, hit: BrakeHit) -> RunStopped:
+        return self.brake(call.id, hit)
+
+    def brake(self, call_id: str, hit: BrakeHit) -> RunStopped:
         self.record("brake", {"detector": hit.detector, "reason": hit.reason, "evidence": hit.evidence,
-                              "call_id": call.id})
+                              "call_id": call_id, "step": self.meters.steps})
         return RunStopped(f"brake {hit.detector}: {hit.reason}", f"brakes.{hit.detector}")
 
     def preflight(self, call: ToolCall) -> Decision:
@@ -268,7 +302,7 @@ class Guard:
         if call.id not in self.decided:
             request = ask.as_payload() | {"call_id": call.id, "step": step, "tool": call.name,
                                           "action": _describe_action(call)}
-            self.record("policy_decision", ask.as_payload() | {"call_id": call.id})
+            self.record("policy_decision", ask.as_payload() | {"call_id": call.id, "step": step})
             self.record("approval_requested", request)
             if self.approver is None:
                 raise RunPaused(f"waiting for approval from {', '.join(ask.owners)} to write "
@@ -310,14 +344,14 @@ class Guard:
 
     # checks ---------------------------------------------------------------------------------
 
-    def run_checks(self) -> list[CheckResult]:
+    def run_checks(self, call_id: str) -> list[CheckResult]:
         results = []
         for check in self.policy.checks:
-            self.record("check_started", {"name": check.name, "command": check.command})
+            self.record("check_started", {"name": check.name, "command": check.command, "call_id": call_id})
             result: ExecResult = self.sandbox.run(check.command, check.timeout_s)
             passed = result.exit_code == 0 and not result.timed_out
             self.record("check_finished", {
-                "name": check.name, "required": check.required, "passed": passed,
+                "name": check.name, "call_id": call_id, "required": check.required, "passed": passed,
                 "exit_code": result.exit_code, "timed_out": result.timed_out,
                 "duration_s": round(result.duration_s, 4), "output_digest": result.output_digest,
                 "output_tail": result.output[-2000:],

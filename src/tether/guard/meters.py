@@ -20,7 +20,10 @@ class Meters:
     last_ts: float | None = None
 
     def observe(self, type_: str, payload: dict[str, Any], ts: float) -> None:
-        if type_ in ("run_started", "run_continued"):
+        if type_ in ("run_started", "run_continued", "run_resumed"):
+            if self.segment_start is not None and self.last_ts is not None:
+                # the process died: its segment ended with its last event, not at the resume
+                self.active_s += self.last_ts - self.segment_start
             self.segment_start = ts
         elif type_ == "model_response":
             self.steps += 1

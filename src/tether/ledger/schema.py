@@ -35,6 +35,9 @@ runs = Table(
     Column("event_count", Integer, nullable=False),
     Column("head_hash", String(64), nullable=False),
     Column("summary", Text),
+    Column("owner", String(200)),  # "host:pid:token" of the process running it, None when idle
+    Column("heartbeat_at", Float),
+    Column("parent_run_id", String(64)),  # the run a replay replays
 )
 
 events = Table(

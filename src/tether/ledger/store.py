@@ -54,6 +54,9 @@ class RunRow:
     event_count: int
     head_hash: str
     summary: dict[str, Any] | None
+    owner: str | None = None
+    heartbeat_at: float | None = None
+    parent_run_id: str | None = None
 
 
 def default_db_url(repo: Path) -> str:
@@ -139,13 +142,22 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
-    def claim_run(self, run_id: str, from_status: str, to_status: str) -> bool:
-        """Move a run between states only if nobody else moved it first."""
+    def claim_run(self, run_id: str, from_status: str, to_status: str, owner: str | None = None,
+                  from_owner: str | None = None) -> bool:
+        """Move a run between states (and holders) only if nobody else moved it first."""
+        now = time.time()
         with self.engine.begin() as conn:
             result = conn.execute(
-                update(runs).where(runs.c.id == run_id, runs.c.status == from_status)
-                .values(status=to_status, updated_at=time.time())
+                update(runs).where(runs.c.id == run_id, runs.c.status == from_status,
+                                   runs.c.owner.is_(None) if from_owner is None else runs.c.owner == from_owner)
+                .values(status=to_status, updated_at=now, owner=owner, heartbeat_at=now)
             )
+        return result.rowcount == 1
+
+    def heartbeat(self, run_id: str, owner: str) -> bool:
+        with self.engine.begin() as conn:
+            result = conn.execute(update(runs).where(runs.c.id == run_id, runs.c.owner == owner)
+                                  .values(heartbeat_at=time.time()))
         return result.rowcount == 1
 
     def get_run(self, ref: str) -> RunRow:

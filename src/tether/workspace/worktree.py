@@ -102,15 +102,23 @@ class Worktree:
 def create_worktree(repo: Path, run_id: str, base_commit: str, ignores: list[str]) -> Worktree:
     root = tether_dir(repo) / "worktrees"
     root.mkdir(exist_ok=True)
-    path = root / run_id
-    branch = f"tether/{run_id}"
-    exclude_file = root / f"{run_id}.exclude"
-    exclude_file.write_text("\n".join([*DEFAULT_IGNORES, *ignores]) + "\n")
-    git(repo, "worktree", "add", "--quiet", "-b", branch, str(path), base_commit)
-    return Worktree(repo=repo, path=path, branch=branch, base_commit=base_commit, exclude_file=exclude_file)
+    worktree = Worktree(repo=repo, path=root / run_id, branch=f"tether/{run_id}", base_commit=base_commit,
+                        exclude_file=root / f"{run_id}.exclude")
+    worktree.exclude_file.write_text("\n".join([*DEFAULT_IGNORES, *ignores]) + "\n")
+    git(repo, "worktree", "add", "--quiet", "-b", worktree.branch, str(worktree.path), base_commit)
+    return worktree
 
 
 def open_worktree(repo: Path, run_id: str, base_commit: str) -> Worktree:
     root = tether_dir(repo) / "worktrees"
     return Worktree(repo=repo, path=root / run_id, branch=f"tether/{run_id}", base_commit=base_commit,
                     exclude_file=root / f"{run_id}.exclude")
+
+
+def reattach_worktree(worktree: Worktree, ignores: list[str]) -> Worktree:
+    """Recreate a run's worktree (lost with its machine, say) on the run's existing branch."""
+    git(worktree.repo, "worktree", "prune")
+    worktree.path.parent.mkdir(parents=True, exist_ok=True)
+    worktree.exclude_file.write_text("\n".join([*DEFAULT_IGNORES, *ignores]) + "\n")
+    git(worktree.repo, "worktree", "add", "--quiet", str(worktree.path), worktree.branch)
+    return worktree
