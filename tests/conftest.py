@@ -105,6 +105,10 @@ def call(name: str, **arguments: Any) -> dict[str, Any]:
     return {"tool_calls": [{"name": name, "arguments": arguments}]}
 
 
+def parse_policy_text(text_: str):
+    return parse_policy(text_, Path("tether.toml"))
+
+
 def run_scripted(ledger: Ledger, repo: Path, tmp_path: Path, turns: list[dict[str, Any]],
                  policy_toml: str = "", approver: Any = None) -> dict[str, Any]:
     policy = parse_policy(policy_toml, Path("tether.toml"))

@@ -21,7 +21,7 @@ original_append = LedgerClass.append
 appended = 0
 
 
-def append_then_maybe_die(self, run_id, type_, payload):  # noqa: ANN001, ANN201
+def append_then_maybe_die(self, run_id, type_, payload):
     global appended
     event = original_append(self, run_id, type_, payload)
     appended += 1

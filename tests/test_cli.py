@@ -108,3 +108,24 @@ def test_unknown_run_and_bad_model_spec(repo: Path):
     assert bad.returncode == 2 and "model spec 'gpt-4'" in bad.stderr
     missing = tether("run", "x", "--model", "scripted:/no/such.json", cwd=repo)
     assert missing.returncode == 2 and "cannot read scripted turns" in missing.stderr
+
+
+def test_ctrl_c_stops_the_run_keeps_work_and_counts_an_interrupt(repo: Path, tmp_path: Path):
+    import signal
+    import time
+
+    model = script(tmp_path / "t.json", [call("write_file", path="kept.txt", content="work\n"), bash("sleep 30")])
+    proc = subprocess.Popen([*TETHER, "run", "x", "--model", model, "--json"], cwd=repo, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 20
+    while "sleep 30" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout:
+        assert time.time() < deadline, "the command never started"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    stdout, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 3
+    summary = json.loads(stdout)
+    assert summary["status"] == "stopped" and summary["reason"] == "interrupted by the user"
+    assert summary["interrupts"] == 1
+    assert git(repo, "show", f"{summary['branch']}:kept.txt") == "work\n"
+    assert "sleep 30" not in subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout

@@ -112,7 +112,7 @@ def test_resume_reexecutes_an_unfinished_tool_call_and_records_it(setup, sqlite_
 
 
 def test_resume_refuses_finished_live_and_unknown_runs(setup, sqlite_url: str):
-    ledger, repo, policy_file, model, reference = setup
+    ledger, repo, _policy_file, _model, reference = setup
     with pytest.raises(RunError, match="is succeeded"):
         resume_run(ledger, reference["run_id"])
     with pytest.raises(Exception, match="no run"):

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CHECK, FIX, bash, call, event_types, git, payloads, run_scripted
+from tether.approvals import decide_approval
 from tether.ledger import Ledger
-from tether.runner import RunError, continue_run, decide_approval
+from tether.runner import RunError, continue_run
 
 SUBMIT = call("submit", summary="done")
 
@@ -228,10 +229,10 @@ def test_protected_write_pauses_until_approved_then_continues(ledger, repo, tmp_
     assert request["owners"] == ["@legal"] and request["paths"] == ["LICENSE"]
     with pytest.raises(RunError, match="still waits"):
         continue_run(ledger, run_id)
-    decide_approval(ledger, run_id, True, "alice", "fine")
+    decide_approval(ledger, run_id, True, "legal", "fine")
     done = continue_run(ledger, run_id)
     assert done["status"] == "succeeded"
-    assert done["approvals"][0]["decision"] == "approved" and done["approvals"][0]["by"] == "alice"
+    assert done["approvals"][0]["decision"] == "approved" and done["approvals"][0]["by"] == "legal"
     assert branch_file(repo, done["branch"], "LICENSE") == "new licence\n"
     assert ledger.verify(run_id).ok
     with pytest.raises(RunError, match="is succeeded"):

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,13 +19,15 @@ from rich.prompt import Confirm, Prompt
 from rich.table import Table
 
 from tether import runner
+from tether.approvals import decide_approval, expire_approvals, list_pending
 from tether.demo import DEMO_TURNS, INSTRUCTION, prepare_demo
 from tether.guard.guard import Approver
 from tether.ledger import DB_ENV, Ledger, LedgerError, UnknownRun, default_db_url
 from tether.ledger.queries import summarize
 from tether.models import ModelError
-from tether.policy import POLICY_FILE, PolicyError, find_policy
-from tether.render import StepPrinter, print_events, print_summary
+from tether.policy import POLICY_FILE, PolicyError, find_policy, load_policy
+from tether.render import StepPrinter, print_events, print_replay, print_summary
+from tether.replay import replay_run
 from tether.workspace.git import GitError, repo_root
 from tether.workspace.sandbox import SandboxUnavailable
 
@@ -224,10 +227,76 @@ def verify(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix
     raise typer.Exit(1)
 
 
+@app.command()
+def resume(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")], repo: RepoOpt = Path("."),
+           db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Resume a run whose process died (kill -9, machine restart) from its event log."""
+    with open_ledger(db, repo) as ledger:
+        try:
+            summary = runner.resume_run(ledger, run_id, on_event=StepPrinter(err), approver=_terminal_approver())
+        except (SandboxUnavailable, ModelError, GitError) as exc:
+            raise fail(str(exc)) from exc
+        budget = ledger.events(summary["run_id"])[0].payload["policy"]["budget"]
+    _finish(summary, as_json, budget)
+
+
+@app.command()
+def replay(
+    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")],
+    against_policy: Annotated[Path | None, typer.Option("--against-policy", help="Replay under this policy.")] = None,
+    repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Re-run a recorded run with its recorded model responses (no model is called) and compare each
+    step; or show where another policy would have decided differently. Exit 0 when identical."""
+    try:
+        policy = load_policy(against_policy) if against_policy else None
+    except PolicyError as exc:
+        raise fail(str(exc)) from exc
+    with open_ledger(db, repo) as ledger:
+        try:
+            report = replay_run(ledger, run_id, policy, str(against_policy or "recorded"),
+                                on_event=None if as_json else StepPrinter(err))
+        except (SandboxUnavailable, ModelError, GitError) as exc:
+            raise fail(str(exc)) from exc
+    if as_json:
+        out.print_json(json.dumps(report.as_dict()))
+    else:
+        print_replay(out, report)
+    raise typer.Exit(0 if report.identical else 1)
+
+
+@app.command()
+def approvals(
+    repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
+    sweep: Annotated[bool, typer.Option("--sweep", help="Apply timeouts (deny or escalate) and continue "
+                                                        "runs whose request was denied.")] = False,
+) -> None:
+    """List approval requests waiting for a decision."""
+    with open_ledger(db, repo) as ledger:
+        if sweep:
+            for run_id, what in expire_approvals(ledger):
+                err.print(f"run {run_id}: {what}")
+                if what.startswith("denied"):
+                    runner.continue_run(ledger, run_id, on_event=StepPrinter(err))
+        waiting = list_pending(ledger)
+    if as_json:
+        out.print_json(json.dumps([{"run_id": p.run_id, "overdue": p.overdue, **p.request} for p in waiting]))
+        return
+    table = Table("run", "step", "action", "owners", "waiting", "deadline")
+    for pending in waiting:
+        request = pending.request
+        deadline = request.get("deadline")
+        table.add_row(pending.run_id, str(request["step"]), request["action"], ", ".join(request["owners"]),
+                      f"{time.time() - request['requested_at']:.0f}s",
+                      "none" if deadline is None else ("overdue" if pending.overdue
+                                                       else f"in {deadline - time.time():.0f}s"))
+    out.print(table)
+
+
 def _decide(run_id: str, approved: bool, who: str | None, reason: str, repo: Path, db: str | None,
             resume: bool, as_json: bool) -> None:
     with open_ledger(db, repo) as ledger:
-        decided = runner.decide_approval(ledger, run_id, approved, who or runner.current_user(), reason)
+        decided = decide_approval(ledger, run_id, approved, who or runner.current_user(), reason)
         err.print(f"recorded: {'approved' if approved else 'denied'} by {who or runner.current_user()}")
         if not resume:
             return

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from tether.guard.meters import Meters
 from tether.ledger import StoredEvent
+from tether.replay import ReplayReport
 
 
 def _short(value: str, width: int) -> str:
@@ -125,6 +126,7 @@ def print_summary(console: Console, summary: dict[str, Any], budget: dict[str, A
     table.add_row("denials", str(len(summary["denials"])) + (
         " (" + ", ".join(sorted({d["rule"] for d in summary["denials"]})) + ")" if summary["denials"] else ""))
     table.add_row("brakes", "; ".join(f"{b['detector']}: {b['reason']}" for b in summary["brakes"]) or "none")
+    table.add_row("interrupts", f"{summary['interrupts']} (approval requests, denials by people, manual stops)")
     if summary["rework"]:
         table.add_row("rework", f"{summary['rework']} failed submits before the end")
     console.print(table)
@@ -133,3 +135,23 @@ def print_summary(console: Console, summary: dict[str, Any], budget: dict[str, A
 def print_events(console: Console, events: list[StoredEvent]) -> None:
     for event in events:
         console.print(f"[dim]{event.seq:>4}[/] [bold]{event.type:<18}[/] {_short(event.payload_json, 110)}")
+
+
+def print_replay(console: Console, report: ReplayReport) -> None:
+    console.print(f"replay {report.replay_run_id} of {report.original_run_id} under {report.policy} policy: "
+                  f"{report.steps_compared} steps compared, recorded {report.original_status}, "
+                  f"replayed {report.replay_status}")
+    if report.masked_outputs:
+        console.print(f"[dim]{report.masked_outputs} outputs matched only after masking durations and addresses[/]")
+    if report.identical:
+        console.print("[bold green]identical[/]")
+        return
+    table = Table("step", "call", "tool", "field", "recorded", "replayed",
+                  title="first divergence" if report.policy == "recorded" else "where the decisions differ")
+    for d in report.divergences:
+        table.add_row(str(d.step), d.call_id, d.tool, d.field, escape(str(d.recorded)), escape(str(d.replayed)))
+    console.print(table)
+    for d in report.divergences:
+        if d.diff:
+            console.print(f"[bold]output of step {d.step} ({d.call_id})[/]")
+            console.print(escape(d.diff), highlight=False)

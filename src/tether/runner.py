@@ -15,7 +15,7 @@ from tether.agents.harness import SYSTEM_PROMPT, run_harness
 from tether.guard.decisions import RunEnded, RunSucceeded
 from tether.guard.guard import Approver, EventSink, Guard
 from tether.ledger import Ledger, LedgerError
-from tether.ledger.queries import summarize
+from tether.ledger.queries import pending_approval, summarize
 from tether.models import Provider, make_provider
 from tether.policy import Policy
 from tether.policy.ownership import CODEOWNERS_LOCATIONS, Ownership
@@ -36,6 +36,10 @@ class RunSpec:
     policy_path: Path | None = None
     model: str | None = None
     base_url: str | None = None
+    base_commit: str | None = None  # default: the repository's HEAD
+    system_prompt: str | None = None  # default: the policy's, else the architecture's
+    source: str = "live"
+    parent_run_id: str | None = None
 
 
 def new_run_id() -> str:
@@ -71,22 +75,23 @@ def _guard(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, work
 
 
 def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
-              approver: Approver | None = None) -> dict[str, Any]:
+              approver: Approver | None = None, provider: Provider | None = None) -> dict[str, Any]:
     repo = repo_root(spec.repo.resolve())
-    base_commit = head_commit(repo)
+    base_commit = spec.base_commit or head_commit(repo)
     policy = spec.policy
-    model = spec.model or policy.agent.model
     # Refuse before anything is created: no sandbox, or a model that cannot be built.
     require_sandbox(policy.sandbox)
-    provider = make_provider(model, spec.base_url)
+    if provider is None:
+        provider = make_provider(spec.model or policy.agent.model, spec.base_url)
+    model = provider.name
     run_id = new_run_id()
     owner = lease.owner_id()
     ledger.create_run(run_id, repo=str(repo), instruction=spec.instruction, branch=f"tether/{run_id}",
                       base_commit=base_commit, model=model, architecture=policy.agent.architecture,
-                      owner=owner, heartbeat_at=time.time())
+                      owner=owner, heartbeat_at=time.time(), source=spec.source, parent_run_id=spec.parent_run_id)
     worktree = create_worktree(repo, run_id, base_commit, policy.writes.ignore)
     guard = _guard(ledger, run_id, policy, provider, worktree, on_event, approver)
-    system_prompt = policy.agent.system_prompt or SYSTEM_PROMPT
+    system_prompt = spec.system_prompt or policy.agent.system_prompt or SYSTEM_PROMPT
     policy_digest = hashlib.sha256(spec.policy_path.read_bytes()).hexdigest() if spec.policy_path else None
     guard.record("run_started", {
         "task": spec.instruction, "repo": str(repo), "base_commit": base_commit, "base_tree": guard.base_tree,
@@ -94,38 +99,16 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
         "architecture": policy.agent.architecture, "policy": policy.model_dump(mode="json"),
         "policy_file": str(spec.policy_path) if spec.policy_path else None, "policy_sha256": policy_digest,
         "system_prompt": system_prompt, "sandbox": guard.sandbox.describe(), "user": current_user(),
+        "source": spec.source, "parent_run_id": spec.parent_run_id,
     })
     return _drive(ledger, guard, owner, system_prompt, spec.instruction, [])
-
-
-def pending_approval(ledger: Ledger, run_id: str) -> dict[str, Any] | None:
-    """The approval request the run waits on, if any."""
-    open_requests: dict[str, dict[str, Any]] = {}
-    for event in ledger.events(run_id):
-        if event.type == "approval_requested":
-            open_requests[event.payload["call_id"]] = event.payload
-        elif event.type == "approval_decided":
-            open_requests.pop(event.payload["call_id"], None)
-    return next(iter(open_requests.values()), None)
-
-
-def decide_approval(ledger: Ledger, run_ref: str, approved: bool, by: str, reason: str) -> str:
-    run = ledger.get_run(run_ref)
-    if run.status != "awaiting_approval":
-        raise RunError(f"run {run.id} is {run.status}, not awaiting approval")
-    request = pending_approval(ledger, run.id)
-    if request is None:
-        raise RunError(f"run {run.id} has no pending approval request")
-    ledger.append(run.id, "approval_decided", {"call_id": request["call_id"], "approved": approved,
-                                               "by": by, "reason": reason})
-    return run.id
 
 
 def continue_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
                  approver: Approver | None = None) -> dict[str, Any]:
     """Continue a run paused for approval once the decision is recorded."""
     run = ledger.get_run(run_ref)
-    if pending_approval(ledger, run.id) is not None:
+    if pending_approval(ledger.events(run.id)) is not None:
         raise RunError(f"run {run.id} still waits for an approval decision")
     owner = lease.owner_id()
     if not ledger.claim_run(run.id, "awaiting_approval", "running", owner=owner):

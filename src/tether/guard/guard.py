@@ -300,8 +300,10 @@ class Guard:
 
     def _approval(self, step: int, call: ToolCall, ask: Decision) -> Decision:
         if call.id not in self.decided:
+            timeout = self.policy.approvals.timeout_s
             request = ask.as_payload() | {"call_id": call.id, "step": step, "tool": call.name,
-                                          "action": _describe_action(call)}
+                                          "action": _describe_action(call),
+                                          "deadline": time.time() + timeout if timeout else None}
             self.record("policy_decision", ask.as_payload() | {"call_id": call.id, "step": step})
             self.record("approval_requested", request)
             if self.approver is None:

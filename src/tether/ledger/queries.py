@@ -9,6 +9,22 @@ from tether.ledger.chain import StoredEvent
 from tether.ledger.store import RunRow
 
 
+def pending_approval(events: list[StoredEvent]) -> dict[str, Any] | None:
+    """The approval request a run waits on, with its current owners and deadline (escalations
+    included), or None."""
+    open_requests: dict[str, dict[str, Any]] = {}
+    for event in events:
+        payload = event.payload
+        if event.type == "approval_requested":
+            open_requests[payload["call_id"]] = dict(payload, requested_at=event.ts, escalated=False)
+        elif event.type == "approval_escalated" and payload["call_id"] in open_requests:
+            open_requests[payload["call_id"]].update(owners=payload["owners"], deadline=payload["deadline"],
+                                                     escalated=True)
+        elif event.type == "approval_decided":
+            open_requests.pop(payload["call_id"], None)
+    return next(iter(open_requests.values()), None)
+
+
 def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
     """The stable JSON shape printed by `tether run --json` and `tether show --json`."""
     meters = Meters()
@@ -18,6 +34,7 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
     approvals: list[dict[str, Any]] = []
     model_errors = 0
     rework = 0
+    interrupts = 0  # approval requests, denials by a person, manual stops
     finished: dict[str, Any] = {}
     step = 0
     for event in events:
@@ -32,9 +49,16 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
             brakes.append({"step": step, "detector": payload["detector"], "reason": payload["reason"],
                            "evidence": payload["evidence"]})
         elif event.type == "approval_requested":
+            interrupts += 1
             approvals.append({"call_id": payload["call_id"], "step": payload["step"], "paths": payload["paths"],
                               "owners": payload["owners"], "action": payload["action"], "decision": "pending"})
+        elif event.type == "approval_escalated":
+            for approval in approvals:
+                if approval["call_id"] == payload["call_id"]:
+                    approval.update(owners=payload["owners"], escalated_from=payload["from_owners"])
         elif event.type == "approval_decided":
+            if not payload["approved"] and not payload["by"].startswith("tether"):
+                interrupts += 1
             for approval in approvals:
                 if approval["call_id"] == payload["call_id"]:
                     approval.update(decision="approved" if payload["approved"] else "denied",
@@ -48,6 +72,7 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
             model_errors += 1
         elif event.type == "run_finished":
             finished = payload
+            interrupts += payload.get("rule") == "manual"
     status = finished.get("status", run.status)
     return {
         "run_id": run.id,
@@ -65,6 +90,7 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
         "brakes": brakes,
         "approvals": approvals,
         "rework": rework,
+        "interrupts": interrupts,
         "model_errors": model_errors,
         "events": len(events),
     }

@@ -88,6 +88,22 @@ class OwnershipPolicy(Section):
         return protected
 
 
+class ApprovalsPolicy(Section):
+    timeout_s: float | None = Field(None, gt=0)  # None: a request waits until someone decides
+    on_timeout: Literal["deny", "escalate"] = "deny"
+    escalate_to: list[str] = Field(default_factory=list)
+    admins: list[str] = Field(default_factory=list)  # may approve any protected path
+    teams: dict[str, list[str]] = Field(default_factory=dict)  # "@legal" = ["alice", "bob"]
+
+    @model_validator(mode="after")
+    def _escalation_has_owners(self) -> ApprovalsPolicy:
+        if self.on_timeout == "escalate" and not self.escalate_to:
+            raise ValueError("on_timeout = \"escalate\" needs escalate_to owners")
+        if self.on_timeout == "escalate" and self.timeout_s is None:
+            raise ValueError("on_timeout = \"escalate\" needs timeout_s")
+        return self
+
+
 class CheckPolicy(Section):
     name: str = Field(min_length=1)
     command: str = Field(min_length=1)
@@ -118,6 +134,7 @@ class Policy(Section):
     commands: CommandsPolicy = Field(default_factory=CommandsPolicy)
     sandbox: SandboxPolicy = Field(default_factory=SandboxPolicy)
     ownership: OwnershipPolicy = Field(default_factory=OwnershipPolicy)
+    approvals: ApprovalsPolicy = Field(default_factory=ApprovalsPolicy)
     checks: list[CheckPolicy] = Field(default_factory=list)
     brakes: BrakesPolicy = Field(default_factory=BrakesPolicy)
 

@@ -111,8 +111,14 @@ class Sandbox:
                 expired = threading.Event()
                 timer = threading.Timer(timeout_s, lambda: (expired.set(), _kill_group(process)))
                 timer.start()
-                exit_code = process.wait()
-                timer.cancel()
+                try:
+                    exit_code = process.wait()
+                except BaseException:  # interrupted (Ctrl-C): the command must not outlive us
+                    _kill_group(process)
+                    process.wait()
+                    raise
+                finally:
+                    timer.cancel()
                 timed_out = expired.is_set()
                 duration = time.perf_counter() - started
                 output, digest, truncated = _read_output(sink)

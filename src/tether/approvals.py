@@ -1,0 +1,102 @@
+"""Approvals as durable, routed objects: who may decide, what happens when nobody does, and the
+list of requests waiting. A paused run holds no process; a decision continues it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from tether.ledger import Ledger
+from tether.ledger.queries import pending_approval
+from tether.policy import Policy
+from tether.policy.schema import ApprovalsPolicy
+from tether.runner import RunError
+
+TIMEOUT_DECIDER = "tether (timeout)"
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    run_id: str
+    request: dict[str, Any]
+
+    @property
+    def overdue(self) -> bool:
+        deadline = self.request.get("deadline")
+        return deadline is not None and time.time() > deadline
+
+
+def _handle(name: str) -> str:
+    return name.lstrip("@").lower()
+
+
+def may_approve(who: str, owners: list[str], policy: ApprovalsPolicy) -> bool:
+    """An owner named directly, a member of an owning team, or an admin."""
+    person = _handle(who)
+    if person in {_handle(admin) for admin in policy.admins}:
+        return True
+    for owner in owners:
+        if _handle(owner) == person:
+            return True
+        members = next((m for team, m in policy.teams.items() if _handle(team) == _handle(owner)), [])
+        if person in {_handle(member) for member in members}:
+            return True
+    return False
+
+
+def _run_policy(ledger: Ledger, run_id: str) -> Policy:
+    return Policy.model_validate(ledger.events(run_id)[0].payload["policy"])
+
+
+def decide_approval(ledger: Ledger, run_ref: str, approved: bool, by: str, reason: str) -> str:
+    """Record a person's decision on the request a run waits on. Only an owner (or an admin) may
+    approve; anyone may deny."""
+    run = ledger.get_run(run_ref)
+    if run.status != "awaiting_approval":
+        raise RunError(f"run {run.id} is {run.status}, not awaiting approval")
+    request = pending_approval(ledger.events(run.id))
+    if request is None:
+        raise RunError(f"run {run.id} has no pending approval request")
+    policy = _run_policy(ledger, run.id).approvals
+    if approved and not may_approve(by, request["owners"], policy):
+        raise RunError(f"{by} may not approve {', '.join(request['paths'])}: owners are "
+                       f"{', '.join(request['owners'])} (or an admin of the policy)")
+    ledger.append(run.id, "approval_decided", {"call_id": request["call_id"], "approved": approved,
+                                               "by": by, "reason": reason})
+    return run.id
+
+
+def list_pending(ledger: Ledger, limit: int = 500) -> list[PendingApproval]:
+    waiting = []
+    for run in ledger.list_runs(limit):
+        if run.status == "awaiting_approval":
+            request = pending_approval(ledger.events(run.id))
+            if request is not None:
+                waiting.append(PendingApproval(run.id, request))
+    return waiting
+
+
+def expire_approvals(ledger: Ledger, now: float | None = None) -> list[tuple[str, str]]:
+    """Apply each overdue request's timeout rule: deny it, or escalate it once to the fallback
+    owners with a fresh deadline (and deny it when that one passes too). Returns (run, what)."""
+    now = time.time() if now is None else now
+    done = []
+    for pending in list_pending(ledger):
+        request = pending.request
+        if request.get("deadline") is None or now <= request["deadline"]:
+            continue
+        policy = _run_policy(ledger, pending.run_id).approvals
+        if policy.on_timeout == "escalate" and not request["escalated"] and policy.timeout_s:
+            ledger.append(pending.run_id, "approval_escalated", {
+                "call_id": request["call_id"], "owners": policy.escalate_to, "from_owners": request["owners"],
+                "deadline": now + policy.timeout_s,
+            })
+            done.append((pending.run_id, f"escalated to {', '.join(policy.escalate_to)}"))
+        else:
+            ledger.append(pending.run_id, "approval_decided", {
+                "call_id": request["call_id"], "approved": False, "by": TIMEOUT_DECIDER,
+                "reason": "no decision before the deadline",
+            })
+            done.append((pending.run_id, "denied at timeout"))
+    return done

@@ -1,0 +1,185 @@
+"""Replay a recorded run: feed its recorded model responses (never calling a model) through the
+same guard and sandbox in a fresh worktree from the same base commit, and compare each step with
+the record. Under another policy, report where that policy would have decided differently."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tether.guard.guard import EventSink
+from tether.ledger import Ledger, StoredEvent
+from tether.models import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
+from tether.policy import Policy
+from tether.runner import RunError, RunSpec, start_run
+
+# Output that differs between two honest executions: durations and memory addresses.
+_VOLATILE = re.compile(r"\b\d+(\.\d+)?\s?(ms|s|sec|seconds)\b|0x[0-9a-f]{6,}")
+
+
+class RecordedProvider:
+    """The recorded model turns of a run, in order; the turn index is the number of assistant
+    messages so far, exactly as when the run was recorded."""
+
+    def __init__(self, run_id: str, responses: list[dict[str, Any]]):
+        self.name = f"replay:{run_id}"
+        self.responses = responses
+
+    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+        index = sum(1 for message in messages if message["role"] == "assistant")
+        if index >= len(self.responses):
+            raise ModelError(f"the recording has no model turn {index + 1} (it has {len(self.responses)})")
+        recorded = self.responses[index]
+        usage = recorded.get("usage", {})
+        return ModelResponse(
+            content=recorded["content"],
+            tool_calls=[ToolCall(c["id"], c["name"], c["arguments"]) for c in recorded["tool_calls"]],
+            usage=Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0), usage.get("estimated", False)),
+            model=recorded.get("model", ""),
+            cost_usd=recorded.get("cost_usd", 0.0),
+        )
+
+
+@dataclass
+class Step:
+    """What the guard and the world did with one tool call."""
+
+    call_id: str
+    step: int
+    tool: str
+    decisions: list[str] = field(default_factory=list)  # "deny commands.deny", ...
+    executed: bool | None = None
+    exit_code: int | None = None
+    output_digest: str | None = None
+    tree: str | None = None
+    observation: str = ""
+    stop: str | None = None  # a brake or budget that ended the run at this call
+
+
+def steps_of(events: list[StoredEvent]) -> dict[str, Step]:
+    steps: dict[str, Step] = {}
+    for event in events:
+        payload = event.payload
+        call_id = payload.get("call_id")
+        if event.type == "tool_call":
+            steps[call_id] = Step(call_id, payload["step"], payload["name"])
+        elif call_id in steps:
+            step = steps[call_id]
+            if event.type == "policy_decision" and payload["verdict"] != "allow":
+                step.decisions.append(f"{payload['verdict']} {payload['rule']}")
+                if payload["verdict"] == "stop":
+                    step.stop = payload["rule"]
+            elif event.type == "brake":
+                step.stop = f"brakes.{payload['detector']}"
+            elif event.type == "tool_result":
+                step.executed = payload["executed"]
+                step.exit_code = payload["exit_code"]
+                step.observation = payload["observation"]
+                step.output_digest = payload["output_digest"] or hashlib.sha256(
+                    payload["observation"].encode()).hexdigest()
+                step.tree = payload["tree"]
+    return steps
+
+
+def _outputs_match(a: Step, b: Step) -> tuple[bool, bool]:
+    """(equal, equal only after masking durations and addresses)."""
+    if a.output_digest == b.output_digest and a.observation == b.observation:
+        return True, False
+    masked = _VOLATILE.sub("<volatile>", a.observation) == _VOLATILE.sub("<volatile>", b.observation)
+    return masked, masked
+
+
+@dataclass
+class Divergence:
+    call_id: str
+    step: int
+    tool: str
+    field: str
+    recorded: Any
+    replayed: Any
+    diff: str = ""
+
+
+@dataclass
+class ReplayReport:
+    original_run_id: str
+    replay_run_id: str
+    policy: str  # "recorded" or the file replayed against
+    identical: bool
+    steps_compared: int
+    masked_outputs: int  # outputs equal only after masking durations and addresses
+    divergences: list[Divergence]
+    original_status: str
+    replay_status: str
+    replay_reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def compare(original: dict[str, Step], replayed: dict[str, Step],
+            first_only: bool) -> tuple[list[Divergence], int, int]:
+    divergences: list[Divergence] = []
+    masked = 0
+    compared = 0
+    for call_id, before in original.items():
+        after = replayed.get(call_id)
+        if after is None:
+            divergences.append(Divergence(call_id, before.step, before.tool, "reached", True, False))
+            if first_only:
+                break
+            continue
+        compared += 1
+        fields = [("decisions", before.decisions, after.decisions), ("stop", before.stop, after.stop),
+                  ("executed", before.executed, after.executed), ("exit_code", before.exit_code, after.exit_code)]
+        found = [Divergence(call_id, before.step, before.tool, name, a, b) for name, a, b in fields if a != b]
+        if not found:
+            equal, only_masked = _outputs_match(before, after)
+            masked += only_masked
+            if not equal:
+                diff = "".join(difflib.unified_diff(before.observation.splitlines(True),
+                                                    after.observation.splitlines(True), "recorded", "replayed"))
+                found.append(Divergence(call_id, before.step, before.tool, "output", before.output_digest,
+                                        after.output_digest, diff))
+            elif before.tree != after.tree:
+                found.append(Divergence(call_id, before.step, before.tool, "tree", before.tree, after.tree))
+        divergences += found
+        if found and first_only:
+            break
+    return divergences, compared, masked
+
+
+def replay_run(ledger: Ledger, run_ref: str, policy: Policy | None = None, policy_name: str = "recorded",
+               on_event: EventSink | None = None) -> ReplayReport:
+    run = ledger.get_run(run_ref)
+    events = ledger.events(run.id)
+    if not events or events[0].type != "run_started":
+        raise RunError(f"run {run.id} has no run_started event; nothing to replay")
+    if run.status in ("running", "awaiting_approval"):
+        raise RunError(f"run {run.id} is {run.status}; replay a run once it has ended")
+    started = events[0].payload
+    responses = [e.payload for e in events if e.type == "model_response"]
+    decisions = {e.payload["call_id"]: (e.payload["approved"], e.payload["by"], e.payload["reason"])
+                 for e in events if e.type == "approval_decided"}
+
+    def recorded_decision(request: dict[str, Any]) -> tuple[bool, str, str]:
+        return decisions.get(request["call_id"], (False, "replay", "no decision was recorded for this request"))
+
+    spec = RunSpec(
+        instruction=started["task"], repo=Path(started["repo"]),
+        policy=policy or Policy.model_validate(started["policy"]), base_commit=started["base_commit"],
+        system_prompt=started["system_prompt"], source="replay", parent_run_id=run.id,
+    )
+    summary = start_run(ledger, spec, on_event=on_event, approver=recorded_decision,
+                        provider=RecordedProvider(run.id, responses))
+    divergences, compared, masked = compare(steps_of(events), steps_of(ledger.events(summary["run_id"])),
+                                            first_only=policy is None)
+    return ReplayReport(
+        original_run_id=run.id, replay_run_id=summary["run_id"], policy=policy_name,
+        identical=not divergences, steps_compared=compared, masked_outputs=masked, divergences=divergences,
+        original_status=run.status, replay_status=summary["status"], replay_reason=summary["reason"],
+    )
