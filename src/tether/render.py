@@ -10,6 +10,9 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from tether.backtest.engine import RunVerdict
+from tether.backtest.engine import Summary as BacktestSummary
+from tether.backtest.sweep import SweepResult
 from tether.guard.meters import Meters
 from tether.ledger import StoredEvent
 from tether.replay import ReplayReport
@@ -155,3 +158,56 @@ def print_replay(console: Console, report: ReplayReport) -> None:
         if d.diff:
             console.print(f"[bold]output of step {d.step} ({d.call_id})[/]")
             console.print(escape(d.diff), highlight=False)
+
+
+def _rate(count: int, total: int, interval: tuple[float, float]) -> str:
+    share = count / total if total else 0.0
+    return f"{count}/{total} = {share:.1%} ({interval[0]:.1%}–{interval[1]:.1%})"
+
+
+def print_backtest(console: Console, verdicts: list[RunVerdict], overall: BacktestSummary,
+                   by_source: dict[str, BacktestSummary], show_all: bool) -> None:
+    listed = [v for v in verdicts if v.stopped or show_all]
+    table = Table("run", "resolved", "stopped at", "rule", "USD at stop / total", "steps at stop / total",
+                  title=f"{len([v for v in verdicts if v.stopped])} of {len(verdicts)} runs would have stopped")
+    for v in listed:
+        table.add_row(f"{v.instance_id} [dim]({v.source})[/]", {True: "yes", False: "no", None: "?"}[v.resolved],
+                      f"step {v.stop_step}" if v.stopped else "-", v.rule or "-",
+                      f"{v.cost_at_stop or 0:.2f} / {v.cost_usd:.2f}" if v.stopped else f"- / {v.cost_usd:.2f}",
+                      f"{v.steps_at_stop} / {v.steps}" if v.stopped else f"- / {v.steps}")
+    console.print(table)
+    totals = Table("", "failed runs stopped", "USD saved on failed runs", "resolved runs stopped (false stops)",
+                   "USD spent on killed resolved runs", title="overall (95% intervals: Wilson; bootstrap for USD)")
+    for name, s in [*by_source.items(), ("all", overall)]:
+        totals.add_row(name, _rate(s.unresolved_stopped, s.unresolved, s.unresolved_stopped_ci),
+                       f"${s.saved_usd:.2f} of ${s.unresolved_usd:.2f} = {s.saved_share:.1%} "
+                       f"({s.saved_share_ci[0]:.1%}–{s.saved_share_ci[1]:.1%})",
+                       _rate(s.false_stops, s.resolved, s.false_stop_ci),
+                       f"${s.resolved_usd_spent_before_kill:.2f} (of ${s.resolved_usd_of_killed:.2f})")
+    console.print(totals)
+    if overall.unlabelled:
+        console.print(f"[dim]{overall.unlabelled} runs without a label are left out of the rates[/]")
+    if overall.stops_by_rule:
+        console.print("stops by rule: " + ", ".join(f"{rule} {n}" for rule, n in overall.stops_by_rule.items()))
+
+
+def print_sweep(console: Console, result: SweepResult) -> None:
+    console.print(f"fitted on {result.fit_runs} labelled runs, reported on {result.test_runs} held-out runs; "
+                  f"{result.configs} configurations")
+    table = Table("policy", "false stops fit", "saved fit", "false stops test", "saved test",
+                  title="Pareto frontier (fit), measured on the held-out runs")
+    for p in result.frontier:
+        style = "bold red" if p is result.chosen else ""
+        table.add_row(p.policy_toml().replace("\n", "  "), f"{p.fit['false_stop_rate']:.1%}",
+                      f"{p.fit['saved_share']:.1%}", f"{p.test['false_stop_rate']:.1%}",
+                      f"{p.test['saved_share']:.1%}", style=style)
+    console.print(table)
+    if result.chosen is None:
+        console.print(f"no frontier policy keeps false stops under {result.target_false_stop_rate:.0%} on the fit runs")
+    else:
+        t = result.chosen.test
+        console.print(f"[bold]chosen at ≤{result.target_false_stop_rate:.0%} false stops (fit):[/]\n"
+                      f"{result.chosen.policy_toml()}\non held-out runs: saves {t['saved_share']:.1%} of failed "
+                      f"runs' USD ({t['saved_share_ci'][0]:.1%}–{t['saved_share_ci'][1]:.1%}), stops "
+                      f"{t['false_stops']}/{t['resolved']} resolved runs ({t['false_stop_ci'][0]:.1%}–"
+                      f"{t['false_stop_ci'][1]:.1%})")

@@ -54,3 +54,54 @@ def test_no_progress_counts_unchanged_trees_and_ignores_unknown_ones():
 def test_disabled_brakes_never_fire():
     brakes = Brakes(BrakesPolicy(repeat_max=None, max_consecutive_failures=None, max_steps_without_change=None))
     assert feed(brakes, [call("a")] * 50 + [result(False, "t")] * 50) == (None, None)
+
+
+def only(**knobs) -> Brakes:
+    base = {"repeat_max": None, "max_consecutive_failures": None, "max_steps_without_change": None}
+    return Brakes(BrakesPolicy(**{**base, **knobs}))
+
+
+def step(brakes: Brakes, n: int, command: str, observation: str, tree: str = "t0"):
+    hits = [brakes.observe("tool_call", {"call_id": f"c{n}", "name": "bash", "arguments": {"command": command}}),
+            brakes.observe("tool_result", {"call_id": f"c{n}", "ok": True, "tree": tree,
+                                           "observation": observation})]
+    return next((h for h in hits if h), None)
+
+
+def test_repeat_output_needs_the_same_command_and_the_same_output():
+    brakes = only(repeat_output_max=2, repeat_window=10)
+    assert step(brakes, 1, "cat a", "x") is None
+    assert step(brakes, 2, "cat a", "y") is None  # same command, new output: progress of a kind
+    assert step(brakes, 3, "cat a", "x") is None
+    hit = step(brakes, 4, "cat a", "x")
+    assert hit.detector == "repeat_output" and hit.evidence["count"] == 3
+
+
+def test_stale_tests_count_edit_then_test_cycles_with_unchanged_output():
+    brakes = only(stale_test_cycles=2)
+    assert step(brakes, 1, "python -m pytest -q", "1 failed in 0.12s") is None
+    assert step(brakes, 2, "sed -i s/a/b/ x.py", "", tree="t1") is None
+    assert step(brakes, 3, "python -m pytest -q", "1 failed in 0.31s") is None  # cycle 1 (timings masked)
+    assert step(brakes, 4, "python -m pytest -q", "1 failed in 0.2s") is None  # no edit between: not a cycle
+    assert step(brakes, 5, "sed -i s/b/c/ x.py", "", tree="t2") is None
+    hit = step(brakes, 6, "python -m pytest -q", "1 failed in 0.4s")
+    assert hit.detector == "stale_tests" and hit.evidence["cycles"] == 2
+
+
+def test_stale_tests_reset_when_the_output_changes():
+    brakes = only(stale_test_cycles=2)
+    step(brakes, 1, "pytest", "1 failed")
+    step(brakes, 2, "edit", "", tree="t1")
+    step(brakes, 3, "pytest", "1 failed")
+    step(brakes, 4, "edit", "", tree="t2")
+    assert step(brakes, 5, "pytest", "1 passed") is None
+    step(brakes, 6, "edit", "", tree="t3")
+    assert step(brakes, 7, "pytest", "1 passed") is None
+
+
+def test_burn_rate_compares_recent_steps_with_the_run_median():
+    brakes = only(burn_rate_factor=3.0, burn_rate_window=2, burn_rate_min_steps=4)
+    costs = [0.01, 0.01, 0.01, 0.01, 0.02, 0.02, 0.08]
+    hits = [brakes.observe("model_response", {"cost_usd": c}) for c in costs]
+    assert hits[:6] == [None] * 6
+    assert hits[6].detector == "burn_rate"  # (0.02 + 0.08) / 2 > 3 x median 0.01

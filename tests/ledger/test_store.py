@@ -161,3 +161,15 @@ def test_sigkill_mid_append_never_leaves_a_half_event(db_url: str, tmp_path: Pat
         ledger.append(run_id, "after_crash", {})  # the chain goes on where it stopped
         assert ledger.verify(run_id).ok
         ledger.close()
+
+
+def test_append_many_is_one_verifiable_transaction(store: Ledger):
+    store.create_run("bulk", repo="/r", instruction="import")
+    store.append("bulk", "first", {})
+    # integer timestamps (as some recorded formats have) must verify once read back as floats
+    assert store.append_many("bulk", [("a", {"x": 1}, 1_700_000_000), ("b", {"y": [1, 2]}, 1_700_000_001.5)]) == 2
+    assert [e.seq for e in store.events("bulk")] == [1, 2, 3]
+    assert store.verify("bulk").ok
+    with pytest.raises(ValueError):
+        store.append_many("bulk", [("c", {}, 1.0), ("d", {"bad": float("inf")}, 2.0)])
+    assert len(store.events("bulk")) == 3 and store.verify("bulk").ok  # all or nothing

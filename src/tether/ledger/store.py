@@ -214,6 +214,38 @@ class Ledger:
         self._heads[run_id] = (seq, digest)
         return StoredEvent(run_id, seq, ts, type_, payload_json, prev, digest)
 
+    def append_many(self, run_id: str, batch: list[tuple[str, dict[str, Any], float]]) -> int:
+        """Append a whole recorded history (an import) in one transaction: all of it or none."""
+        count, prev = self._head(run_id)
+        rows = []
+        for type_, payload, when in batch:
+            count += 1
+            ts = float(when)  # the column is a float; an int would hash differently once read back
+            payload_json = canonical_json(payload)
+            digest = event_hash(prev, run_id, count, ts, type_, payload_json)
+            rows.append({"run_id": run_id, "seq": count, "ts": ts, "type": type_, "payload": payload_json,
+                         "prev_hash": prev, "hash": digest})
+            prev = digest
+        expected = self._heads[run_id][0]
+        try:
+            with self.engine.begin() as conn:
+                if rows:
+                    conn.execute(self._insert_event, rows)
+                moved = conn.execute(
+                    self._move_head, {"rid": run_id, "expected": expected, "seq": count, "hash": prev}
+                ).rowcount
+                if moved != 1:
+                    raise ConcurrentAppend(f"run {run_id} was appended to by another writer")
+        except (IntegrityError, ConcurrentAppend) as exc:
+            self._heads.pop(run_id, None)
+            raise ConcurrentAppend(f"run {run_id} was appended to by another writer") from exc
+        self._heads[run_id] = (count, prev)
+        return len(rows)
+
+    def has_run(self, run_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first() is not None
+
     def events(self, run_id: str, after_seq: int = 0) -> list[StoredEvent]:
         with self.engine.connect() as conn:
             rows = conn.execute(

@@ -1,0 +1,65 @@
+"""Import and backtest speed on the shared trajectories.
+
+    .venv/bin/python benchmarks/bench_backtest.py [DATA]   (default: ../shared/data/trajectories)
+
+Targets: all runs imported into the ledger in under 30 s; over 20,000 steps/s in the backtest.
+The baseline is a bare loop over the same events that only unpacks them."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from tether.backtest.engine import backtest_run
+from tether.backtest.importers import load_runs
+from tether.backtest.store import store_run
+from tether.ledger import Ledger
+from tether.policy import Policy
+
+DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "trajectories"
+
+
+def main() -> None:
+    data = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT
+    console = Console()
+    started = time.perf_counter()
+    runs = list(load_runs([data]))
+    parse_s = time.perf_counter() - started
+    steps = sum(len(run.steps) for run in runs)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ledger = Ledger(f"sqlite:///{Path(tmp) / 'import.db'}")
+        started = time.perf_counter()
+        events = sum(store_run(ledger, run).events for run in runs)
+        store_s = time.perf_counter() - started
+        ledger.close()
+
+    recorded = [run.events() for run in runs]
+    started = time.perf_counter()
+    for run_events in recorded:
+        for _type, _payload, _ts in run_events:
+            pass
+    bare_s = time.perf_counter() - started
+    policy = Policy()
+    started = time.perf_counter()
+    for run, run_events in zip(runs, recorded, strict=True):
+        backtest_run(policy, run, run_events)
+    backtest_s = time.perf_counter() - started
+
+    table = Table("measure", "value", "against", title=f"{len(runs)} runs, {steps:,} steps, {events:,} events")
+    table.add_row("parse all trajectories", f"{parse_s:.1f} s", "")
+    table.add_row("store them in the ledger (SQLite)", f"{store_s:.1f} s", "")
+    table.add_row("import, parse + store", f"{parse_s + store_s:.1f} s", "target < 30 s")
+    table.add_row("bare loop over the events", f"{steps / bare_s:,.0f} steps/s", "baseline")
+    table.add_row("backtest, default policy", f"{steps / backtest_s:,.0f} steps/s",
+                  f"{backtest_s / bare_s:.0f}x the bare loop; target > 20,000 steps/s")
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

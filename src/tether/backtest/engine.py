@@ -1,0 +1,152 @@
+"""Run a policy's budgets and brakes over recorded runs (the same meters and brake code as live
+runs) and measure what they would have stopped, saved and killed."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from tether.backtest.trajectory import ImportedRun
+from tether.guard.brakes import Brakes
+from tether.guard.meters import Meters, check_model_call, check_tool_call
+from tether.policy.schema import BudgetPolicy, Policy
+
+Event = tuple[str, dict[str, Any], float]
+
+
+@dataclass
+class RunVerdict:
+    run_id: str
+    source: str
+    instance_id: str
+    path: str
+    resolved: bool | None
+    steps: int
+    cost_usd: float
+    stopped: bool
+    stop_step: int | None = None
+    rule: str | None = None
+    reason: str | None = None
+    steps_at_stop: int | None = None
+    cost_at_stop: float | None = None
+
+    @property
+    def saved_usd(self) -> float:
+        return self.cost_usd - self.cost_at_stop if self.stopped and self.cost_at_stop is not None else 0.0
+
+
+def first_stop(events: Iterable[Event], budget: BudgetPolicy,
+               brakes: Brakes) -> tuple[int, str, str, float, int] | None:
+    """(step, rule, reason, USD spent, steps done) at the first point the guard would stop, or None.
+
+    A model call is checked before it is made, with its prompt tokens; like a live run, a backtest
+    learns a call's cost only after the call, so a USD budget can be passed by one step."""
+    meters = Meters()
+    step = 0
+    for type_, payload, ts in events:
+        if type_ == "model_response":
+            step = payload["step"]
+            usage = payload.get("usage") or {}
+            decision = check_model_call(meters, budget, int(usage.get("input_tokens", 0)), 0.0, ts)
+            if decision is not None:
+                return step, decision.rule, decision.reason, meters.usd, meters.steps
+        meters.observe(type_, payload, ts)
+        if type_ == "tool_call":
+            decision = check_tool_call(meters, budget, ts)
+            if decision is not None:
+                return step, decision.rule, decision.reason, meters.usd, meters.steps
+        hit = brakes.observe(type_, payload)
+        if hit is not None:
+            return step, f"brakes.{hit.detector}", hit.reason, meters.usd, meters.steps
+    return None
+
+
+def backtest_run(policy: Policy, run: ImportedRun, events: list[Event] | None = None) -> RunVerdict:
+    verdict = RunVerdict(run.run_id, run.source, run.instance_id, run.path, run.resolved, len(run.steps),
+                         run.total_cost_usd, stopped=False)
+    stop = first_stop(events if events is not None else run.events(), policy.budget, Brakes(policy.brakes))
+    if stop is not None:
+        verdict.stopped = True
+        verdict.stop_step, verdict.rule, verdict.reason, verdict.cost_at_stop, verdict.steps_at_stop = stop
+    return verdict
+
+
+# statistics -------------------------------------------------------------------------------------
+
+
+def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval for a proportion (95% by default)."""
+    if trials == 0:
+        return (0.0, 1.0)
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def bootstrap_share(parts: list[tuple[float, float]], resamples: int = 1000, seed: int = 7) -> tuple[float, float]:
+    """95% percentile interval of sum(a)/sum(b) over runs resampled with replacement."""
+    if not parts:
+        return (0.0, 0.0)
+    rng = random.Random(seed)
+    shares = []
+    for _ in range(resamples):
+        sample = [parts[rng.randrange(len(parts))] for _ in parts]
+        total = sum(b for _, b in sample)
+        shares.append(sum(a for a, _ in sample) / total if total else 0.0)
+    shares.sort()
+    return (shares[int(0.025 * resamples)], shares[int(0.975 * resamples) - 1])
+
+
+@dataclass
+class Summary:
+    runs: int
+    unlabelled: int
+    unresolved: int
+    unresolved_stopped: int
+    unresolved_stopped_share: float
+    unresolved_stopped_ci: tuple[float, float]
+    unresolved_usd: float
+    saved_usd: float
+    saved_share: float
+    saved_share_ci: tuple[float, float]
+    resolved: int
+    false_stops: int
+    false_stop_rate: float
+    false_stop_ci: tuple[float, float]
+    resolved_usd_spent_before_kill: float
+    resolved_usd_of_killed: float
+    stops_by_rule: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summarize(verdicts: list[RunVerdict], intervals: bool = True) -> Summary:
+    failed = [v for v in verdicts if v.resolved is False]
+    good = [v for v in verdicts if v.resolved is True]
+    failed_stopped = sum(v.stopped for v in failed)
+    killed = [v for v in good if v.stopped]
+    failed_usd = sum(v.cost_usd for v in failed)
+    saved = sum(v.saved_usd for v in failed)
+    rules: dict[str, int] = {}
+    for verdict in verdicts:
+        if verdict.stopped and verdict.rule:
+            rules[verdict.rule] = rules.get(verdict.rule, 0) + 1
+    return Summary(
+        runs=len(verdicts), unlabelled=sum(v.resolved is None for v in verdicts),
+        unresolved=len(failed), unresolved_stopped=failed_stopped,
+        unresolved_stopped_share=failed_stopped / len(failed) if failed else 0.0,
+        unresolved_stopped_ci=wilson(failed_stopped, len(failed)),
+        unresolved_usd=failed_usd, saved_usd=saved, saved_share=saved / failed_usd if failed_usd else 0.0,
+        saved_share_ci=bootstrap_share([(v.saved_usd, v.cost_usd) for v in failed]) if intervals else (0.0, 0.0),
+        resolved=len(good), false_stops=len(killed), false_stop_rate=len(killed) / len(good) if good else 0.0,
+        false_stop_ci=wilson(len(killed), len(good)),
+        resolved_usd_spent_before_kill=sum(v.cost_at_stop or 0.0 for v in killed),
+        resolved_usd_of_killed=sum(v.cost_usd for v in killed),
+        stops_by_rule=dict(sorted(rules.items(), key=lambda item: -item[1])),
+    )

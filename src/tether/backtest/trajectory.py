@@ -1,0 +1,97 @@
+"""An imported run: another agent's trajectory as Tether's own event types (the ones live runs
+write), with its outcome label, so the same meters and brakes run over it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# Commands that change files. Imported runs carry no worktree snapshots, so a step "changes the
+# tree" when its command looks like an edit; the tree id is then a hash chain of such commands.
+_EDIT = re.compile(
+    r"\bsed\s+(-\w*\s+)*-i|\bperl\s+-\w*i|(?<![0-9&>])>>?\s*(?!&|/dev/null)[\w./~-]+|\btee\b|\bpatch\b"
+    r"|\bgit\s+(apply|checkout|restore|stash|reset)\b|\b(mv|cp|rm|touch|mkdir)\s"
+    r"|open\([^)]*['\"][wa]\+?['\"]|write_text\(|\.write\(|^\s*(edit|create|insert|str_replace)\b"
+    r"|\bstr_replace_editor\s+(create|str_replace|insert)",
+    re.MULTILINE,
+)
+
+
+def looks_like_edit(command: str) -> bool:
+    return bool(_EDIT.search(command))
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()
+
+
+@dataclass
+class ImportedStep:
+    command: str
+    output: str
+    exit_code: int | None  # None when the format does not record it
+    content: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    ts: float | None = None
+
+
+@dataclass
+class ImportedRun:
+    source: str  # the format: mini-swe-agent-1, swe-agent-traj
+    path: str
+    instance_id: str
+    agent: str
+    model: str
+    task: str
+    steps: list[ImportedStep]
+    resolved: bool | None
+    exit_status: str | None
+    total_cost_usd: float
+    notes: list[str] = field(default_factory=list)  # what was estimated, and how
+
+    @property
+    def run_id(self) -> str:
+        return f"imp-{digest(self.source + ':' + self.path)[:16]}"
+
+    def events(self) -> list[tuple[str, dict[str, Any], float]]:
+        """(type, payload, ts) in the order a live run would have written them."""
+        start = next((s.ts for s in self.steps if s.ts is not None), 0.0)
+        out: list[tuple[str, dict[str, Any], float]] = [("run_started", {
+            "task": self.task, "imported": True, "source": self.source, "path": self.path,
+            "instance_id": self.instance_id, "agent": self.agent, "model": self.model,
+            "base_tree": "imported-0", "notes": self.notes,
+        }, start)]
+        tree = "imported-0"
+        last_ts = start
+        for index, step in enumerate(self.steps, start=1):
+            ts = step.ts if step.ts is not None else last_ts
+            last_ts = ts
+            call_id = f"step{index}"
+            call = {"id": call_id, "name": "bash", "arguments": {"command": step.command}}
+            out.append(("model_response", {
+                "step": index, "model": self.model, "content": step.content,
+                "tool_calls": [call] if step.command else [],  # no single action: a format error
+                "usage": {"input_tokens": step.input_tokens, "output_tokens": step.output_tokens},
+                "cost_usd": step.cost_usd, "price_known": True, "latency_s": 0.0,
+            }, ts))
+            if not step.command:
+                continue
+            out.append(("tool_call", {"step": index, "call_id": call_id, "name": "bash",
+                                      "arguments": call["arguments"]}, ts))
+            if looks_like_edit(step.command):
+                tree = digest(tree + step.command)[:40]
+            out.append(("tool_result", {
+                "step": index, "call_id": call_id, "executed": True,
+                "ok": None if step.exit_code is None else step.exit_code == 0, "exit_code": step.exit_code,
+                "output_digest": digest(step.output), "duration_s": 0.0, "tree": tree, "observation": step.output,
+            }, ts))
+        out.append(("run_finished", {
+            "status": {True: "succeeded", False: "failed"}.get(self.resolved, "unlabelled"),
+            "reason": f"imported; exit status {self.exit_status}", "resolved": self.resolved,
+            "total_cost_usd": self.total_cost_usd,
+        }, last_ts))
+        return out

@@ -1,0 +1,67 @@
+"""`tether import` and `tether backtest` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from tests.backtest.fixtures import mini_v1, mini_v2, swe_agent, write
+from tests.test_cli import tether
+
+
+def make_data(root: Path) -> Path:
+    data = root / "data"
+    write(data / "a.traj.json.gz", mini_v1([("ls", 0, "x", 0.1)] + [("cat f", 0, "same", 0.1)] * 6, instance="a"))
+    write(data / "b.traj.json.gz", mini_v2([[("ls", 0, "x")], [("pytest", 0, "ok")]], [0.1, 0.2], instance="b"))
+    write(data / "c.traj.gz", swe_agent([("ls", "x"), ("submit", "")], 1.0))
+    (data / "index.csv").write_text("run,instance_id,resolved,traj_file\nr,a,False,a.traj.json.gz\n"
+                                    "r,b,True,b.traj.json.gz\nr,c,False,c.traj.gz\n")
+    return data
+
+
+def test_import_then_show_and_verify_imported_runs(repo: Path, tmp_path: Path):
+    data = make_data(tmp_path)
+    first = tether("import", str(data), cwd=repo)
+    assert first.returncode == 0, first.stderr
+    assert "imported 3 runs" in first.stdout
+    again = tether("import", str(data), cwd=repo)
+    assert "imported 0 runs" in again.stdout and "3 were already" in again.stdout
+    runs = json.loads(tether("runs", "--json", cwd=repo).stdout)
+    assert sorted(r["status"] for r in runs) == ["failed", "failed", "succeeded"]
+    run_id = next(r["run_id"] for r in runs if r["usage"]["steps"] == 7)
+    assert tether("verify", run_id, cwd=repo).returncode == 0
+    shown = json.loads(tether("show", run_id, "--json", cwd=repo).stdout)
+    assert shown["usage"]["usd"] == 0.7 and shown["usage"]["tool_calls"] == 7
+
+
+def test_backtest_json_and_table(repo: Path, tmp_path: Path):
+    data = make_data(tmp_path)
+    policy = tmp_path / "p.toml"
+    policy.write_text("[brakes]\nrepeat_max = 3\n")
+    result = tether("backtest", "--policy", str(policy), str(data), "--json", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    by_instance = {r["instance_id"]: r for r in report["runs"]}
+    assert by_instance["a"]["stopped"] and by_instance["a"]["rule"] == "brakes.repeat"
+    assert not by_instance["b"]["stopped"]
+    assert report["summary"]["unresolved_stopped"] == 1 and report["summary"]["false_stops"] == 0
+    assert set(report["by_source"]) == {"mini-swe-agent-1", "swe-agent-traj"}
+    table = tether("backtest", "--policy", str(policy), str(data), cwd=repo, env={**os.environ, "COLUMNS": "250"})
+    assert "brakes.repeat" in table.stdout and "false stops" in table.stdout
+
+
+def test_backtest_sweep_writes_html(repo: Path, tmp_path: Path):
+    data = make_data(tmp_path)
+    page = tmp_path / "sweep.html"
+    result = tether("backtest", "--sweep", str(data), "--html", str(page), "--json", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["fit_runs"] + report["test_runs"] == 3 and report["frontier"]
+    assert "<svg" in page.read_text()
+
+
+def test_backtest_bad_inputs(repo: Path, tmp_path: Path):
+    assert tether("backtest", str(tmp_path), cwd=repo).returncode == 2  # no trajectories there
+    missing = tether("backtest", "--policy", str(tmp_path / "nope.toml"), str(tmp_path), cwd=repo)
+    assert missing.returncode == 2 and "cannot read" in missing.stderr
