@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tether.guard.brakes import VOLATILE
 from tether.guard.guard import EventSink
 from tether.ledger import Ledger, StoredEvent
 from tether.models import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
 from tether.policy import Policy
 from tether.runner import RunError, RunSpec, start_run
-
-# Output that differs between two honest executions: durations and memory addresses.
-_VOLATILE = re.compile(r"\b\d+(\.\d+)?\s?(ms|s|sec|seconds)\b|0x[0-9a-f]{6,}")
 
 
 class RecordedProvider:
@@ -89,7 +86,7 @@ def _outputs_match(a: Step, b: Step) -> tuple[bool, bool]:
     """(equal, equal only after masking durations and addresses)."""
     if a.output_digest == b.output_digest and a.observation == b.observation:
         return True, False
-    masked = _VOLATILE.sub("<volatile>", a.observation) == _VOLATILE.sub("<volatile>", b.observation)
+    masked = VOLATILE.sub("<volatile>", a.observation) == VOLATILE.sub("<volatile>", b.observation)
     return masked, masked
 
 

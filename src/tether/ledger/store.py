@@ -194,53 +194,38 @@ class Ledger:
     def append(self, run_id: str, type_: str, payload: dict[str, Any]) -> StoredEvent:
         """Append one event in one transaction: the event row and the run's head move together,
         and the head update is conditional, so a second writer can never fork the chain."""
-        count, prev = self._head(run_id)
-        seq = count + 1
-        ts = time.time()
-        payload_json = canonical_json(payload)
-        digest = event_hash(prev, run_id, seq, ts, type_, payload_json)
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(self._insert_event, {"run_id": run_id, "seq": seq, "ts": ts, "type": type_,
-                                                  "payload": payload_json, "prev_hash": prev, "hash": digest})
-                moved = conn.execute(
-                    self._move_head, {"rid": run_id, "expected": count, "seq": seq, "hash": digest}
-                ).rowcount
-                if moved != 1:
-                    raise ConcurrentAppend(f"run {run_id} was appended to by another writer")
-        except (IntegrityError, ConcurrentAppend) as exc:
-            self._heads.pop(run_id, None)
-            raise ConcurrentAppend(f"run {run_id} was appended to by another writer") from exc
-        self._heads[run_id] = (seq, digest)
-        return StoredEvent(run_id, seq, ts, type_, payload_json, prev, digest)
+        return self._commit(run_id, [(type_, payload, time.time())])[0]
 
     def append_many(self, run_id: str, batch: list[tuple[str, dict[str, Any], float]]) -> int:
         """Append a whole recorded history (an import) in one transaction: all of it or none."""
-        count, prev = self._head(run_id)
-        rows = []
-        for type_, payload, when in batch:
-            count += 1
+        return len(self._commit(run_id, batch))
+
+    def _commit(self, run_id: str, batch: list[tuple[str, dict[str, Any], float]]) -> list[StoredEvent]:
+        expected, prev = self._head(run_id)
+        stored: list[StoredEvent] = []
+        for offset, (type_, payload, when) in enumerate(batch, start=1):
             ts = float(when)  # the column is a float; an int would hash differently once read back
             payload_json = canonical_json(payload)
-            digest = event_hash(prev, run_id, count, ts, type_, payload_json)
-            rows.append({"run_id": run_id, "seq": count, "ts": ts, "type": type_, "payload": payload_json,
-                         "prev_hash": prev, "hash": digest})
+            digest = event_hash(prev, run_id, expected + offset, ts, type_, payload_json)
+            stored.append(StoredEvent(run_id, expected + offset, ts, type_, payload_json, prev, digest))
             prev = digest
-        expected = self._heads[run_id][0]
+        seq = expected + len(stored)
         try:
             with self.engine.begin() as conn:
-                if rows:
-                    conn.execute(self._insert_event, rows)
+                rows = [{"run_id": run_id, "seq": e.seq, "ts": e.ts, "type": e.type, "payload": e.payload_json,
+                         "prev_hash": e.prev_hash, "hash": e.hash} for e in stored]
+                if rows:  # one row executes faster than a one-row executemany
+                    conn.execute(self._insert_event, rows[0] if len(rows) == 1 else rows)
                 moved = conn.execute(
-                    self._move_head, {"rid": run_id, "expected": expected, "seq": count, "hash": prev}
+                    self._move_head, {"rid": run_id, "expected": expected, "seq": seq, "hash": prev}
                 ).rowcount
                 if moved != 1:
                     raise ConcurrentAppend(f"run {run_id} was appended to by another writer")
         except (IntegrityError, ConcurrentAppend) as exc:
             self._heads.pop(run_id, None)
             raise ConcurrentAppend(f"run {run_id} was appended to by another writer") from exc
-        self._heads[run_id] = (count, prev)
-        return len(rows)
+        self._heads[run_id] = (seq, prev)
+        return stored
 
     def has_run(self, run_id: str) -> bool:
         with self.engine.connect() as conn:
