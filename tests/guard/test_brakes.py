@@ -57,7 +57,8 @@ def test_disabled_brakes_never_fire():
 
 
 def only(**knobs) -> Brakes:
-    base = {"repeat_max": None, "max_consecutive_failures": None, "max_steps_without_change": None}
+    base = {"repeat_max": None, "max_consecutive_failures": None, "max_steps_without_change": None,
+            "max_turns_without_action": None}
     return Brakes(BrakesPolicy(**{**base, **knobs}))
 
 
@@ -105,3 +106,13 @@ def test_burn_rate_compares_recent_steps_with_the_run_median():
     hits = [brakes.observe("model_response", {"cost_usd": c}) for c in costs]
     assert hits[:6] == [None] * 6
     assert hits[6].detector == "burn_rate"  # (0.02 + 0.08) / 2 > 3 x median 0.01
+
+
+def test_turns_without_an_action_brake():
+    brakes = only(max_turns_without_action=3)
+    assert brakes.observe("model_response", {"tool_calls": []}) is None
+    assert brakes.observe("model_response", {"tool_calls": []}) is None
+    assert brakes.observe("model_response", {"tool_calls": [{"id": "c"}]}) is None  # an action resets it
+    assert brakes.observe("model_response", {"tool_calls": []}) is None
+    assert brakes.observe("model_response", {"tool_calls": []}) is None
+    assert brakes.observe("model_response", {"tool_calls": []}).detector == "no_action"

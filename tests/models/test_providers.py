@@ -124,3 +124,10 @@ def test_guarded_run_gives_up_after_max_retries(repo: Path, tmp_path: Path):
     with api_server(replies) as (url, _):
         summary = start_run(ledger, RunSpec("fix", repo, policy, model="openai:m", base_url=url))
     assert summary["status"] == "failed" and "after 3 attempts" in summary["reason"]
+
+
+def test_openai_tool_call_written_as_text_is_parsed():
+    text = 'I will look.\n<tool_call>\n{"name": "bash", "arguments": {"command": "ls"}}\n</tool_call>'
+    with api_server([openai_reply(text)]) as (url, _):
+        response = make_provider("openai:m", base_url=url).complete(HISTORY, TOOLS, 64)
+    assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [("call_text_1", "bash", {"command": "ls"})]

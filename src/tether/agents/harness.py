@@ -10,14 +10,14 @@ from tether.models import Message, ToolCall
 
 SYSTEM_PROMPT = """You are a careful software engineer working in a git repository.
 Use the tools to inspect the code, make the smallest change that does the task, and run the
-tests. Commands run in a sandbox without network. When you are done, call submit with a short
-summary: the task is finished only when the required checks pass. If a tool call is denied by
-policy, do not retry it unchanged; find another way or explain in submit."""
+tests. Commands run in a sandbox without network. When you are done, submit: the task is finished
+only when the required checks pass. If an action is denied by policy, do not repeat it unchanged."""
 
 NUDGE = "Use one of the tools to continue, or call submit when you are done."
 
 
-def conversation(system_prompt: str, task: str, events: list[StoredEvent]) -> tuple[list[Message], list[ToolCall]]:
+def conversation(system_prompt: str, task: str, events: list[StoredEvent],
+                 nudge: str = NUDGE) -> tuple[list[Message], list[ToolCall]]:
     """(messages so far, tool calls of the last model turn that have no recorded result)."""
     messages: list[Message] = [{"role": "system", "content": system_prompt}, {"role": "user", "content": task}]
     pending: dict[str, ToolCall] = {}
@@ -29,7 +29,7 @@ def conversation(system_prompt: str, task: str, events: list[StoredEvent]) -> tu
                              "tool_calls": [c.as_dict() for c in calls]})
             pending = {c.id: c for c in calls}
             if not calls:
-                messages.append({"role": "user", "content": NUDGE})
+                messages.append({"role": "user", "content": nudge})
         elif event.type == "tool_result":
             pending.pop(payload["call_id"], None)
             messages.append({"role": "tool", "tool_call_id": payload["call_id"], "content": payload["observation"]})
@@ -38,7 +38,9 @@ def conversation(system_prompt: str, task: str, events: list[StoredEvent]) -> tu
 
 def run_harness(guard: Guard, system_prompt: str, task: str, events: list[StoredEvent]) -> None:
     """Loop until the guard ends the run (success, stop, pause or failure) by raising RunEnded."""
-    messages, pending = conversation(system_prompt, task, events)
+    # A provider with its own action format explains it when a reply has no action.
+    nudge = getattr(guard.provider, "format_hint", NUDGE)
+    messages, pending = conversation(system_prompt, task, events, nudge)
     toolbox = Toolbox(guard)
     while True:
         for call in pending:
@@ -48,5 +50,5 @@ def run_harness(guard: Guard, system_prompt: str, task: str, events: list[Stored
         messages.append({"role": "assistant", "content": response.content,
                          "tool_calls": [c.as_dict() for c in response.tool_calls]})
         if not response.tool_calls:
-            messages.append({"role": "user", "content": NUDGE})
+            messages.append({"role": "user", "content": nudge})
         pending = response.tool_calls

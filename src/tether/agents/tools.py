@@ -42,7 +42,18 @@ class Toolbox:
     def execute(self, call: ToolCall) -> ToolOutcome:
         if call.name == "submit":
             return self._submit(call.id)
-        return getattr(self, f"_{call.name}")(call.arguments)
+        outcome: ToolOutcome = getattr(self, f"_{call.name}")(call.arguments)
+        if outcome.ok and call.name in ("write_file", "edit_file") and self.guard.policy.agent.check_after_write:
+            return self._check_after_write(call.id, outcome)
+        return outcome
+
+    def _check_after_write(self, call_id: str, written: ToolOutcome) -> ToolOutcome:
+        results = self.guard.run_checks(call_id)
+        failed = [r for r in results if r.required and not r.passed]
+        if not failed:
+            return ToolOutcome(True, f"{written.observation}\nThe required checks pass.", finished=True)
+        return ToolOutcome(True, f"{written.observation}\nThe required checks fail:\n\n"
+                           + "\n\n".join(_failure(r) for r in failed))
 
     def _path(self, path: str):
         return self.guard.worktree.path / resolve_in_worktree(self.guard.worktree.path, path)

@@ -28,7 +28,8 @@ GRID: dict[str, list[float]] = {
     "brakes.burn_rate_factor": [2.0, 3.0, 5.0],
 }
 _OFF_BUDGET = BudgetPolicy(max_usd=None, max_tokens=None, max_wall_s=None, max_steps=None, max_tool_calls=None)
-_OFF_BRAKES = BrakesPolicy(repeat_max=None, max_consecutive_failures=None, max_steps_without_change=None)
+_OFF_BRAKES = BrakesPolicy(repeat_max=None, max_consecutive_failures=None, max_steps_without_change=None,
+                           max_turns_without_action=None)
 
 Config = tuple[tuple[str, float], ...]  # sorted (knob, value) pairs
 

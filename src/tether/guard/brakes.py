@@ -46,6 +46,7 @@ class Brakes:
     edited_since_test: dict[str, bool] = field(default_factory=dict)
     stale_cycles: int = 0
     costs: list[float] = field(default_factory=list)
+    idle_turns: int = 0
     sorted_costs: list[float] = field(default_factory=list)
 
     def observe(self, type_: str, payload: dict[str, Any]) -> BrakeHit | None:
@@ -55,7 +56,7 @@ class Brakes:
             return (self._failures(payload) or self._progress(payload) or self._repeat_output(payload)
                     or self._stale_tests(payload))
         if type_ == "model_response":
-            return self._burn_rate(payload)
+            return self._idle_turns(payload) or self._burn_rate(payload)
         if type_ == "run_started":
             self.last_tree = payload.get("base_tree")
         return None
@@ -132,6 +133,14 @@ class Brakes:
         if self.stale_cycles >= self.policy.stale_test_cycles:
             return BrakeHit("stale_tests", f"{self.stale_cycles} edit-and-test cycles left the test output "
                             "unchanged", {"command": command, "cycles": self.stale_cycles})
+        return None
+
+    def _idle_turns(self, payload: dict[str, Any]) -> BrakeHit | None:
+        self.idle_turns = 0 if payload.get("tool_calls") else self.idle_turns + 1
+        limit = self.policy.max_turns_without_action
+        if limit is not None and self.idle_turns >= limit:
+            return BrakeHit("no_action", f"{self.idle_turns} model turns in a row without an action",
+                            {"count": self.idle_turns})
         return None
 
     def _burn_rate(self, payload: dict[str, Any]) -> BrakeHit | None:

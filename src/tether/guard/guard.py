@@ -87,7 +87,7 @@ class Guard:
     tree: str = field(init=False)
     decided: dict[str, Approval] = field(default_factory=dict)
     recorded: set[tuple[Any, ...]] = field(default_factory=set)  # event keys already in the log
-    pending_hit: tuple[str, BrakeHit] | None = None  # (call id, brake) fired just before a crash
+    pending_hit: tuple[str | None, BrakeHit] | None = None  # (call id, brake) fired just before a crash
     submitted: bool = False  # a submit whose checks passed, recorded just before a crash
 
     def __post_init__(self) -> None:
@@ -108,7 +108,7 @@ class Guard:
             self.meters.observe(event.type, payload, event.ts)
             hit = self.brakes.observe(event.type, payload)
             if hit is not None:
-                self.pending_hit = (payload["call_id"], hit)
+                self.pending_hit = (payload.get("call_id"), hit)
             if event.type not in REPEATABLE:
                 self.recorded.add(event_key(event.type, payload))
             if event.type == "tool_call":
@@ -180,7 +180,7 @@ class Guard:
                 raise RunFailed(str(exc), "model.error") from exc
         latency = time.perf_counter() - started
         cost = response.cost_usd if response.cost_usd is not None else self._cost(response.usage)
-        self.record("model_response", {
+        hit = self.record("model_response", {
             "step": step,
             "model": response.model,
             "content": response.content,
@@ -191,12 +191,14 @@ class Guard:
             "price_known": cost is not None,
             "latency_s": round(latency, 4),
         })
+        if hit is not None:  # e.g. too many replies without an action
+            raise self.brake(None, hit)
         return response
 
     def _cost(self, usage: Usage) -> float | None:
         scheme, _, model = self.provider.name.partition(":")
         if scheme not in ("openai", "anthropic"):
-            return 0.0 if scheme == "scripted" else None
+            return 0.0  # scripted, local and replayed models cost no money
         return price_usd(model, scheme, usage)
 
     # tool calls -----------------------------------------------------------------------------
@@ -263,7 +265,7 @@ class Guard:
     def _brake(self, call: ToolCall, hit: BrakeHit) -> RunStopped:
         return self.brake(call.id, hit)
 
-    def brake(self, call_id: str, hit: BrakeHit) -> RunStopped:
+    def brake(self, call_id: str | None, hit: BrakeHit) -> RunStopped:
         self.record("brake", {"detector": hit.detector, "reason": hit.reason, "evidence": hit.evidence,
                               "call_id": call_id, "step": self.meters.steps})
         return RunStopped(f"brake {hit.detector}: {hit.reason}", f"brakes.{hit.detector}")

@@ -15,7 +15,7 @@ from tether.models.base import (
     Usage,
 )
 
-SCHEMES = ("scripted", "openai", "anthropic")
+SCHEMES = ("scripted", "openai", "anthropic", "local")
 
 
 def make_provider(spec: str, base_url: str | None = None) -> Provider:
@@ -26,6 +26,10 @@ def make_provider(spec: str, base_url: str | None = None) -> Provider:
         from tether.models.scripted import ScriptedProvider
 
         return ScriptedProvider(Path(detail))
+    if scheme == "local":
+        from tether.models.local import LocalProvider
+
+        return LocalProvider(detail)
     if scheme == "openai":
         from tether.models.openai_provider import OpenAIProvider
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import openai
 
+from tether.models.actions import parse_json_call
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, TransientModelError, Usage
 
 
@@ -85,6 +86,12 @@ class OpenAIProvider:
             ToolCall(id=call.id, name=call.function.name, arguments=parse_arguments(call.function.arguments))
             for call in message.tool_calls or []
         ]
+        if not calls and message.content:
+            # Servers for small local models (llama.cpp) may return the model's <tool_call> JSON as text.
+            action = parse_json_call(message.content)
+            if action is not None:
+                turn = sum(1 for m in messages if m["role"] == "assistant")
+                calls = [ToolCall(id=f"call_text_{turn}", name=action[0], arguments=action[1])]
         usage = Usage(response.usage.prompt_tokens, response.usage.completion_tokens) if response.usage else Usage()
         return ModelResponse(content=message.content or "", tool_calls=calls, usage=usage,
                              model=response.model or self.model)

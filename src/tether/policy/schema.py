@@ -21,6 +21,9 @@ class AgentPolicy(Section):
     system_prompt: str | None = None
     max_retries: int = Field(4, ge=0)
     retry_base_s: float = Field(1.0, ge=0)
+    # Run the required checks after every successful write, not only on submit: a correct file
+    # then finishes the run even when the model never thinks to submit (small models often don't).
+    check_after_write: bool = False
 
 
 class BudgetPolicy(Section):
@@ -118,6 +121,7 @@ class BrakesPolicy(Section):
     repeat_window: int = Field(10, gt=0)
     max_consecutive_failures: int | None = Field(6, gt=0)
     max_steps_without_change: int | None = Field(30, gt=0)
+    max_turns_without_action: int | None = Field(4, gt=0)  # replies with no tool call (or no readable action)
     # Detectors that look at outputs and progress (off unless set; see `tether backtest`):
     repeat_output_max: int | None = Field(None, gt=0)  # same command, same output, within repeat_window
     stale_test_cycles: int | None = Field(None, gt=0)  # edit-then-test cycles leaving the test output unchanged

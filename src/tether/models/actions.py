@@ -1,0 +1,74 @@
+"""The text action format for small local models, which cannot carry code inside JSON strings
+(see shared/notes/local-models.md): one action per reply, in fenced blocks, parsed leniently.
+
+    ```bash            run a command
+    FILE: path         write a whole file with the fenced block that follows
+    SUBMIT             finish (the required checks decide)
+
+A code block right after a line naming a file in backticks (`src/a.py`) writes that file too.
+A JSON tool call (`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, the format these
+models were trained on) is accepted too."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+INSTRUCTIONS = """Reply with a short thought, then exactly ONE action in one of these three forms.
+
+1. Run one shell command:
+```bash
+<the command>
+```
+
+2. Write a whole file (the complete new content, not a diff):
+FILE: <path of the file>
+```
+<the complete content of the file>
+```
+
+3. Finish, when the task is done:
+SUBMIT"""
+
+FORMAT_ERROR = "Your reply had no action Tether could read. " + INSTRUCTIONS
+
+# The opening fence may be doubled ("```" then "```python"), as small models sometimes write it.
+_FILE = re.compile(r"^\s*(?:FILE|File|file)\s*:\s*`?([^\s`]+)`?\s*\n+```[\w+-]*[^\n]*\n(?:```[\w+-]*\n)?(.*?)\n?```",
+                   re.MULTILINE | re.DOTALL)
+# Small models often name the file in prose right before its code: "... in `raindrops.py`:" + block.
+_NAMED = re.compile(r"`([\w./-]+\.[A-Za-z0-9]+)`[^\n`]*\n+```(?!bash|sh\b|shell|console)[\w+-]*[^\n]*\n"
+                    r"(?:```[\w+-]*\n)?(.*?)\n?```", re.DOTALL)
+_BASH = re.compile(r"```(?:bash|sh|shell|console)[^\n]*\n(.*?)\n?```", re.DOTALL)
+_TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
+_JSON_BLOCK = re.compile(r"```(?:json)?\s*\n(\{.*?\})\s*\n?```", re.DOTALL)
+_SUBMIT = re.compile(r"^\s*\**SUBMIT\**\s*$", re.MULTILINE)
+TOOLS = {"bash", "read_file", "write_file", "edit_file", "submit"}
+
+
+def parse_json_call(text: str) -> tuple[str, dict[str, Any]] | None:
+    for pattern in (_TOOL_CALL, _JSON_BLOCK):
+        for match in pattern.finditer(text):
+            try:
+                data = json.loads(match.group(1))
+            except json.JSONDecodeError:
+                continue
+            name = data.get("name") if isinstance(data, dict) else None
+            arguments = data.get("arguments", data.get("parameters", {})) if isinstance(data, dict) else None
+            if name in TOOLS and isinstance(arguments, dict):
+                return name, arguments
+    return None
+
+
+def parse_action(text: str) -> tuple[str, dict[str, Any]] | None:
+    """The action in a reply, as (tool name, arguments), or None when there is none. Small models
+    often write several ("run the tests" and the file, or the file and SUBMIT): the file write is
+    the substantive one and runs first (with check_after_write its checks then decide), then a
+    command, then SUBMIT."""
+    if match := _FILE.search(text) or _NAMED.search(text):
+        return "write_file", {"path": match.group(1), "content": match.group(2) + "\n"}
+    if match := _BASH.search(text):
+        return "bash", {"command": match.group(1).strip()}
+    if match := _SUBMIT.search(text):
+        return "submit", {"summary": text[: match.start()].strip()[-500:] or "done"}
+    return parse_json_call(text)
