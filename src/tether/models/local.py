@@ -6,6 +6,7 @@ prompt, so each step reads only what the last step added. Replies use the text a
 
 from __future__ import annotations
 
+import atexit
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,13 @@ N_CTX = 8192
 MAX_REPLY = 768  # tokens; a whole small file fits, a rambling essay does not
 OBSERVATION_CHARS = 3000
 _LOADED: dict[Path, Any] = {}
+
+
+@atexit.register
+def _close_all() -> None:
+    """Free the models while the interpreter is whole; llama.cpp's finalizers fail at shutdown."""
+    while _LOADED:
+        _LOADED.popitem()[1].close()
 
 
 def _load(path: Path) -> Any:
