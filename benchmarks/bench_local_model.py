@@ -55,7 +55,9 @@ def prepare(exercise: Path, root: Path) -> tuple[Path, str, str]:
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", exercise.name)
-    task = f"Implement {stub} so that {test} passes.\n\n{instruction}"
+    # Like a ticket that quotes the code it is about (and like `tether demo`): the stub in the task.
+    task = (f"Implement {stub} so that {test} passes.\n\n{instruction}\n\n"
+            f"The current {stub}:\n```python\n{(repo / stub).read_text()}```")
     return repo, task, test
 
 
