@@ -150,3 +150,15 @@ def test_ctrl_c_stops_the_run_keeps_work_and_counts_an_interrupt(repo: Path, tmp
         except ProcessLookupError:
             continue
         raise AssertionError(f"sleep {pid} survived the interrupted run")
+
+
+def test_scripted_demo_ends_with_a_branch_that_passes_its_check(tmp_path: Path):
+    target = tmp_path / "demo"
+    result = tether("demo", "--scripted", "--dir", str(target), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "succeeded" and summary["rework"] == 1
+    assert [d["rule"] for d in summary["denials"]] == ["commands.deny"]  # the download it tried
+    assert "Pling" in git(target, "show", f"{summary['branch']}:raindrops.py")
+    again = tether("demo", "--scripted", "--dir", str(target), cwd=tmp_path)
+    assert again.returncode == 2 and "not empty" in again.stderr
