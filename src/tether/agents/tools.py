@@ -47,13 +47,17 @@ class Toolbox:
             return self._check_after_write(call.id, outcome)
         return outcome
 
-    def _check_after_write(self, call_id: str, written: ToolOutcome) -> ToolOutcome:
+    def _run_checks(self, call_id: str) -> tuple[list[CheckResult], str | None]:
+        """The checks' results, and the report of the required ones that failed (None: all passed)."""
         results = self.guard.run_checks(call_id)
         failed = [r for r in results if r.required and not r.passed]
-        if not failed:
+        return results, "\n\n".join(_failure(r) for r in failed) if failed else None
+
+    def _check_after_write(self, call_id: str, written: ToolOutcome) -> ToolOutcome:
+        _, failures = self._run_checks(call_id)
+        if failures is None:
             return ToolOutcome(True, f"{written.observation}\nThe required checks pass.", finished=True)
-        return ToolOutcome(True, f"{written.observation}\nThe required checks fail:\n\n"
-                           + "\n\n".join(_failure(r) for r in failed))
+        return ToolOutcome(True, f"{written.observation}\nThe required checks fail:\n\n{failures}")
 
     def _path(self, path: str):
         return self.guard.worktree.path / resolve_in_worktree(self.guard.worktree.path, path)
@@ -100,13 +104,11 @@ class Toolbox:
         return ToolOutcome(True, f"edited {args['path']}")
 
     def _submit(self, call_id: str) -> ToolOutcome:
-        results = self.guard.run_checks(call_id)
-        failed = [r for r in results if r.required and not r.passed]
-        if not failed:
+        results, failures = self._run_checks(call_id)
+        if failures is None:
             names = ", ".join(r.name for r in results) or "none configured"
             return ToolOutcome(True, f"submitted; required checks passed ({names})", finished=True)
-        return ToolOutcome(False, "Required checks failed; fix and submit again.\n\n"
-                           + "\n\n".join(_failure(r) for r in failed))
+        return ToolOutcome(False, f"Required checks failed; fix and submit again.\n\n{failures}")
 
 
 def _failure(result: CheckResult) -> str:

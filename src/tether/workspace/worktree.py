@@ -76,9 +76,6 @@ class Worktree:
                                       int(removed) if removed != "-" else 0))
         return DiffStat(changes)
 
-    def patch(self, from_tree: str, to_tree: str) -> str:
-        return git(self.repo, "diff-tree", "-p", "--no-renames", from_tree, to_tree)
-
     def commit(self, tree: str, message: str) -> str:
         """Record `tree` as a commit on the run's branch (no hooks, no user identity needed)."""
         parent = git(self.repo, "rev-parse", f"refs/heads/{self.branch}").strip()
