@@ -1,5 +1,6 @@
 """The command line: parse, call the library, print. Exit codes: 0 success, 1 failed (or a broken
-chain for verify), 2 bad input, 3 stopped, 4 awaiting approval."""
+chain for verify), 2 bad input, 3 stopped, 4 awaiting approval, 5 waiting (a fleet limit or a failing model;
+resumable)."""
 
 from __future__ import annotations
 
@@ -24,9 +25,13 @@ from tether.approvals import decide_approval, expire_approvals, list_pending
 from tether.demo import DEFAULT_DEMO_MODEL, DEMO_TURNS, instruction, prepare_demo, verdict
 from tether.guard.guard import Approver
 from tether.ledger import DB_ENV, Ledger, LedgerError, UnknownRun, default_db_url
+from tether.ledger.fleet import ORG_POLICY, Fleet, today
 from tether.ledger.queries import summarize
 from tether.models import ModelError
-from tether.policy import POLICY_FILE, PolicyError, find_policy, load_policy
+from tether.policy import POLICY_FILE, Policy, PolicyError, find_policy, load_policy, parse_policy
+from tether.policy.load import ORG_POLICY_NAME, read_policy_text
+from tether.queue import engine
+from tether.queue.tasks import TaskError, Tasks
 from tether.render import StepPrinter, print_events, print_replay, print_summary
 from tether.replay import replay_run
 from tether.workspace.git import GitError, repo_root
@@ -37,7 +42,7 @@ app = typer.Typer(help="Tether: run coding agents on a short leash.", no_args_is
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
-EXIT_CODES = {"succeeded": 0, "failed": 1, "stopped": 3, "awaiting_approval": 4}
+EXIT_CODES = {"succeeded": 0, "failed": 1, "stopped": 3, "awaiting_approval": 4, "waiting": 5}
 STARTER = Path(__file__).parent / "policy" / "starter.toml"
 
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository (default: the current one).")]
@@ -125,11 +130,15 @@ def run(
     """Run an agent on a task in a fresh worktree, under the policy."""
     try:
         root = repo_root(repo.resolve())
-        loaded, policy_path = find_policy(root, policy)
+        find_policy(root, policy)  # a broken policy is refused before the store is even created
     except (GitError, PolicyError) as exc:
         raise fail(str(exc)) from exc
-    spec = runner.RunSpec(instruction, root, loaded, policy_path, model, base_url)
     with open_ledger(db, root) as ledger:
+        try:
+            loaded, policy_path = find_policy(root, policy, runner.org_policy(ledger))
+        except PolicyError as exc:
+            raise fail(str(exc)) from exc
+        spec = runner.RunSpec(instruction, root, loaded, policy_path, model, base_url)
         try:
             summary = runner.start_run(ledger, spec, on_event=StepPrinter(err),
                                        approver=None if no_input else _terminal_approver())
@@ -466,3 +475,186 @@ def deny(run_id: str, reason: Annotated[str, typer.Option(help="Why (returned to
          as_json: JsonOpt = False) -> None:
     """Deny the write a paused run waits on; the agent is told why and the run continues."""
     _decide(run_id, False, who, reason, repo, db, resume, as_json)
+
+
+# the queue and the fleet ------------------------------------------------------------------------
+
+@contextmanager
+def open_tasks(db: str | None, repo: Path) -> Iterator[tuple[Ledger, Tasks]]:
+    with open_ledger(db, repo) as ledger:
+        tasks = Tasks(ledger)
+        try:
+            yield ledger, tasks
+        except TaskError as exc:
+            raise fail(str(exc)) from exc
+        finally:
+            tasks.close()
+
+
+@app.command()
+def submit(
+    instruction: Annotated[str, typer.Argument(help="What the agent should do.")],
+    repo: RepoOpt = Path("."),
+    key: Annotated[str | None, typer.Option(help="Idempotency key: the same key is always the same task.")] = None,
+    priority: Annotated[int, typer.Option(help="0 runs first; larger numbers wait.")] = 0,
+    policy: Annotated[Path | None, typer.Option("--policy", help="Policy file (default: tether.toml).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model spec (default: the policy's).")] = None,
+    db: DbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Queue a task for the workers; prints its id."""
+    with open_tasks(db, repo) as (_, tasks):
+        try:
+            task_id, created = tasks.submit(instruction, repo, key, priority, policy, model)
+        except (GitError, PolicyError) as exc:
+            raise fail(str(exc)) from exc
+    if as_json:
+        out.print_json(json.dumps({"task_id": task_id, "created": created}))
+    else:
+        out.print(task_id)
+        err.print("queued" if created else "already submitted with this key; nothing new queued")
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, help="Tasks this worker runs at once.")] = 1,
+    worker_id: Annotated[str | None, typer.Option("--id", help="Stable executor id (default: the host name); "
+                                                  "a restarted worker recovers the tasks of its id.")] = None,
+    idle_exit: Annotated[float | None, typer.Option(help="Exit after this many seconds with no task.")] = None,
+    repo: RepoOpt = Path("."),
+    db: DbOpt = None,
+) -> None:
+    """Take tasks from the queue and run them with the normal runner until stopped (Ctrl-C)."""
+    from tether.queue.worker import serve
+
+    executor = worker_id or engine.default_executor_id()
+    with open_ledger(db, repo) as ledger:
+        err.print(f"worker [bold]{executor}[/] on {ledger.url}, {concurrency} at a time")
+        serve(ledger, executor, concurrency, idle_exit, lambda line: err.print(line, highlight=False))
+
+
+@app.command()
+def recover(executor: Annotated[str, typer.Option("--executor", help="The dead worker's id.")],
+            repo: RepoOpt = Path("."), db: DbOpt = None) -> None:
+    """Put a dead worker's unfinished tasks back on the queue; live workers resume their runs."""
+    with open_tasks(db, repo) as (_, tasks):
+        recovered = tasks.recover(executor)
+    for task_id in recovered:
+        out.print(task_id)
+    err.print(f"{len(recovered)} task(s) of {executor} queued again")
+
+
+@app.command("tasks")
+def tasks_(state: Annotated[str | None, typer.Option(help="Only tasks in this state.")] = None,
+           limit: Annotated[int, typer.Option(min=1)] = 50, repo: RepoOpt = Path("."), db: DbOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """List tasks, newest first."""
+    from tether.render import print_tasks
+
+    with open_tasks(db, repo) as (_, tasks):
+        found = tasks.list(limit, state)
+    if as_json:
+        out.print_json(json.dumps([task.as_dict() for task in found]))
+    else:
+        print_tasks(out, found)
+
+
+@app.command()
+def task(task_id: Annotated[str, typer.Argument(help="Task id or a unique prefix.")], repo: RepoOpt = Path("."),
+         db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Show one task: state, run, attempts."""
+    from tether.render import print_tasks
+
+    with open_tasks(db, repo) as (_, tasks):
+        found = tasks.get(task_id)
+    if as_json:
+        out.print_json(json.dumps(found.as_dict()))
+    else:
+        print_tasks(out, [found])
+
+
+@app.command()
+def cancel(task_id: Annotated[str, typer.Argument(help="Task id or a unique prefix.")],
+           reason: Annotated[str, typer.Option(help="Why.")] = "cancelled", repo: RepoOpt = Path("."),
+           db: DbOpt = None) -> None:
+    """Cancel a task: queued, it never starts; running, it stops at its next step, keeping its work."""
+    with open_tasks(db, repo) as (_, tasks):
+        found = tasks.cancel(task_id, reason)
+    err.print(f"task {found.id} cancelled")
+
+
+def _switch_scope(everything: bool, repo_scope: Path | None, task_scope: str | None) -> str:
+    chosen = [scope for scope in (everything and "all", repo_scope and f"repo:{repo_root(repo_scope.resolve())}",
+                                  task_scope and f"task:{task_scope}") if scope]
+    if len(chosen) != 1:
+        raise fail("give exactly one of --all, --repo DIR, --task ID")
+    return str(chosen[0])
+
+
+AllOpt = Annotated[bool, typer.Option("--all", help="Every run in the store.")]
+RepoScopeOpt = Annotated[Path | None, typer.Option("--repo", help="Every run in this repository.")]
+TaskScopeOpt = Annotated[str | None, typer.Option("--task", help="One task (or run) id.")]
+
+
+@app.command()
+def brake(everything: AllOpt = False, repo_scope: RepoScopeOpt = None, task_scope: TaskScopeOpt = None,
+          reason: Annotated[str, typer.Option(help="Why; shown in every stopped run.")] = "kill switch",
+          db: DbOpt = None) -> None:
+    """The kill switch: every matching run stops at its next step boundary (work kept, resumable)."""
+    try:
+        scope = _switch_scope(everything, repo_scope, task_scope)
+    except GitError as exc:
+        raise fail(str(exc)) from exc
+    with open_ledger(db, repo_scope or Path(".")) as ledger:
+        Fleet(ledger).set_switch(scope, reason, runner.current_user())
+    err.print(f"brake on [bold]{scope}[/]: matching runs stop at their next step")
+
+
+@app.command()
+def release(everything: AllOpt = False, repo_scope: RepoScopeOpt = None, task_scope: TaskScopeOpt = None,
+            db: DbOpt = None) -> None:
+    """Lift a kill switch; tasks held by it resume their runs."""
+    try:
+        scope = _switch_scope(everything, repo_scope, task_scope)
+    except GitError as exc:
+        raise fail(str(exc)) from exc
+    with open_ledger(db, repo_scope or Path(".")) as ledger:
+        released = Fleet(ledger).release_switch(scope)
+    if not released:
+        raise fail(f"no brake on {scope}")
+    err.print(f"released {scope}")
+
+
+fleet_app = typer.Typer(help="The org policy, today's fleet usage and the kill switches.")
+app.add_typer(fleet_app, name="fleet")
+
+
+@fleet_app.command("set")
+def fleet_set(path: Annotated[Path, typer.Argument(help="Org policy TOML ([fleet] limits and defaults).")],
+              repo: RepoOpt = Path("."), db: DbOpt = None) -> None:
+    """Store the org policy every run of this store is layered on."""
+    try:
+        text = read_policy_text(path)
+        parse_policy(text, path)
+    except PolicyError as exc:
+        raise fail(str(exc)) from exc
+    with open_ledger(db, repo) as ledger:
+        Fleet(ledger).set_setting(ORG_POLICY, text)
+    err.print(f"org policy set from {path}")
+
+
+@fleet_app.command("show")
+def fleet_show(repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Today's spend against the org limits, and the switches that are on."""
+    from tether.render import print_fleet
+
+    with open_ledger(db, repo) as ledger:
+        fleet = Fleet(ledger)
+        text = runner.org_policy(ledger)
+        limits = (parse_policy(text, ORG_POLICY_NAME) if text else Policy()).fleet
+        usage, switches = fleet.usage(today()), fleet.switches()
+    if as_json:
+        out.print_json(json.dumps({"limits": limits.model_dump(), "day": today(),
+                                   "usage": [vars(u) for u in usage], "switches": [vars(s) for s in switches]}))
+    else:
+        print_fleet(out, limits, usage, switches)

@@ -15,6 +15,9 @@ from tether.backtest.engine import Summary as BacktestSummary
 from tether.backtest.sweep import SweepResult
 from tether.guard.meters import Meters
 from tether.ledger import StoredEvent
+from tether.ledger.fleet import DayUsage, Switch
+from tether.policy.schema import FleetPolicy
+from tether.queue.tasks import Task
 from tether.replay import ReplayReport
 
 
@@ -94,7 +97,8 @@ class StepPrinter:
 
 
 STATUS_STYLE = {"succeeded": "bold green", "failed": "bold red", "stopped": "bold yellow",
-                "awaiting_approval": "bold cyan", "running": "bold"}
+                "awaiting_approval": "bold cyan", "running": "bold", "waiting": "yellow", "queued": "dim",
+                "cancelled": "dim red"}
 
 
 def print_summary(console: Console, summary: dict[str, Any], budget: dict[str, Any] | None = None) -> None:
@@ -211,3 +215,35 @@ def print_sweep(console: Console, result: SweepResult) -> None:
                       f"runs' USD ({t['saved_share_ci'][0]:.1%}–{t['saved_share_ci'][1]:.1%}), stops "
                       f"{t['false_stops']}/{t['resolved']} resolved runs ({t['false_stop_ci'][0]:.1%}–"
                       f"{t['false_stop_ci'][1]:.1%})")
+
+
+def print_tasks(console: Console, tasks: list[Task]) -> None:
+    if not tasks:
+        console.print("no tasks")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("task", "state", "attempts", "priority", "repository", "instruction", "reason"):
+        table.add_column(column)
+    for task in tasks:
+        table.add_row(task.id, Text(task.state, STATUS_STYLE.get(task.state, "")), str(task.attempts),
+                      str(task.priority), _short(task.repo, 30), _short(task.instruction, 40),
+                      _short(task.reason, 50))
+    console.print(table)
+
+
+def print_fleet(console: Console, limits: FleetPolicy, usage: list[DayUsage], switches: list[Switch]) -> None:
+    org = next((u.usd for u in usage if u.scope == "org"), 0.0)
+    usd_limit = f" of ${limits.max_usd_per_day:.2f}" if limits.max_usd_per_day else " (no limit)"
+    console.print(f"today: ${org:.4f}{usd_limit} spent by the fleet")
+    lines_limit = limits.max_lines_per_day_per_repo
+    for row in usage:
+        if row.scope.startswith("repo:"):
+            of = f" of {lines_limit}" if lines_limit else ""
+            console.print(f"  {row.scope[5:]}: {row.lines} changed lines{of}")
+    if limits.max_concurrent_per_repo:
+        console.print(f"at most {limits.max_concurrent_per_repo} concurrent run(s) per repository")
+    console.print(f"over a limit, a run will {limits.on_limit}")
+    for switch in switches:
+        console.print(f"[bold red]brake on {switch.scope}[/] by {switch.by}: {escape(switch.reason)}")
+    if not switches:
+        console.print("no brakes on")

@@ -12,14 +12,17 @@ from typing import Any
 
 from tether import lease
 from tether.agents.harness import SYSTEM_PROMPT, run_harness
-from tether.guard.decisions import RunEnded, RunSucceeded
+from tether.guard.decisions import RunEnded, RunHeld, RunSucceeded
+from tether.guard.fleet import FleetGate
 from tether.guard.guard import Approver, EventSink, Guard
 from tether.ledger import Ledger, LedgerError
+from tether.ledger.fleet import ORG_POLICY, Fleet
 from tether.ledger.queries import pending_approval, summarize
 from tether.models import Provider, make_provider
 from tether.policy import Policy
+from tether.policy.load import ORG_POLICY_NAME, parse_policy
 from tether.policy.ownership import CODEOWNERS_LOCATIONS, Ownership
-from tether.workspace.git import head_commit, repo_root, show_file
+from tether.workspace.git import GitError, head_commit, repo_root, show_file
 from tether.workspace.sandbox import Sandbox, require_sandbox
 from tether.workspace.worktree import Worktree, create_worktree, open_worktree, reattach_worktree
 
@@ -40,6 +43,7 @@ class RunSpec:
     system_prompt: str | None = None  # default: the policy's, else the architecture's
     source: str = "live"
     parent_run_id: str | None = None
+    run_id: str | None = None  # default: a new time-ordered id; a queued task passes its own
 
 
 def new_run_id() -> str:
@@ -62,6 +66,17 @@ def _ownership(policy: Policy, repo: Path, base_commit: str) -> Ownership:
     return Ownership.build(policy.ownership, text)
 
 
+def org_policy(ledger: Ledger) -> str | None:
+    """The org policy TOML every run of this store is layered on (tether fleet set)."""
+    return Fleet(ledger).setting(ORG_POLICY)
+
+
+def _fleet_gate(ledger: Ledger, repo: Path, run_id: str) -> FleetGate:
+    text = org_policy(ledger)
+    limits = parse_policy(text, ORG_POLICY_NAME).fleet if text is not None else Policy().fleet
+    return FleetGate(Fleet(ledger), limits, str(repo), run_id)
+
+
 def _guard(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, worktree: Worktree,
            on_event: EventSink | None, approver: Approver | None) -> Guard:
     return Guard(
@@ -71,6 +86,7 @@ def _guard(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, work
                         read_only=[worktree.repo / ".git"]),
         ownership=_ownership(policy, worktree.repo, worktree.base_commit),
         base_tree=worktree.base_tree(), on_event=on_event, approver=approver,
+        fleet=_fleet_gate(ledger, worktree.repo, run_id),
     )
 
 
@@ -84,12 +100,16 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     if provider is None:
         provider = make_provider(spec.model or policy.agent.model, spec.base_url)
     model = provider.name
-    run_id = new_run_id()
+    run_id = spec.run_id or new_run_id()
     owner = lease.owner_id()
     ledger.create_run(run_id, repo=str(repo), instruction=spec.instruction, branch=f"tether/{run_id}",
                       base_commit=base_commit, model=model, architecture=policy.agent.architecture,
                       owner=owner, heartbeat_at=time.time(), source=spec.source, parent_run_id=spec.parent_run_id)
-    worktree = create_worktree(repo, run_id, base_commit, policy.writes.ignore)
+    try:
+        worktree = create_worktree(repo, run_id, base_commit, policy.writes.ignore)
+    except GitError:
+        ledger.update_run(run_id, status="failed", owner=None)  # never started: nothing to resume
+        raise
     guard = _guard(ledger, run_id, policy, provider, worktree, on_event, approver)
     system_prompt = spec.system_prompt or policy.agent.system_prompt or SYSTEM_PROMPT
     policy_digest = hashlib.sha256(spec.policy_path.read_bytes()).hexdigest() if spec.policy_path else None
@@ -128,6 +148,8 @@ def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
     run = ledger.get_run(run_ref)
     if run.status == "awaiting_approval":
         raise RunError(f"run {run.id} waits for an approval; decide it with tether approve/deny")
+    if run.status in HELD:
+        return _resume_held(ledger, run.id, on_event, approver)
     if run.status != "running":
         raise RunError(f"run {run.id} is {run.status}; only a run whose process died can be resumed")
     if lease.holder_alive(run.owner, run.heartbeat_at):
@@ -147,12 +169,42 @@ def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
         if worktree.path.exists():
             worktree.remove()
         ledger.claim_run(run.id, "running", finished[-1].payload["status"], from_owner=owner)
-        summary = summarize(ledger.get_run(run.id), events)
-        ledger.update_run(run.id, summary=summary)
-        return summary
+        return _summary(ledger, run.id)
     guard, started = _rebuild(ledger, run.id, events, on_event, approver)
     in_flight = _in_flight(events)
     guard.record("run_resumed", {"user": current_user(), "tree": guard.tree, "reexecuting": in_flight})
+    return _drive(ledger, guard, owner, started["system_prompt"], started["task"], events)
+
+
+HELD = ("stopped", "waiting")
+LIFECYCLE = ("run_paused", "run_continued", "run_resumed", "run_finished")
+
+
+def held_reason(events: list) -> dict[str, Any] | None:
+    """The run_paused payload of a run held by the kill switch, a fleet limit or a failing model."""
+    last = next((e for e in reversed(events) if e.type in LIFECYCLE), None)
+    if last is None or last.type != "run_paused" or last.payload.get("rule") == "ownership.protected":
+        return None
+    return last.payload
+
+
+def _resume_held(ledger: Ledger, run_id: str, on_event: EventSink | None,
+                 approver: Approver | None) -> dict[str, Any]:
+    run = ledger.get_run(run_id)
+    events = ledger.events(run_id)
+    held = held_reason(events)
+    if held is None:
+        raise RunError(f"run {run_id} is {run.status} and finished; only a held run can be resumed")
+    switch = Fleet(ledger).active_switch(run.repo, run_id)
+    if switch is not None:
+        raise RunError(f"run {run_id} is held by the kill switch on {switch.scope} ({switch.reason}); "
+                       "lift it with tether release first")
+    owner = lease.owner_id()
+    if not ledger.claim_run(run_id, run.status, "running", owner=owner):
+        raise RunError(f"run {run_id} was resumed by another process just now")
+    guard, started = _rebuild(ledger, run_id, events, on_event, approver)
+    guard.record("run_resumed", {"user": current_user(), "tree": guard.tree, "reexecuting": [],
+                                 "after": held["rule"]})
     return _drive(ledger, guard, owner, started["system_prompt"], started["task"], events)
 
 
@@ -174,6 +226,8 @@ def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | No
     guard = _guard(ledger, run_id, policy, provider, worktree, on_event, approver)
     guard.replay_state(events)
     guard.worktree.restore(guard.tree)  # undo whatever a dead process changed after its last record
+    if guard.fleet is not None:  # its diff was counted against the repository's day as it grew
+        guard.fleet.lines_counted = guard.worktree.diff(guard.base_tree, guard.tree).lines
     return guard, started
 
 
@@ -187,6 +241,11 @@ def _drive(ledger: Ledger, guard: Guard, owner: str, system_prompt: str, task: s
             if guard.submitted:  # the checks passed just before a crash
                 raise RunSucceeded("all required checks passed")
             run_harness(guard, system_prompt, task, events)
+    except RunHeld as held:
+        guard.record("run_paused", {"reason": held.reason, "rule": held.rule, "status": held.status,
+                                    "retry_at": held.retry_at})
+        ledger.update_run(guard.run_id, status=held.status, owner=None)
+        return _summary(ledger, guard.run_id)
     except RunEnded as ended:
         status, reason, rule = ended.status, ended.reason, ended.rule
     except KeyboardInterrupt:
@@ -201,9 +260,12 @@ def _drive(ledger: Ledger, guard: Guard, owner: str, system_prompt: str, task: s
         ledger.update_run(guard.run_id, status=status, owner=None)
     else:
         _finish(ledger, guard, status, reason, rule)
-    run = ledger.get_run(guard.run_id)
-    summary = summarize(run, ledger.events(guard.run_id))
-    ledger.update_run(guard.run_id, summary=summary)
+    return _summary(ledger, guard.run_id)
+
+
+def _summary(ledger: Ledger, run_id: str) -> dict[str, Any]:
+    summary = summarize(ledger.get_run(run_id), ledger.events(run_id))
+    ledger.update_run(run_id, summary=summary)
     return summary
 
 

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHECK, FIX, payloads
+from tests.conftest import CHECK, FIX, event_types, payloads
 from tests.models.fake_api import anthropic_reply, api_server, openai_reply
 from tether.ledger import Ledger
 from tether.models import ModelError, ToolSpec, TransientModelError, make_provider
 from tether.models.base import Usage
 from tether.models.prices import price_usd
 from tether.policy import parse_policy
-from tether.runner import RunSpec, start_run
+from tether.runner import RunSpec, held_reason, start_run
 
 TOOLS = [ToolSpec("bash", "run", {"type": "object", "properties": {"command": {"type": "string"}},
                                   "required": ["command"]})]
@@ -117,13 +118,16 @@ def test_guarded_run_over_openai_retries_transient_errors_and_records_them(repo:
     assert summary["usage"]["usd"] == pytest.approx(2 * price_usd("gpt-4o-mini", "openai", Usage(120, 30)))
 
 
-def test_guarded_run_gives_up_after_max_retries(repo: Path, tmp_path: Path):
+def test_guarded_run_is_held_not_failed_when_the_model_keeps_failing(repo: Path, tmp_path: Path):
     replies = [(503, {"error": {"message": "down", "type": "server"}}, {})] * 3
     policy = parse_policy("[agent]\nmax_retries = 2\nretry_base_s = 0.01\n", Path("tether.toml"))
     ledger = Ledger(f"sqlite:///{tmp_path / 'db.sqlite'}")
     with api_server(replies) as (url, _):
         summary = start_run(ledger, RunSpec("fix", repo, policy, model="openai:m", base_url=url))
-    assert summary["status"] == "failed" and "after 3 attempts" in summary["reason"]
+    assert summary["status"] == "waiting" and "after 3 attempts" in summary["reason"]
+    held = held_reason(ledger.events(summary["run_id"]))
+    assert held is not None and held["rule"] == "model.transient" and held["retry_at"] > time.time() - 1
+    assert "run_finished" not in event_types(ledger, summary["run_id"])  # nothing delivered, resumable
 
 
 def test_openai_tool_call_written_as_text_is_parsed():

@@ -57,3 +57,14 @@ class RunPaused(RunEnded):
     """Waiting for a human decision; the run is continued from its events once it is made."""
 
     status = "awaiting_approval"
+
+
+class RunHeld(RunEnded):
+    """Halted at a step boundary by something outside the run: the kill switch (status stopped), a
+    fleet limit or a model that keeps failing (status waiting, until retry_at). Nothing is
+    delivered yet; the worktree is kept and the run is resumed from its events."""
+
+    def __init__(self, reason: str, rule: str, status: str = "stopped", retry_at: float | None = None):
+        super().__init__(reason, rule)
+        self.status = status
+        self.retry_at = retry_at

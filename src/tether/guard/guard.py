@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tether.guard.brakes import BrakeHit, Brakes
-from tether.guard.decisions import ALLOW, Decision, RunFailed, RunPaused, RunStopped, RunSucceeded
+from tether.guard.decisions import ALLOW, Decision, RunFailed, RunHeld, RunPaused, RunStopped, RunSucceeded
+from tether.guard.fleet import FleetGate
 from tether.guard.meters import Meters, check_model_call, check_tool_call, check_wall
 from tether.guard.scopes import CommandRules, PathDenied, WriteRules, resolve_in_worktree
 from tether.ledger import Ledger, StoredEvent, canonical_json
@@ -82,6 +83,7 @@ class Guard:
     base_tree: str
     on_event: EventSink | None = None
     approver: Approver | None = None
+    fleet: FleetGate | None = None
     meters: Meters = field(init=False)
     brakes: Brakes = field(init=False)
     tree: str = field(init=False)
@@ -153,6 +155,17 @@ class Guard:
         stop = check_model_call(self.meters, self.policy.budget, prompt_tokens, prompt_usd, time.time())
         if stop is not None:
             raise self._stop(stop)
+        if self.fleet is None:
+            return self._model_call(step, messages, tools, prompt_text, prompt_tokens)
+        self.fleet.before_step(self._cost(Usage(prompt_tokens, self.policy.agent.max_output_tokens)) or 0.0)
+        spent_before = self.meters.usd
+        try:
+            return self._model_call(step, messages, tools, prompt_text, prompt_tokens)
+        finally:
+            self.fleet.after_step(self.meters.usd - spent_before)
+
+    def _model_call(self, step: int, messages: list[Message], tools: list[ToolSpec], prompt_text: str,
+                    prompt_tokens: int) -> ModelResponse:
         self.record("model_request", {
             "step": step, "messages": len(messages), "prompt_tokens_est": prompt_tokens,
             "messages_digest": hashlib.sha256(prompt_text.encode()).hexdigest(),
@@ -169,8 +182,9 @@ class Guard:
                 give_up = attempt > self.policy.agent.max_retries
                 self.record("model_error", {"step": step, "attempt": attempt, "error": str(exc),
                                             "transient": True, "retry_in_s": None if give_up else delay})
-                if give_up:
-                    raise RunFailed(f"model kept failing after {attempt} attempts: {exc}", "model.transient") from exc
+                if give_up:  # not the task's fault: hold the run and try again later
+                    raise RunHeld(f"model kept failing after {attempt} attempts: {exc}", "model.transient",
+                                  "waiting", time.time() + delay) from exc
                 time.sleep(delay)
                 wall = check_wall(self.meters, self.policy.budget, time.time())
                 if wall is not None:
@@ -229,6 +243,7 @@ class Guard:
         # read_file cannot change the worktree; everything else (checks included) may.
         tree = previous if call.name == "read_file" else self.worktree.snapshot()
         changed: list[str] = []
+        refusal: Decision | None = None
         if tree != previous:
             if call.name in WRITE_TOOLS:  # the guard resolved the one path these tools write
                 changed = [resolve_in_worktree(self.worktree.path, call.arguments["path"])]
@@ -249,6 +264,8 @@ class Guard:
             "duration_s": round(outcome.duration_s, 4), "tree": tree, "changed": changed,
             "observation": observation,
         })
+        if self.fleet is not None and refusal is not None and refusal.rule == "fleet.max_lines_per_day_per_repo":
+            raise self.fleet.over_lines(refusal.reason)
         if outcome.finished:
             raise RunSucceeded("all required checks passed")
         if hit is not None:
@@ -333,7 +350,7 @@ class Guard:
                                     f"the command changed {path!r}, owned by {', '.join(owners)}; use "
                                     "write_file or edit_file, which ask the owners", [path], owners)
         caps = self.policy.writes
-        if caps.max_files is None and caps.max_lines is None:
+        if caps.max_files is None and caps.max_lines is None and self.fleet is None:
             return None
         total = self.worktree.diff(self.base_tree, tree)
         if caps.max_files is not None and len(total.files) > caps.max_files:
@@ -344,6 +361,10 @@ class Guard:
             return Decision("deny", "writes.max_lines",
                             f"the run would change {total.lines} lines; the cap is {caps.max_lines}",
                             total.paths)
+        if self.fleet is not None:
+            over = self.fleet.count_lines(total.lines)
+            if over is not None:
+                return Decision("deny", "fleet.max_lines_per_day_per_repo", over, total.paths)
         return None
 
     # checks ---------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
     rework = 0
     interrupts = 0  # approval requests, denials by a person, manual stops
     finished: dict[str, Any] = {}
+    paused: dict[str, Any] = {}  # why the run is paused or held now
     step = 0
     for event in events:
         payload = event.payload
@@ -70,6 +71,11 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
             rework += 1
         elif event.type == "model_error":
             model_errors += 1
+        elif event.type == "run_paused":
+            paused = payload
+            interrupts += payload.get("rule") == "fleet.kill_switch"
+        elif event.type in ("run_continued", "run_resumed"):
+            paused = {}
         elif event.type == "run_finished":
             finished = payload
             interrupts += payload.get("rule") == "manual"
@@ -77,7 +83,7 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
     return {
         "run_id": run.id,
         "status": status,
-        "reason": finished.get("reason", "in progress" if status == "running" else ""),
+        "reason": finished.get("reason") or paused.get("reason") or ("in progress" if status == "running" else ""),
         "branch": run.branch,
         "commit": finished.get("commit"),
         "base_commit": run.base_commit,

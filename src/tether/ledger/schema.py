@@ -53,3 +53,45 @@ events = Table(
     Column("hash", String(64), nullable=False),
     UniqueConstraint("run_id", "seq", name="uq_events_run_seq"),
 )
+
+# Fleet-wide rows every worker on every machine reads: see ledger/fleet.py.
+
+# The kill switch: a row per braked scope ("all", "repo:<path>", "task:<id>").
+switches = Table(
+    "switches",
+    metadata,
+    Column("scope", String(512), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("by", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Spend per UTC day: scope "org" counts USD, "repo:<path>" counts changed lines; "lock:..." rows
+# exist only to be locked.
+fleet_usage = Table(
+    "fleet_usage",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("scope", String(512), primary_key=True),
+    Column("usd", Float, nullable=False),
+    Column("lines", Integer, nullable=False),
+)
+
+# Who runs what in a repository now, for the per-repository concurrency limit.
+repo_slots = Table(
+    "repo_slots",
+    metadata,
+    Column("task_id", String(64), primary_key=True),
+    Column("repo", Text, nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("acquired_at", Float, nullable=False),
+)
+
+# Named settings shared by the fleet; "org_policy" holds the org-level policy TOML.
+settings = Table(
+    "settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

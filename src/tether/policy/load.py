@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from tether.policy.schema import Policy
 
 POLICY_FILE = "tether.toml"
+ORG_POLICY_NAME = Path("<org policy>")
 
 
 class PolicyError(Exception):
@@ -42,32 +44,65 @@ def _describe(error: dict) -> str:
     return f"{key}: {message}"
 
 
-def parse_policy(text: str, path: Path) -> Policy:
+def _toml(text: str, path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(path, [f"invalid TOML: {exc}"]) from exc
+
+
+def _validate(data: dict[str, Any], path: Path) -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
         raise PolicyError(path, [_describe(e) for e in exc.errors()]) from exc
 
 
-def load_policy(path: Path) -> Policy:
+def parse_policy(text: str, path: Path) -> Policy:
+    return _validate(_toml(text, path), path)
+
+
+def _merge(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(under)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def layer_policy(org_text: str, repo_text: str | None, repo_path: Path) -> Policy:
+    """The org policy with a repository's policy on top: the repository's keys win, except that
+    fleet limits belong to the org alone."""
+    org = _toml(org_text, ORG_POLICY_NAME)
+    _validate(org, ORG_POLICY_NAME)
+    repo = _toml(repo_text, repo_path) if repo_text is not None else {}
+    if "fleet" in repo:
+        raise PolicyError(repo_path, ["fleet: fleet limits belong to the org policy (tether fleet set FILE)"])
+    return _validate(_merge(org, repo), repo_path)
+
+
+def read_policy_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise PolicyError(path, [f"cannot read: {exc.strerror or exc}"]) from exc
     except UnicodeDecodeError as exc:
         raise PolicyError(path, [f"not UTF-8 text: {exc.reason} at byte {exc.start}"]) from exc
-    return parse_policy(text, path)
 
 
-def find_policy(repo: Path, explicit: Path | None) -> tuple[Policy, Path | None]:
-    """The explicit file, else the repository's tether.toml, else the defaults."""
-    if explicit is not None:
-        return load_policy(explicit), explicit
-    candidate = repo / POLICY_FILE
-    if candidate.exists():
-        return load_policy(candidate), candidate
-    return Policy(), None
+def load_policy(path: Path) -> Policy:
+    return parse_policy(read_policy_text(path), path)
+
+
+def find_policy(repo: Path, explicit: Path | None, org_text: str | None = None) -> tuple[Policy, Path | None]:
+    """The explicit file, else the repository's tether.toml, else the defaults; layered over the
+    org policy when one is set."""
+    path = explicit if explicit is not None else repo / POLICY_FILE
+    if explicit is None and not path.exists():
+        path = None
+    if org_text is not None:
+        text = read_policy_text(path) if path is not None else None
+        return layer_policy(org_text, text, path or repo / POLICY_FILE), path
+    return (load_policy(path) if path is not None else Policy()), path

@@ -139,6 +139,16 @@ class BrakesPolicy(Section):
         return self
 
 
+class FleetPolicy(Section):
+    """Org-wide limits shared by every worker; read only from the org policy (tether fleet set)."""
+    max_usd_per_day: float | None = Field(None, gt=0)  # all runs of the store, per UTC day
+    max_lines_per_day_per_repo: int | None = Field(None, gt=0)  # changed lines humans must review
+    max_concurrent_per_repo: int | None = Field(None, gt=0)
+    on_limit: Literal["wait", "refuse"] = "wait"  # wait for the next UTC day, or stop the run
+    # Reserved for a step whose price is not known before the call (then settled to the real cost).
+    step_usd_estimate: float = Field(0.05, ge=0)
+
+
 class Policy(Section):
     agent: AgentPolicy = Field(default_factory=AgentPolicy)
     budget: BudgetPolicy = Field(default_factory=BudgetPolicy)
@@ -149,6 +159,7 @@ class Policy(Section):
     approvals: ApprovalsPolicy = Field(default_factory=ApprovalsPolicy)
     checks: list[CheckPolicy] = Field(default_factory=list)
     brakes: BrakesPolicy = Field(default_factory=BrakesPolicy)
+    fleet: FleetPolicy = Field(default_factory=FleetPolicy)
 
     @field_validator("checks")
     @classmethod

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +17,19 @@ DEFAULT_IGNORES = [
     "__pycache__/", "*.py[cod]", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/",
     ".hypothesis/", ".coverage", "*.egg-info/", ".tox/", ".venv/", "node_modules/",
 ]
+
+
+@contextmanager
+def worktree_lock(repo: Path) -> Iterator[None]:
+    """Serialise worktree add/remove in one repository across processes: git deletes
+    .git/worktrees when its last entry goes, under the feet of a concurrent add."""
+    path = tether_dir(repo) / "worktrees.lock"
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -88,11 +104,12 @@ class Worktree:
         return commit
 
     def remove(self) -> None:
-        try:
-            git(self.repo, "worktree", "remove", "--force", str(self.path))
-        except GitError:
-            shutil.rmtree(self.path, ignore_errors=True)
-            git(self.repo, "worktree", "prune")
+        with worktree_lock(self.repo):
+            try:
+                git(self.repo, "worktree", "remove", "--force", str(self.path))
+            except GitError:
+                shutil.rmtree(self.path, ignore_errors=True)
+                git(self.repo, "worktree", "prune")
         self.exclude_file.unlink(missing_ok=True)
 
 
@@ -102,7 +119,8 @@ def create_worktree(repo: Path, run_id: str, base_commit: str, ignores: list[str
     worktree = Worktree(repo=repo, path=root / run_id, branch=f"tether/{run_id}", base_commit=base_commit,
                         exclude_file=root / f"{run_id}.exclude")
     worktree.exclude_file.write_text("\n".join([*DEFAULT_IGNORES, *ignores]) + "\n")
-    git(repo, "worktree", "add", "--quiet", "-b", worktree.branch, str(worktree.path), base_commit)
+    with worktree_lock(repo):
+        git(repo, "worktree", "add", "--quiet", "-b", worktree.branch, str(worktree.path), base_commit)
     return worktree
 
 
@@ -114,8 +132,9 @@ def open_worktree(repo: Path, run_id: str, base_commit: str) -> Worktree:
 
 def reattach_worktree(worktree: Worktree, ignores: list[str]) -> Worktree:
     """Recreate a run's worktree (lost with its machine, say) on the run's existing branch."""
-    git(worktree.repo, "worktree", "prune")
     worktree.path.parent.mkdir(parents=True, exist_ok=True)
     worktree.exclude_file.write_text("\n".join([*DEFAULT_IGNORES, *ignores]) + "\n")
-    git(worktree.repo, "worktree", "add", "--quiet", str(worktree.path), worktree.branch)
+    with worktree_lock(worktree.repo):
+        git(worktree.repo, "worktree", "prune")
+        git(worktree.repo, "worktree", "add", "--quiet", str(worktree.path), worktree.branch)
     return worktree

@@ -1,0 +1,1 @@
+"""Durable submission and workers: DBOS workflows, fleet limits enforced in the store."""

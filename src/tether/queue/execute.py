@@ -1,0 +1,70 @@
+"""One attempt at a task inside the worker: take a repository slot, then start, resume or continue
+the task's run with the normal runner, and say whether the task is done or must wait."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tether import lease, runner
+from tether.ledger import Ledger
+from tether.ledger.fleet import Fleet
+from tether.ledger.queries import pending_approval
+from tether.policy import Policy, find_policy
+from tether.policy.load import ORG_POLICY_NAME, parse_policy
+
+TERMINAL = ("succeeded", "failed", "stopped")
+
+
+def _limits(ledger: Ledger) -> Policy:
+    text = runner.org_policy(ledger)
+    return parse_policy(text, ORG_POLICY_NAME) if text is not None else Policy()
+
+
+def _wait(status: str, reason: str, retry_at: float | None = None) -> dict[str, Any]:
+    return {"status": status, "wait": True, "reason": reason, "retry_at": retry_at}
+
+
+def _outcome(summary: dict[str, Any], ledger: Ledger, task_id: str) -> dict[str, Any]:
+    status = summary["status"]
+    if status == "awaiting_approval":
+        return _wait(status, "waiting for an approval decision")
+    held = runner.held_reason(ledger.events(task_id)) if status in runner.HELD else None
+    if held is not None:  # the kill switch or a fleet limit: resume when it lifts
+        return _wait(status, held["reason"], held.get("retry_at"))
+    return {"status": status, "wait": False, "reason": summary.get("reason", ""), "run_id": task_id}
+
+
+def execute(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
+    task_id, repo = task["id"], task["repo"]
+    fleet = Fleet(ledger)
+    limit = _limits(ledger).fleet.max_concurrent_per_repo
+    if not fleet.acquire_slot(repo, task_id, lease.owner_id(), limit, lease.holder_alive):
+        return _wait("queued", f"{repo} already runs {limit} task(s), its limit")
+    try:
+        return _outcome(_drive(ledger, task), ledger, task_id)
+    except runner.RunError as exc:
+        return _wait(ledger.get_run(task_id).status if ledger.has_run(task_id) else "queued", str(exc))
+    except Exception as exc:  # a task that cannot run (bad repo, policy, model) fails with the reason
+        return {"status": "failed", "wait": False, "reason": f"{type(exc).__name__}: {exc}", "run_id": None}
+    finally:
+        fleet.release_slot(task_id)
+
+
+def _drive(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
+    task_id = task["id"]
+    if not ledger.has_run(task_id):
+        repo = Path(task["repo"])
+        policy, policy_path = find_policy(repo, Path(task["policy"]) if task.get("policy") else None,
+                                          runner.org_policy(ledger))
+        spec = runner.RunSpec(task["instruction"], repo, policy, policy_path, task.get("model"),
+                              source=task.get("source", "queue"), run_id=task_id)
+        return runner.start_run(ledger, spec)
+    run = ledger.get_run(task_id)
+    if run.status in TERMINAL and runner.held_reason(ledger.events(task_id)) is None:
+        return run.summary or {"status": run.status}
+    if run.status == "awaiting_approval":
+        if pending_approval(ledger.events(task_id)) is not None:
+            return {"status": "awaiting_approval"}
+        return runner.continue_run(ledger, task_id)
+    return runner.resume_run(ledger, task_id)  # crashed, or held and now released

@@ -1,0 +1,49 @@
+"""A worker process: DBOS takes tasks from the queue and runs them; this loop only waits for a
+signal (or, with idle_exit, for the queue to stay empty) and shuts DBOS down."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from types import FrameType
+
+from dbos import DBOS
+
+from tether.ledger import Ledger
+from tether.queue import engine
+
+
+def _busy(executor_id: str) -> bool:
+    queued = DBOS.list_workflows(name=engine.WORKFLOW, status=["ENQUEUED", "DELAYED"], limit=1, load_input=False,
+                                 load_output=False)
+    mine = DBOS.list_workflows(name=engine.WORKFLOW, status="PENDING", executor_id=executor_id, limit=1,
+                               load_input=False, load_output=False)
+    return bool(queued or mine)
+
+
+def serve(ledger: Ledger, executor_id: str, concurrency: int, idle_exit: float | None,
+          report: Callable[[str], None]) -> None:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        report(f"signal {signum}: stopping; unfinished tasks resume when worker {executor_id} restarts")
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    engine.launch(ledger, executor_id, concurrency, report)
+    try:
+        idle_since = time.monotonic()
+        while not stop.wait(0.5):
+            if idle_exit is None:
+                continue
+            if _busy(executor_id):
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= idle_exit:
+                report(f"no task for {idle_exit:g}s; exiting")
+                break
+    finally:
+        engine.shutdown()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
