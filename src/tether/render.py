@@ -222,8 +222,10 @@ def print_tasks(console: Console, tasks: list[Task]) -> None:
         console.print("no tasks")
         return
     table = Table(box=None, header_style="bold")
-    for column in ("task", "state", "attempts", "priority", "repository", "instruction", "reason"):
-        table.add_column(column)
+    for column in ("task", "state", "attempts", "priority"):
+        table.add_column(column, no_wrap=True)
+    for column in ("repository", "instruction", "reason"):
+        table.add_column(column, overflow="ellipsis", no_wrap=True)
     for task in tasks:
         table.add_row(task.id, Text(task.state, STATUS_STYLE.get(task.state, "")), str(task.attempts),
                       str(task.priority), _short(task.repo, 30), _short(task.instruction, 40),

@@ -1,0 +1,117 @@
+"""Dispatch throughput of the task queue: tasks per second for 1, 2 and 4 worker processes on SQLite
+and on PostgreSQL, with a no-op scripted agent (one submit, no checks), against the same runs
+started one after another in one process with no queue (the baseline).
+
+    .venv/bin/python benchmarks/bench_queue.py [--tasks 100] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+
+A task here is a whole run: worktree, events, delivery commit, worktree removal, plus the queue's
+dequeue, the workflow's step records and the repository-slot rows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import create_engine, text
+
+from tether.ledger import Ledger
+from tether.policy import Policy
+from tether.queue.tasks import Tasks
+from tether.runner import RunSpec, start_run
+
+SAMPLE = Path(__file__).parents[1] / "src" / "tether" / "samples" / "raindrops"
+console = Console(stderr=True)
+
+
+def make_repo(root: Path) -> Path:
+    repo = root / f"repo-{uuid.uuid4().hex[:6]}"
+    shutil.copytree(SAMPLE, repo)
+    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
+                 ["-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "s"]):
+        subprocess.run(["git", *args], cwd=repo, check=True)
+    (repo / ".git" / "info" / "exclude").write_text(".tether/\n")
+    return repo
+
+
+def baseline(root: Path, model: str, tasks: int) -> float:
+    repo = make_repo(root)
+    ledger = Ledger(f"sqlite:///{root / 'baseline.db'}")
+    started = time.perf_counter()
+    for _ in range(tasks):
+        start_run(ledger, RunSpec("no-op", repo, Policy(), model=model))
+    return tasks / (time.perf_counter() - started)
+
+
+def fresh_pg(admin_url: str) -> tuple[str, str]:
+    name = f"tether_bench_{uuid.uuid4().hex[:8]}"
+    with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    return admin_url.rsplit("/", 1)[0] + f"/{name}", name
+
+
+def drop_pg(admin_url: str, name: str) -> None:
+    with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as conn:
+        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+
+
+def dispatch(db_url: str, root: Path, model: str, tasks: int, workers: int) -> float:
+    repo = make_repo(root)
+    ledger = Ledger(db_url)
+    queue = Tasks(ledger)
+    for n in range(tasks):
+        queue.submit(f"no-op {n}", repo, model=model)
+    queue.close()
+    started = time.perf_counter()
+    processes = [subprocess.Popen([sys.executable, "-m", "tether", "worker", "--db", db_url, "--id", f"b{i}",
+                                   "--idle-exit", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                 for i in range(workers)]
+    while sum(1 for run in ledger.list_runs(limit=tasks + 1) if run.status == "succeeded") < tasks:
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    for process in processes:
+        process.wait()
+    ledger.close()
+    return tasks / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--tasks", type=int, default=100)
+    parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="tether-bench-queue-"))
+    model_file = root / "noop.json"
+    model_file.write_text(json.dumps([{"tool_calls": [{"name": "submit"}]}]))
+    model = f"scripted:{model_file}"
+    console.print(f"baseline: {args.tasks} runs one after another in one process, no queue ...")
+    base = baseline(root, model, args.tasks)
+    table = Table(title=f"Queue dispatch, {args.tasks} no-op tasks (baseline {base:.1f} runs/s, no queue)")
+    for column in ("store", "workers", "tasks/s", "vs baseline"):
+        table.add_column(column, justify="right")
+    for store in ("sqlite", "postgres"):
+        for workers in (1, 2, 4):
+            console.print(f"{store}, {workers} worker(s) ...")
+            if store == "sqlite":
+                rate = dispatch(f"sqlite:///{root / f'q{workers}.db'}", root, model, args.tasks, workers)
+            else:
+                url, name = fresh_pg(args.pg)
+                try:
+                    rate = dispatch(url, root, model, args.tasks, workers)
+                finally:
+                    drop_pg(args.pg, name)
+            table.add_row(store, str(workers), f"{rate:.1f}", f"{rate / base:.2f}x")
+    Console().print(table)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
