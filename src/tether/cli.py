@@ -28,8 +28,8 @@ from tether.ledger import DB_ENV, Ledger, LedgerError, UnknownRun, default_db_ur
 from tether.ledger.fleet import ORG_POLICY, Fleet, today
 from tether.ledger.queries import summarize
 from tether.models import ModelError
-from tether.policy import POLICY_FILE, Policy, PolicyError, find_policy, load_policy, parse_policy
-from tether.policy.load import ORG_POLICY_NAME, read_policy_text
+from tether.policy import POLICY_FILE, PolicyError, find_policy, load_policy, parse_policy
+from tether.policy.load import read_policy_text
 from tether.queue import engine
 from tether.queue.tasks import TaskError, Tasks
 from tether.render import StepPrinter, print_events, print_replay, print_summary
@@ -584,8 +584,11 @@ def cancel(task_id: Annotated[str, typer.Argument(help="Task id or a unique pref
 
 
 def _switch_scope(everything: bool, repo_scope: Path | None, task_scope: str | None) -> str:
-    chosen = [scope for scope in (everything and "all", repo_scope and f"repo:{repo_root(repo_scope.resolve())}",
-                                  task_scope and f"task:{task_scope}") if scope]
+    try:
+        repo = repo_scope and f"repo:{repo_root(repo_scope.resolve())}"
+    except GitError as exc:
+        raise fail(str(exc)) from exc
+    chosen = [scope for scope in (everything and "all", repo, task_scope and f"task:{task_scope}") if scope]
     if len(chosen) != 1:
         raise fail("give exactly one of --all, --repo DIR, --task ID")
     return str(chosen[0])
@@ -601,10 +604,7 @@ def brake(everything: AllOpt = False, repo_scope: RepoScopeOpt = None, task_scop
           reason: Annotated[str, typer.Option(help="Why; shown in every stopped run.")] = "kill switch",
           db: DbOpt = None) -> None:
     """The kill switch: every matching run stops at its next step boundary (work kept, resumable)."""
-    try:
-        scope = _switch_scope(everything, repo_scope, task_scope)
-    except GitError as exc:
-        raise fail(str(exc)) from exc
+    scope = _switch_scope(everything, repo_scope, task_scope)
     with open_ledger(db, repo_scope or Path(".")) as ledger:
         Fleet(ledger).set_switch(scope, reason, runner.current_user())
     err.print(f"brake on [bold]{scope}[/]: matching runs stop at their next step")
@@ -614,10 +614,7 @@ def brake(everything: AllOpt = False, repo_scope: RepoScopeOpt = None, task_scop
 def release(everything: AllOpt = False, repo_scope: RepoScopeOpt = None, task_scope: TaskScopeOpt = None,
             db: DbOpt = None) -> None:
     """Lift a kill switch; tasks held by it resume their runs."""
-    try:
-        scope = _switch_scope(everything, repo_scope, task_scope)
-    except GitError as exc:
-        raise fail(str(exc)) from exc
+    scope = _switch_scope(everything, repo_scope, task_scope)
     with open_ledger(db, repo_scope or Path(".")) as ledger:
         released = Fleet(ledger).release_switch(scope)
     if not released:
@@ -650,8 +647,7 @@ def fleet_show(repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = F
 
     with open_ledger(db, repo) as ledger:
         fleet = Fleet(ledger)
-        text = runner.org_policy(ledger)
-        limits = (parse_policy(text, ORG_POLICY_NAME) if text else Policy()).fleet
+        limits = runner.org_limits(ledger)
         usage, switches = fleet.usage(today()), fleet.switches()
     if as_json:
         out.print_json(json.dumps({"limits": limits.model_dump(), "day": today(),

@@ -22,6 +22,7 @@ from tether.models import Provider, make_provider
 from tether.policy import Policy
 from tether.policy.load import ORG_POLICY_NAME, parse_policy
 from tether.policy.ownership import CODEOWNERS_LOCATIONS, Ownership
+from tether.policy.schema import FleetPolicy
 from tether.workspace.git import GitError, head_commit, repo_root, show_file
 from tether.workspace.sandbox import Sandbox, require_sandbox
 from tether.workspace.worktree import Worktree, create_worktree, open_worktree, reattach_worktree
@@ -71,10 +72,14 @@ def org_policy(ledger: Ledger) -> str | None:
     return Fleet(ledger).setting(ORG_POLICY)
 
 
-def _fleet_gate(ledger: Ledger, repo: Path, run_id: str) -> FleetGate:
+def org_limits(ledger: Ledger) -> FleetPolicy:
+    """The fleet limits of the org policy (the defaults, none set, when there is no org policy)."""
     text = org_policy(ledger)
-    limits = parse_policy(text, ORG_POLICY_NAME).fleet if text is not None else Policy().fleet
-    return FleetGate(Fleet(ledger), limits, str(repo), run_id)
+    return parse_policy(text, ORG_POLICY_NAME).fleet if text is not None else FleetPolicy()
+
+
+def _fleet_gate(ledger: Ledger, repo: Path, run_id: str) -> FleetGate:
+    return FleetGate(Fleet(ledger), org_limits(ledger), str(repo), run_id)
 
 
 def _guard(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, worktree: Worktree,

@@ -78,22 +78,35 @@ def _slow_turns(steps: int, cost: float = 0.0) -> list[dict]:
     return [*steps_, {"tool_calls": [{"name": "submit"}]}]
 
 
-def test_a_sigkilled_worker_has_its_task_recovered_and_completed_once(db_url: str, repo: Path, tmp_path: Path):
-    model = script(tmp_path / "slow.json", _slow_turns(8))
+def _killed_mid_run(db_url: str, repo: Path, tmp_path: Path, worker_id: str, steps: int,
+                    events: int) -> tuple[Ledger, str]:
+    """Submit a slow task, let worker_id get `events` events into its run, then SIGKILL the worker."""
+    model = script(tmp_path / "slow.json", _slow_turns(steps))
     task_id = submit_json(db_url, repo, "slow task", model)["task_id"]
     ledger = Ledger(db_url)
-    first = start_worker(db_url, "doomed", tmp_path / "w.log")
-    wait_until(lambda: ledger.has_run(task_id) and len(ledger.events(task_id)) >= 12, 60, "the run to get going")
-    first.send_signal(signal.SIGKILL)
-    first.wait()
+    doomed = start_worker(db_url, worker_id, tmp_path / "w.log")
+    wait_until(lambda: ledger.has_run(task_id) and len(ledger.events(task_id)) >= events, 60,
+               "the run to get going")
+    doomed.send_signal(signal.SIGKILL)
+    doomed.wait()
+    return ledger, task_id
+
+
+def _drain(db_url: str, worker_id: str, log: Path) -> None:
+    """Run one worker until the queue has been empty for 2 s."""
+    worker = start_worker(db_url, worker_id, log, idle_exit=2)
+    try:
+        worker.wait(timeout=120)
+    finally:
+        stop([worker])
+
+
+def test_a_sigkilled_worker_has_its_task_recovered_and_completed_once(db_url: str, repo: Path, tmp_path: Path):
+    ledger, task_id = _killed_mid_run(db_url, repo, tmp_path, "doomed", steps=8, events=12)
     assert ledger.get_run(task_id).status == "running"  # left behind by the dead worker
     recovered = tether("recover", "--executor", "doomed", "--db", db_url)
     assert recovered.returncode == 0 and task_id in recovered.stdout
-    rescuer = start_worker(db_url, "rescuer", tmp_path / "r.log", idle_exit=2)
-    try:
-        rescuer.wait(timeout=120)
-    finally:
-        stop([rescuer])
+    _drain(db_url, "rescuer", tmp_path / "r.log")
     run = ledger.get_run(task_id)
     types = [event.type for event in ledger.events(task_id)]
     assert run.status == "succeeded", (tmp_path / "r.log").read_text()
@@ -108,18 +121,8 @@ def test_a_sigkilled_worker_has_its_task_recovered_and_completed_once(db_url: st
 
 
 def test_a_restarted_worker_recovers_its_own_task(db_url: str, repo: Path, tmp_path: Path):
-    model = script(tmp_path / "slow.json", _slow_turns(6))
-    task_id = submit_json(db_url, repo, "slow task", model)["task_id"]
-    ledger = Ledger(db_url)
-    first = start_worker(db_url, "phoenix", tmp_path / "w.log")
-    wait_until(lambda: ledger.has_run(task_id) and len(ledger.events(task_id)) >= 8, 60, "the run to get going")
-    first.send_signal(signal.SIGKILL)
-    first.wait()
-    again = start_worker(db_url, "phoenix", tmp_path / "w.log", idle_exit=2)
-    try:
-        again.wait(timeout=120)
-    finally:
-        stop([again])
+    ledger, task_id = _killed_mid_run(db_url, repo, tmp_path, "phoenix", steps=6, events=8)
+    _drain(db_url, "phoenix", tmp_path / "w.log")
     assert ledger.get_run(task_id).status == "succeeded", (tmp_path / "w.log").read_text()
     assert [e.type for e in ledger.events(task_id)].count("run_resumed") == 1
 

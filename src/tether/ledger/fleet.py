@@ -57,11 +57,11 @@ class Fleet:
     def __init__(self, ledger: Ledger):
         self.engine = ledger.engine
         self.postgres = self.engine.dialect.name == "postgresql"
+        self._insert = (postgresql if self.postgres else sqlite).insert  # with ON CONFLICT
 
     def _lock(self, conn: Connection, day: str, scope: str) -> DayUsage:
         """Create the usage row if needed and lock it until the transaction ends."""
-        dialect = postgresql if self.postgres else sqlite
-        conn.execute(dialect.insert(fleet_usage).values(day=day, scope=scope, usd=0.0, lines=0)
+        conn.execute(self._insert(fleet_usage).values(day=day, scope=scope, usd=0.0, lines=0)
                      .on_conflict_do_nothing())
         query = select(fleet_usage).where(fleet_usage.c.day == day, fleet_usage.c.scope == scope)
         row = conn.execute(query.with_for_update() if self.postgres else query).one()
@@ -70,8 +70,7 @@ class Fleet:
     # kill switch -----------------------------------------------------------------------------
 
     def set_switch(self, scope: str, reason: str, by: str) -> None:
-        dialect = postgresql if self.postgres else sqlite
-        statement = dialect.insert(switches).values(scope=scope, reason=reason, by=by, created_at=time.time())
+        statement = self._insert(switches).values(scope=scope, reason=reason, by=by, created_at=time.time())
         with self.engine.begin() as conn:
             conn.execute(statement.on_conflict_do_update(
                 index_elements=["scope"], set_={"reason": reason, "by": by, "created_at": time.time()}))
@@ -166,8 +165,7 @@ class Fleet:
     # settings --------------------------------------------------------------------------------
 
     def set_setting(self, name: str, value: str) -> None:
-        dialect = postgresql if self.postgres else sqlite
-        statement = dialect.insert(settings).values(name=name, value=value, updated_at=time.time())
+        statement = self._insert(settings).values(name=name, value=value, updated_at=time.time())
         with self.engine.begin() as conn:
             conn.execute(statement.on_conflict_do_update(
                 index_elements=["name"], set_={"value": value, "updated_at": time.time()}))

@@ -10,15 +10,9 @@ from tether import lease, runner
 from tether.ledger import Ledger
 from tether.ledger.fleet import Fleet
 from tether.ledger.queries import pending_approval
-from tether.policy import Policy, find_policy
-from tether.policy.load import ORG_POLICY_NAME, parse_policy
+from tether.policy import find_policy
 
 TERMINAL = ("succeeded", "failed", "stopped")
-
-
-def _limits(ledger: Ledger) -> Policy:
-    text = runner.org_policy(ledger)
-    return parse_policy(text, ORG_POLICY_NAME) if text is not None else Policy()
 
 
 def _wait(status: str, reason: str, retry_at: float | None = None) -> dict[str, Any]:
@@ -38,7 +32,7 @@ def _outcome(summary: dict[str, Any], ledger: Ledger, task_id: str) -> dict[str,
 def execute(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
     task_id, repo = task["id"], task["repo"]
     fleet = Fleet(ledger)
-    limit = _limits(ledger).fleet.max_concurrent_per_repo
+    limit = runner.org_limits(ledger).max_concurrent_per_repo
     if not fleet.acquire_slot(repo, task_id, lease.owner_id(), limit, lease.holder_alive):
         return _wait("queued", f"{repo} already runs {limit} task(s), its limit")
     try:
