@@ -26,6 +26,13 @@ class RecordedProvider:
         self.name = f"replay:{run_id}"
         self.responses = responses
 
+    def for_role(self, role: str) -> RecordedProvider:
+        """The turns one role of an orchestrated run saw, with the ids the guard gave them undone."""
+        prefix = f"{role}."
+        own = [dict(r, tool_calls=[dict(c, id=c["id"].removeprefix(prefix)) for c in r["tool_calls"]])
+               for r in self.responses if r.get("role") == role]
+        return RecordedProvider(self.name.removeprefix("replay:"), own)
+
     def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
         index = sum(1 for message in messages if message["role"] == "assistant")
         if index >= len(self.responses):

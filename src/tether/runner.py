@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from tether import lease
-from tether.agents.harness import SYSTEM_PROMPT, run_harness
+from tether.agents import run_agent
+from tether.agents.harness import SYSTEM_PROMPT
 from tether.guard.decisions import RunEnded, RunHeld, RunSucceeded
 from tether.guard.fleet import FleetGate
 from tether.guard.guard import Approver, EventSink, Guard
@@ -24,7 +25,7 @@ from tether.policy.load import ORG_POLICY_NAME, parse_policy
 from tether.policy.ownership import CODEOWNERS_LOCATIONS, Ownership
 from tether.policy.schema import FleetPolicy
 from tether.workspace.git import GitError, head_commit, repo_root, show_file
-from tether.workspace.sandbox import Sandbox, require_sandbox
+from tether.workspace.sandbox import require_sandbox, worktree_sandbox
 from tether.workspace.worktree import Worktree, create_worktree, open_worktree, reattach_worktree
 
 
@@ -87,8 +88,7 @@ def _guard(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, work
     return Guard(
         run_id=run_id, ledger=ledger, policy=policy, provider=provider,
         worktree=worktree,
-        sandbox=Sandbox(policy.sandbox, worktree.path, network=policy.commands.network,
-                        read_only=[worktree.repo / ".git"]),
+        sandbox=worktree_sandbox(policy.sandbox, policy.commands.network, worktree.path, worktree.repo),
         ownership=_ownership(policy, worktree.repo, worktree.base_commit),
         base_tree=worktree.base_tree(), on_event=on_event, approver=approver,
         fleet=_fleet_gate(ledger, worktree.repo, run_id),
@@ -245,7 +245,7 @@ def _drive(ledger: Ledger, guard: Guard, owner: str, system_prompt: str, task: s
                 raise guard.brake(*guard.pending_hit)
             if guard.submitted:  # the checks passed just before a crash
                 raise RunSucceeded("all required checks passed")
-            run_harness(guard, system_prompt, task, events)
+            run_agent(guard, system_prompt, task, events)
     except RunHeld as held:
         guard.record("run_paused", {"reason": held.reason, "rule": held.rule, "status": held.status,
                                     "retry_at": held.retry_at})
@@ -278,6 +278,7 @@ def _finish(ledger: Ledger, guard: Guard, status: str, reason: str, rule: str) -
     """Deliver whatever the worktree holds as a commit on the run's branch (work is kept on every
     outcome), record the end, and remove the worktree."""
     worktree = guard.worktree
+    guard.role = None  # the end belongs to the run, not to the role that was acting
     run = ledger.get_run(guard.run_id)
     message = f"tether: {run.instruction.splitlines()[0][:72] if run.instruction else 'run'}\n\n" \
               f"Run: {run.id}\nStatus: {status}\nReason: {reason}\n"

@@ -104,6 +104,8 @@ class Toolbox:
         return ToolOutcome(True, f"edited {args['path']}")
 
     def _submit(self, call_id: str) -> ToolOutcome:
+        if self.guard.hands_over:  # an executor's part is judged with everyone's, by the reviewer
+            return ToolOutcome(True, "handed over to the reviewer", finished=True)
         results, failures = self._run_checks(call_id)
         if failures is None:
             names = ", ".join(r.name for r in results) or "none configured"

@@ -68,3 +68,12 @@ class RunHeld(RunEnded):
         super().__init__(reason, rule)
         self.status = status
         self.retry_at = retry_at
+
+
+class RoleDone(Exception):
+    """An executor of the orchestrated architecture handed its subtask over (it submitted, or its
+    checks passed after a write); the run goes on with the next role."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason

@@ -10,11 +10,11 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tether.guard.brakes import BrakeHit, Brakes
-from tether.guard.decisions import ALLOW, Decision, RunFailed, RunHeld, RunPaused, RunStopped, RunSucceeded
+from tether.guard.decisions import ALLOW, Decision, RoleDone, RunFailed, RunHeld, RunPaused, RunStopped, RunSucceeded
 from tether.guard.fleet import FleetGate
 from tether.guard.meters import Meters, check_model_call, check_tool_call, check_wall
 from tether.guard.scopes import CommandRules, PathDenied, WriteRules, resolve_in_worktree
@@ -25,7 +25,7 @@ from tether.models.prices import price_usd
 from tether.policy.ownership import Ownership
 from tether.policy.schema import Policy
 from tether.workspace.sandbox import ExecResult, Sandbox
-from tether.workspace.worktree import Worktree
+from tether.workspace.worktree import DiffStat, Worktree
 
 WRITE_TOOLS = ("write_file", "edit_file")
 REQUIRED_ARGS: dict[str, tuple[str, ...]] = {
@@ -91,6 +91,14 @@ class Guard:
     recorded: set[tuple[Any, ...]] = field(default_factory=set)  # event keys already in the log
     pending_hit: tuple[str | None, BrakeHit] | None = None  # (call id, brake) fired just before a crash
     submitted: bool = False  # a submit whose checks passed, recorded just before a crash
+    # Roles (the orchestrated architecture): the active role's name goes on every event; an executor
+    # hands its subtask over where the harness would end the run; the work of executors that handed
+    # over but is not integrated yet still counts against the run's write caps.
+    role: str | None = None
+    hands_over: bool = False
+    role_step_limit: int | None = None  # an executor hands over when the run's step count reaches this
+    role_trees: dict[str | None, str] = field(default_factory=dict)
+    unintegrated: list[DiffStat] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.meters = Meters()
@@ -115,9 +123,10 @@ class Guard:
                 self.recorded.add(event_key(event.type, payload))
             if event.type == "tool_call":
                 names[payload["call_id"]] = payload["name"]
-            elif event.type == "tool_result":
+            elif event.type == "tool_result" or event.type == "merge":
                 if payload.get("tree"):
                     self.tree = payload["tree"]
+                    self.role_trees[payload.get("role")] = payload["tree"]
                 self.submitted = names.get(payload["call_id"]) == "submit" and payload["ok"]
             elif event.type in ("brake", "run_finished"):
                 self.pending_hit = None
@@ -126,6 +135,8 @@ class Guard:
 
     def record(self, type_: str, payload: dict[str, Any]) -> BrakeHit | None:
         """Append an event (unless a resumed step already recorded it) and feed the brakes."""
+        if self.role is not None:
+            payload = {**payload, "role": self.role}
         if type_ not in REPEATABLE:
             key = event_key(type_, payload)
             if key in self.recorded:
@@ -138,6 +149,11 @@ class Guard:
             self.on_event(event, self.meters)
         return hit
 
+    def use_worktree(self, role: str | None, worktree: Worktree, sandbox: Sandbox, tree: str,
+                     hands_over: bool = False) -> None:
+        """Act as `role` in `worktree` from now on; meters, brakes, budgets and caps stay the run's."""
+        self.role, self.worktree, self.sandbox, self.tree, self.hands_over = role, worktree, sandbox, tree, hands_over
+
     def _stop(self, decision: Decision, call: ToolCall | None = None) -> RunStopped:
         payload = decision.as_payload() | {"step": self.meters.steps}
         if call is not None:
@@ -149,6 +165,8 @@ class Guard:
 
     def model_call(self, messages: list[Message], tools: list[ToolSpec]) -> ModelResponse:
         step = self.meters.steps + 1
+        if self.hands_over and self.role_step_limit is not None and step > self.role_step_limit:
+            raise RoleDone(f"handed over: {self.role} used its steps")
         prompt_text = canonical_json(messages)
         prompt_tokens = estimate_tokens(prompt_text)
         prompt_usd = self._cost(Usage(prompt_tokens, 0)) or 0.0
@@ -193,6 +211,9 @@ class Guard:
                 self.record("model_error", {"step": step, "attempt": attempt, "error": str(exc), "transient": False})
                 raise RunFailed(str(exc), "model.error") from exc
         latency = time.perf_counter() - started
+        if self.role is not None:  # call ids must be unique in the run, and each role counts from 0
+            response = replace(response, tool_calls=[replace(c, id=f"{self.role}.{c.id}")
+                                                     for c in response.tool_calls])
         cost = response.cost_usd if response.cost_usd is not None else self._cost(response.usage)
         hit = self.record("model_response", {
             "step": step,
@@ -267,6 +288,8 @@ class Guard:
         if self.fleet is not None and refusal is not None and refusal.rule == "fleet.max_lines_per_day_per_repo":
             raise self.fleet.over_lines(refusal.reason)
         if outcome.finished:
+            if self.hands_over:
+                raise RoleDone("handed over: " + ("the required checks pass" if self.policy.checks else "done"))
             raise RunSucceeded("all required checks passed")
         if hit is not None:
             raise self._brake(call, hit)
@@ -352,15 +375,14 @@ class Guard:
         caps = self.policy.writes
         if caps.max_files is None and caps.max_lines is None and self.fleet is None:
             return None
-        total = self.worktree.diff(self.base_tree, tree)
-        if caps.max_files is not None and len(total.files) > caps.max_files:
+        total = combined([self.worktree.diff(self.base_tree, tree), *self.unintegrated])
+        files = sorted(set(total.paths))
+        if caps.max_files is not None and len(files) > caps.max_files:
             return Decision("deny", "writes.max_files",
-                            f"the run would change {len(total.files)} files; the cap is {caps.max_files}",
-                            total.paths)
+                            f"the run would change {len(files)} files; the cap is {caps.max_files}", files)
         if caps.max_lines is not None and total.lines > caps.max_lines:
             return Decision("deny", "writes.max_lines",
-                            f"the run would change {total.lines} lines; the cap is {caps.max_lines}",
-                            total.paths)
+                            f"the run would change {total.lines} lines; the cap is {caps.max_lines}", files)
         if self.fleet is not None:
             over = self.fleet.count_lines(total.lines)
             if over is not None:
@@ -383,6 +405,13 @@ class Guard:
             })
             results.append(CheckResult(check.name, check.required, passed, result.exit_code, result.output))
         return results
+
+
+def combined(diffs: list[DiffStat]) -> DiffStat:
+    """Several worktrees' diffs from the same base as one: lines add up, a file counts once."""
+    if len(diffs) == 1:
+        return diffs[0]
+    return DiffStat([change for diff in diffs for change in diff.files])
 
 
 def _describe_action(call: ToolCall) -> str:

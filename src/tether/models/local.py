@@ -47,14 +47,15 @@ def _clip(text: str) -> str:
     return f"{text[:half]}\n[... {len(text) - OBSERVATION_CHARS} characters omitted ...]\n{text[-half:]}"
 
 
-def render(messages: list[Message]) -> list[dict[str, str]]:
-    """Chat messages for the model's own template: the action format in the system prompt, its own
-    replies verbatim, tool results as user turns."""
+def render(messages: list[Message], actions: bool = True) -> list[dict[str, str]]:
+    """Chat messages for the model's own template: the action format in the system prompt (when the
+    caller offers tools), its own replies verbatim, tool results as user turns."""
     rendered: list[dict[str, str]] = []
     for message in messages:
         role = message["role"]
         if role == "system":
-            rendered.append({"role": "system", "content": f"{message['content']}\n\n{INSTRUCTIONS}"})
+            content = f"{message['content']}\n\n{INSTRUCTIONS}" if actions else message["content"]
+            rendered.append({"role": "system", "content": content})
         elif role == "tool":
             rendered.append({"role": "user", "content": f"Result:\n{_clip(message['content'])}"})
         else:
@@ -73,14 +74,14 @@ class LocalProvider:
         self.llm = _load(path)
 
     def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
-        rendered = render(messages)
+        rendered = render(messages, actions=bool(tools))
         try:
             out = self.llm.create_chat_completion(messages=rendered, max_tokens=min(max_output_tokens, MAX_REPLY),
                                                   temperature=0.0)
         except ValueError as exc:  # llama.cpp says so when the prompt outgrows the context
             raise ModelError(f"local model: {exc}") from exc
         text = out["choices"][0]["message"].get("content") or ""
-        action = parse_action(text)
+        action = parse_action(text) if tools else None
         turn = sum(1 for message in messages if message["role"] == "assistant")
         calls = [ToolCall(f"call_{turn}_0", action[0], action[1])] if action else []
         usage = out.get("usage") or {}

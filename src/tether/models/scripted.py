@@ -1,7 +1,9 @@
 """A deterministic model for tests and demos: turns read from a JSON file, consumed in order.
 
 The turn index is the number of assistant messages already in the conversation, so a run that is
-continued (after an approval, or a crash) picks up at the right turn without hidden state."""
+continued (after an approval, or a crash) picks up at the right turn without hidden state.
+A turn may name the role it is for ("planner", "executor" or "executor-2", "reviewer"): each role of
+the orchestrated architecture reads its own turns, in order, plus those that name no role."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ class ScriptedUsage(BaseModel):
 
 class ScriptedTurn(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    role: str | None = None
     content: str = ""
     tool_calls: list[ScriptedCall] = Field(default_factory=list)
     usage: ScriptedUsage | None = None
@@ -59,9 +62,14 @@ def load_script(path: Path) -> list[ScriptedTurn]:
 
 
 class ScriptedProvider:
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, turns: list[ScriptedTurn] | None = None):
         self.name = f"scripted:{path}"
-        self.turns = load_script(path)
+        self.path = path
+        self.turns = load_script(path) if turns is None else turns
+
+    def for_role(self, role: str) -> ScriptedProvider:
+        kind = role.split("-")[0]
+        return ScriptedProvider(self.path, [t for t in self.turns if t.role in (None, role, kind)])
 
     def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
         index = sum(1 for message in messages if message["role"] == "assistant")

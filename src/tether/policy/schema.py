@@ -15,7 +15,7 @@ class Section(BaseModel):
 
 
 class AgentPolicy(Section):
-    architecture: Literal["harness"] = "harness"
+    architecture: Literal["harness", "orchestrated"] = "harness"
     model: str = Field("scripted:turns.json", min_length=1)
     max_output_tokens: int = Field(4096, gt=0)
     system_prompt: str | None = None
@@ -149,6 +149,17 @@ class FleetPolicy(Section):
     step_usd_estimate: float = Field(0.05, ge=0)
 
 
+class OrchestratedPolicy(Section):
+    """The orchestrated architecture's roles: a planner, executors in their own worktrees, a reviewer."""
+    executors: int = Field(2, gt=0, le=8)
+    max_subtasks: int = Field(4, gt=0, le=16)
+    executor_max_steps: int = Field(15, gt=0)  # then the executor hands over what it has
+    on_conflict: Literal["resolve", "reject"] = "resolve"  # leave markers for the reviewer, or drop the branch
+    planner_prompt: str | None = None
+    executor_prompt: str | None = None
+    reviewer_prompt: str | None = None
+
+
 class Policy(Section):
     agent: AgentPolicy = Field(default_factory=AgentPolicy)
     budget: BudgetPolicy = Field(default_factory=BudgetPolicy)
@@ -160,6 +171,7 @@ class Policy(Section):
     checks: list[CheckPolicy] = Field(default_factory=list)
     brakes: BrakesPolicy = Field(default_factory=BrakesPolicy)
     fleet: FleetPolicy = Field(default_factory=FleetPolicy)
+    orchestrated: OrchestratedPolicy = Field(default_factory=OrchestratedPolicy)
 
     @field_validator("checks")
     @classmethod

@@ -58,3 +58,15 @@ def show_file(repo: Path, commit: str, path: str) -> str | None:
         return git(repo, "show", f"{commit}:{path}")
     except GitError:
         return None
+
+
+def merge_commits(repo: Path, ours: str, theirs: str) -> tuple[str, list[str]]:
+    """Three-way merge of two commits without touching any worktree: (the merged tree, the paths
+    that conflict). A conflicted path holds the usual conflict markers in that tree."""
+    args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs]
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
+                            env={**os.environ, **_GIT_ENV})
+    if result.returncode not in (0, 1):  # 1 means "merged, with conflicts"
+        raise GitError(f"git {' '.join(args)} failed in {repo}: {result.stderr.strip()}")
+    tree, *conflicts = [line for line in result.stdout.split("\n") if line]
+    return tree, conflicts

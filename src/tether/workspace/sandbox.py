@@ -180,3 +180,8 @@ def _sandbox_env() -> tuple[dict[str, str], list[str]]:
         "GIT_CONFIG_VALUE_0": "*",
     })
     return env, dropped
+
+
+def worktree_sandbox(policy: SandboxPolicy, network: bool, worktree: Path, repo: Path) -> Sandbox:
+    """The sandbox of one worktree: it writes there; the repository's git store is read-only."""
+    return Sandbox(policy, worktree, network=network, read_only=[repo / ".git"])

@@ -1,0 +1,219 @@
+"""The orchestrated architecture: a planner splits the task into subtasks (structured output),
+executors work on them each in its own worktree branched from the run's, and a reviewer merges
+their branches into the run's worktree, resolves (or rejects) conflicts and makes the required
+checks pass.
+
+Every role's model and tool calls pass the run's one guard, so budgets, brakes and write caps are
+shared, and every event carries the role's name. Progress is read back from the events (plan,
+handover, merge), so a continued or resumed run picks up in the role it was in. Executors run one
+after another: the guard's meters stay exact, and on a machine with one local model there is
+nothing to gain from running them at once."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, Field, ValidationError
+
+from tether.agents.harness import run_harness
+from tether.guard.decisions import RoleDone, RunHeld, RunPaused, RunSucceeded
+from tether.guard.guard import Guard
+from tether.ledger import StoredEvent
+from tether.models import Provider
+from tether.workspace.git import GitError, git, merge_commits
+from tether.workspace.sandbox import worktree_sandbox
+from tether.workspace.worktree import Worktree, create_worktree, open_worktree, reattach_worktree
+
+PLANNER_PROMPT = """You are the planner of a small team of software engineers. Split the task into at most
+{limit} subtasks that different engineers can do independently, in different files where possible (one
+subtask is right for a small task). Reply with only a JSON object, no prose:
+{{"subtasks": [{{"title": "short name", "instruction": "what to do, precisely"}}]}}"""
+
+EXECUTOR_NOTE = """You are one engineer of several, each with your own copy of the repository. Do only your
+subtask; a reviewer merges everyone's work afterwards. When your subtask is done, submit to hand it over."""
+
+REVIEWER_PROMPT = """You are the reviewer of a small team of software engineers. Their branches have been
+merged into this repository. Resolve any conflict markers, fix what does not fit together, run the tests,
+and submit: the task is finished only when the required checks pass. Commands run in a sandbox without
+network. If an action is denied by policy, do not repeat it unchanged."""
+
+FILES_SHOWN = 200
+
+
+class Subtask(BaseModel):
+    title: str = Field(min_length=1)
+    instruction: str = Field(min_length=1)
+
+
+class Plan(BaseModel):
+    subtasks: list[Subtask] = Field(min_length=1)
+
+
+_FENCED = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL)
+_BRACES = re.compile(r"\{.*\}", re.DOTALL)
+
+
+def parse_plan(text: str) -> Plan | None:
+    """The plan in a planner's reply: the whole reply, a fenced block, or its outermost braces."""
+    candidates = [text, *_FENCED.findall(text)]
+    if match := _BRACES.search(text):
+        candidates.append(match.group(0))
+    for candidate in candidates:
+        try:
+            return Plan.model_validate_json(candidate.strip())
+        except ValidationError:
+            continue
+    return None
+
+
+def role_events(events: list[StoredEvent], role: str) -> list[StoredEvent]:
+    return [event for event in events if event.payload.get("role") == role]
+
+
+def _for_role(provider: Provider, role: str) -> Provider:
+    """Providers that serve several roles from one script or recording give each role its own turns."""
+    for_role = getattr(provider, "for_role", None)
+    return for_role(role) if for_role is not None else provider
+
+
+def run_orchestrated(guard: Guard, system_prompt: str, task: str, events: list[StoredEvent]) -> None:
+    settings = guard.policy.orchestrated
+    run_worktree, run_sandbox, provider = guard.worktree, guard.sandbox, guard.provider
+    plan = _plan(guard, provider, task, events)
+    groups = [group for group in (plan.subtasks[i::settings.executors] for i in range(settings.executors)) if group]
+    handed = {e.payload["name"]: e.payload for e in events if e.type == "handover"}
+    for number, group in enumerate(groups, 1):
+        role = f"executor-{number}"
+        if role not in handed:
+            prompt = settings.executor_prompt or f"{system_prompt}\n\n{EXECUTOR_NOTE}"
+            try:
+                handed[role] = _execute(guard, provider, role, prompt, _subtask_text(task, group), events)
+            finally:  # whatever ends or pauses the run is recorded and delivered from the run's worktree
+                guard.use_worktree(None, run_worktree, run_sandbox, guard.base_tree)
+        guard.unintegrated.append(run_worktree.diff(guard.base_tree, handed[role]["tree"]))
+
+    tree = guard.role_trees.get("reviewer", guard.base_tree)
+    run_worktree.restore(tree)
+    guard.use_worktree("reviewer", run_worktree, run_sandbox, tree)
+    guard.provider = _for_role(provider, "reviewer")
+    merges = [e.payload for e in events if e.type == "merge"] or _integrate(guard, list(handed.values()))
+    guard.unintegrated.clear()
+    own = role_events(events, "reviewer")
+    failures = None
+    if not any(event.type == "model_response" for event in own):  # the reviewer's first act: the checks
+        results = guard.run_checks("reviewer.integration")
+        failed = [r for r in results if r.required and not r.passed]
+        if not failed:
+            raise RunSucceeded("all required checks passed after integration")
+        failures = "\n\n".join(f"## {r.name} (exit code {r.exit_code})\n{r.output[-3000:]}" for r in failed)
+    run_harness(guard, settings.reviewer_prompt or REVIEWER_PROMPT, _review_text(task, merges, failures), own)
+
+
+def _plan(guard: Guard, provider: Provider, task: str, events: list[StoredEvent]) -> Plan:
+    recorded = next((e.payload for e in events if e.type == "plan"), None)
+    if recorded is not None:
+        return Plan.model_validate({"subtasks": recorded["subtasks"]})
+    settings = guard.policy.orchestrated
+    guard.use_worktree("planner", guard.worktree, guard.sandbox, guard.tree)
+    guard.provider = _for_role(provider, "planner")
+    files = git(guard.worktree.repo, "ls-tree", "-r", "--name-only", guard.worktree.base_commit).split("\n")
+    listing = "\n".join(f for f in files[:FILES_SHOWN] if f)
+    prompt = settings.planner_prompt or PLANNER_PROMPT.format(limit=settings.max_subtasks)
+    messages = [{"role": "system", "content": prompt},
+                {"role": "user", "content": f"{task}\n\nFiles in the repository:\n{listing}"}]
+    response = guard.model_call(messages, [])  # no tools: the reply is the plan
+    plan = parse_plan(response.content)
+    fallback = plan is None
+    if plan is None:  # an unreadable plan is not worth a run: one subtask, the task itself
+        plan = Plan(subtasks=[Subtask(title="the whole task", instruction=task)])
+    plan = Plan(subtasks=plan.subtasks[:settings.max_subtasks])
+    guard.record("plan", {"step": guard.meters.steps, "fallback": fallback,
+                          "subtasks": [s.model_dump() for s in plan.subtasks]})
+    return plan
+
+
+def _subtask_text(task: str, group: list[Subtask]) -> str:
+    mine = "\n".join(f"- {s.title}: {s.instruction}" for s in group)
+    return f"The whole task, for context:\n\n{task}\n\nYour subtask:\n{mine}"
+
+
+def _executor_worktree(guard: Guard, role: str) -> Worktree:
+    repo, ignores = guard.worktree.repo, guard.policy.writes.ignore
+    worktree = open_worktree(repo, f"{guard.run_id}.{role}", guard.worktree.base_commit)
+    if worktree.path.is_dir():
+        return worktree
+    try:
+        git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{worktree.branch}")
+    except GitError:
+        return create_worktree(repo, f"{guard.run_id}.{role}", guard.worktree.base_commit, ignores)
+    return reattach_worktree(worktree, ignores)
+
+
+def _execute(guard: Guard, provider: Provider, role: str, prompt: str, subtask: str,
+             events: list[StoredEvent]) -> dict:
+    """One executor in its own worktree until it hands over; its work is committed on its branch."""
+    settings = guard.policy.orchestrated
+    own = role_events(events, role)
+    worktree = _executor_worktree(guard, role)
+    tree = guard.role_trees.get(role, guard.base_tree)
+    worktree.restore(tree)  # undo whatever a dead process changed after its last record
+    sandbox = worktree_sandbox(guard.policy.sandbox, guard.policy.commands.network, worktree.path, worktree.repo)
+    guard.use_worktree(role, worktree, sandbox, tree, hands_over=True)
+    guard.provider = _for_role(provider, role)
+    first_step = next((e.payload["step"] for e in own if e.type == "model_request"), guard.meters.steps + 1)
+    guard.role_step_limit = first_step - 1 + settings.executor_max_steps
+    reason = "handed over"
+    try:
+        run_harness(guard, prompt, subtask, own)
+    except RoleDone as done:
+        reason = done.reason
+    except (RunPaused, RunHeld):
+        raise  # the run waits in this role; its worktree stays for the continuation
+    except BaseException:  # the run ends here: keep the executor's work on its branch
+        worktree.commit(guard.tree, f"tether {role} (the run ended during this subtask)")
+        worktree.remove()
+        raise
+    finally:
+        guard.role_step_limit = None
+    commit = worktree.commit(guard.tree, f"tether {role}: {subtask.splitlines()[-1][:60]}")
+    payload = {"name": role, "tree": guard.tree, "commit": commit, "branch": worktree.branch, "reason": reason,
+               "diffstat": worktree.diff(guard.base_tree, guard.tree).as_dict()}
+    guard.record("handover", payload)
+    worktree.remove()
+    return payload
+
+
+def _integrate(guard: Guard, handovers: list[dict]) -> list[dict]:
+    """Merge the executors' branches, in order, into the run's worktree. A branch that conflicts is
+    merged with conflict markers for the reviewer to resolve, or rejected, as the policy says."""
+    repo, on_conflict = guard.worktree.repo, guard.policy.orchestrated.on_conflict
+    ours, tree = guard.worktree.base_commit, guard.base_tree
+    merges = []
+    for handover in handovers:
+        payload = {"name": handover["name"], "branch": handover["branch"]}
+        merged_tree, conflicts = merge_commits(repo, ours, handover["commit"])
+        if handover["tree"] == guard.base_tree:
+            payload |= {"merged": False, "conflicts": [], "tree": tree, "reason": "no changes"}
+        elif conflicts and on_conflict == "reject":
+            payload |= {"merged": False, "conflicts": conflicts, "tree": tree,
+                        "reason": f"rejected: conflicts in {', '.join(conflicts)}"}
+        else:
+            ours = git(repo, "commit-tree", merged_tree, "-p", ours, "-p", handover["commit"],
+                       "-m", f"merge {handover['name']}").strip()
+            tree = merged_tree
+            payload |= {"merged": True, "conflicts": conflicts, "tree": tree,
+                        "reason": f"conflicts left for the reviewer in {', '.join(conflicts)}" if conflicts else
+                        "merged cleanly"}
+        guard.record("merge", payload)
+        merges.append(payload)
+    guard.worktree.restore(tree)
+    guard.tree = tree
+    return merges
+
+
+def _review_text(task: str, merges: list[dict], failures: str | None) -> str:
+    lines = [f"- {m['name']} ({m['branch']}): {m['reason']}" for m in merges]
+    text = f"The task:\n\n{task}\n\nWhat was merged:\n" + "\n".join(lines)
+    if failures:
+        text += f"\n\nThe required checks fail on the merged work:\n\n{failures}"
+    return text
