@@ -22,6 +22,7 @@ from rich.table import Table
 
 from tether import runner
 from tether.approvals import decide_approval, expire_approvals, list_pending
+from tether.cli_eval import eval_app
 from tether.demo import DEFAULT_DEMO_MODEL, DEMO_TURNS, instruction, prepare_demo, verdict
 from tether.guard.guard import Approver
 from tether.ledger import DB_ENV, Ledger, LedgerError, UnknownRun, default_db_url
@@ -621,6 +622,8 @@ def release(everything: AllOpt = False, repo_scope: RepoScopeOpt = None, task_sc
         raise fail(f"no brake on {scope}")
     err.print(f"released {scope}")
 
+
+app.add_typer(eval_app, name="eval")
 
 fleet_app = typer.Typer(help="The org policy, today's fleet usage and the kill switches.")
 app.add_typer(fleet_app, name="fleet")

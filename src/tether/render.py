@@ -249,3 +249,35 @@ def print_fleet(console: Console, limits: FleetPolicy, usage: list[DayUsage], sw
         console.print(f"[bold red]brake on {switch.scope}[/] by {switch.by}: {escape(switch.reason)}")
     if not switches:
         console.print("no brakes on")
+
+
+def _num(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _diff(found: dict[str, float] | None, spec: str) -> str:
+    if found is None:
+        return "–"
+    return f"{format(found['diff'], spec)} [{format(found['low'], spec)}, {format(found['high'], spec)}]"
+
+
+def print_eval(console: Console, results: dict[str, Any]) -> None:
+    table = Table(title=f"eval {results['eval_id']}: {len(results['rows'])} scored runs")
+    for column in ("config", "solved", "pass rate [95% CI]", "p50/p95 s", "tokens/task", "tokens/solved",
+                   "USD/task", "interrupts", "brake/budget stops", "rework checks/lines", "escaped", "cap hits"):
+        table.add_column(column, justify="left" if column == "config" else "right")
+    for name, s in results["summary"].items():
+        low, high = s["pass_rate_ci"]
+        table.add_row(name, f"{s['solved']}/{s['runs']}", f"{s['pass_rate']:.0%} [{low:.0%}, {high:.0%}]",
+                      f"{_num(s['latency_p50_s'], '.1f')}/{_num(s['latency_p95_s'], '.1f')}",
+                      _num(s["tokens_per_task"], ",.0f"), _num(s["tokens_per_solved"], ",.0f"),
+                      _num(s["usd_per_task"], ".4f"), str(s["interrupts"]), f"{s['brake_stops']}/{s['budget_stops']}",
+                      f"{s['rework']}/{s['rework_lines']}", str(s["escaped_defects"]), str(s["cap_hits"]))
+    console.print(table)
+    for c in results["comparisons"]:
+        console.print(f"[bold]{escape(c['second'])} vs {escape(c['first'])}[/] on {c['pairs']} pairs: pass rate "
+                      f"{_diff(c['pass_rate_diff'], '+.0%')} (solved only by {escape(c['first'])}: "
+                      f"{c['only_first_passed']}, only by {escape(c['second'])}: {c['only_second_passed']}, McNemar "
+                      f"p={c['mcnemar_p']:.3f}); tokens {_diff(c['tokens_diff'], '+,.0f')}; latency "
+                      f"{_diff(c['latency_diff_s'], '+.1f')} s; escaped defects "
+                      f"{_diff(c['escaped_defects_diff'], '+.0%')}; rework {_diff(c['rework_diff'], '+.2f')}")

@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 
 from tests.backtest.fixtures import mini_v1, write
-from tether.backtest.engine import backtest_run, bootstrap_share, summarize, wilson
+from tether.backtest.engine import backtest_run, summarize
 from tether.backtest.importers import import_file
 from tether.backtest.report import sweep_html
 from tether.backtest.sweep import pareto, split, sweep
 from tether.policy import parse_policy
+from tether.stats import bootstrap_share, wilson
 
 OFF = ("[budget]\nmax_steps = 1000\nmax_tool_calls = 1000\n[brakes]\nrepeat_max = 1000\nrepeat_window = 1000\n"
        "max_consecutive_failures = 1000\nmax_steps_without_change = 1000\n")

@@ -3,8 +3,6 @@ runs) and measure what they would have stopped, saved and killed."""
 
 from __future__ import annotations
 
-import math
-import random
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -13,6 +11,7 @@ from tether.backtest.trajectory import ImportedRun
 from tether.guard.brakes import Brakes
 from tether.guard.meters import Meters, check_model_call, check_tool_call
 from tether.policy.schema import BudgetPolicy, Policy
+from tether.stats import bootstrap_share, wilson
 
 Event = tuple[str, dict[str, Any], float]
 
@@ -72,34 +71,6 @@ def backtest_run(policy: Policy, run: ImportedRun, events: list[Event] | None = 
         verdict.stopped = True
         verdict.stop_step, verdict.rule, verdict.reason, verdict.cost_at_stop, verdict.steps_at_stop = stop
     return verdict
-
-
-# statistics -------------------------------------------------------------------------------------
-
-
-def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval for a proportion (95% by default)."""
-    if trials == 0:
-        return (0.0, 1.0)
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
-def bootstrap_share(parts: list[tuple[float, float]], resamples: int = 1000, seed: int = 7) -> tuple[float, float]:
-    """95% percentile interval of sum(a)/sum(b) over runs resampled with replacement."""
-    if not parts:
-        return (0.0, 0.0)
-    rng = random.Random(seed)
-    shares = []
-    for _ in range(resamples):
-        sample = [parts[rng.randrange(len(parts))] for _ in parts]
-        total = sum(b for _, b in sample)
-        shares.append(sum(a for a, _ in sample) / total if total else 0.0)
-    shares.sort()
-    return (shares[int(0.025 * resamples)], shares[int(0.975 * resamples) - 1])
 
 
 @dataclass

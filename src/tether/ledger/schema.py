@@ -95,3 +95,27 @@ settings = Table(
     Column("value", Text, nullable=False),
     Column("updated_at", Float, nullable=False),
 )
+
+# Evals (see evals/): the spec of each eval, and per cell (task x config x repeat) its run and the
+# score of the hidden and visible checks run on the delivered commit. Everything else about a cell
+# is read from its run's events.
+evals = Table(
+    "evals",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Column("suite", Text, nullable=False),
+    Column("spec", Text, nullable=False),
+)
+
+eval_cells = Table(
+    "eval_cells",
+    metadata,
+    Column("eval_id", String(64), ForeignKey("evals.id"), primary_key=True),
+    Column("task", String(200), primary_key=True),
+    Column("config", String(200), primary_key=True),
+    Column("repeat", Integer, primary_key=True),
+    Column("run_id", String(64), nullable=False),
+    Column("scored_at", Float),
+    Column("score", Text),
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,16 @@ def _toml(text: str, path: Path) -> dict[str, Any]:
         raise PolicyError(path, [f"invalid TOML: {exc}"]) from exc
 
 
+def describe_errors(exc: ValidationError) -> list[str]:
+    """One line per problem: the key path and what is wrong with it."""
+    return [_describe(error) for error in exc.errors()]
+
+
 def _validate(data: dict[str, Any], path: Path) -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(path, [_describe(e) for e in exc.errors()]) from exc
+        raise PolicyError(path, describe_errors(exc)) from exc
 
 
 def parse_policy(text: str, path: Path) -> Policy:
@@ -106,3 +112,29 @@ def find_policy(repo: Path, explicit: Path | None, org_text: str | None = None) 
         text = read_policy_text(path) if path is not None else None
         return layer_policy(org_text, text, path or repo / POLICY_FILE), path
     return (load_policy(path) if path is not None else Policy()), path
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+
+
+def dump_policy(policy: Policy) -> str:
+    """A repository policy file for `policy` (without the org's fleet limits), which loads back equal."""
+    lines: list[str] = []
+    for section, values in policy.model_dump(mode="json", exclude_none=True, exclude={"fleet"}).items():
+        if isinstance(values, list):
+            for item in values:
+                lines += [f"[[{section}]]", *(f"{k} = {toml_value(v)}" for k, v in item.items()), ""]
+        else:
+            lines += [f"[{section}]", *(f"{k} = {toml_value(v)}" for k, v in values.items()), ""]
+    return "\n".join(lines)

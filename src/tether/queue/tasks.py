@@ -62,8 +62,8 @@ class Tasks:
         self.client.destroy()
 
     def submit(self, instruction: str, repo: Path, key: str | None = None, priority: int = 0,
-               policy: Path | None = None, model: str | None = None) -> tuple[str, bool]:
-        """Enqueue a task; returns (task id, whether this call created it)."""
+               policy: Path | None = None, model: str | None = None, source: str = "queue") -> tuple[str, bool]:
+        """Enqueue a task; returns (task id, whether this call created it). `source` tags its run."""
         if not instruction.strip():
             raise TaskError("the instruction is empty")
         if not 0 <= priority <= 2_000_000_000:
@@ -74,7 +74,7 @@ class Tasks:
         nonce = secrets.token_hex(8)
         task = {"id": task_id, "instruction": instruction, "repo": str(root), "key": key, "priority": priority,
                 "policy": str(policy.resolve()) if policy else None, "model": model, "submitted_at": time.time(),
-                "submitted_by": current_user(), "nonce": nonce}
+                "submitted_by": current_user(), "nonce": nonce, "source": source}
         self.client.enqueue({"workflow_name": engine.WORKFLOW, "queue_name": engine.QUEUE, "workflow_id": task_id,
                              "priority": priority + 1}, task)  # DBOS counts from 1
         stored = self._input(task_id)
