@@ -14,7 +14,8 @@ from tether.replay import replay_run
 
 CHECK = '[[checks]]\nname = "tests"\ncommand = "python -m pytest -q -p no:cacheprovider test_ab.py"\n'
 ORCHESTRATED = '[agent]\narchitecture = "orchestrated"\n' + CHECK
-TEST = "from a import a\nfrom b import b\n\n\ndef test_a():\n    assert a() == 1\n\n\ndef test_b():\n    assert b() == 2\n"
+TEST = ("from a import a\nfrom b import b\n\n\ndef test_a():\n    assert a() == 1\n\n\n"
+        "def test_b():\n    assert b() == 2\n")
 
 
 @pytest.fixture
@@ -91,7 +92,7 @@ def test_executors_work_from_the_base_not_from_each_other(ledger: Ledger, two_fi
              as_role("executor-2", call("submit", summary="b"))]
     summary = run_scripted(ledger, two_files, tmp_path, turns, ORCHESTRATED)
     assert summary["status"] == "succeeded"
-    grep = [p for p in payloads(ledger, summary["run_id"], "tool_result") if p.get("role") == "executor-2"][0]
+    grep = next(p for p in payloads(ledger, summary["run_id"], "tool_result") if p.get("role") == "executor-2")
     assert grep["observation"].startswith("exit code 0\n1")  # executor-2 still sees the stub of a.py
 
 
@@ -116,7 +117,7 @@ def test_conflicts_are_left_for_the_reviewer_who_resolves_them(ledger: Ledger, t
     run_id = summary["run_id"]
     merges = payloads(ledger, run_id, "merge")
     assert merges[1]["merged"] and merges[1]["conflicts"] == ["a.py"]
-    read = [p for p in payloads(ledger, run_id, "tool_result") if p.get("role") == "reviewer"][0]
+    read = next(p for p in payloads(ledger, run_id, "tool_result") if p.get("role") == "reviewer")
     assert "<<<<<<<" in read["observation"] and "# two" in read["observation"]
     # the reviewer saw the failing checks of the merged work before its first turn
     checks = [p for p in payloads(ledger, run_id, "check_finished") if p["call_id"] == "reviewer.integration"]
