@@ -125,11 +125,12 @@ def import_exercism_cmd(
     limit: Annotated[int | None, typer.Option(min=1, help="Stop after this many kept tasks.")] = None,
     validate: Annotated[bool, typer.Option(help="Keep a task only if the reference solution passes and the "
                                                 "stub fails.")] = True,
+    agent_s: Annotated[float, typer.Option("--agent-s", min=1, help="Each task's time limit for the agent.")] = 300,
 ) -> None:
     """Write an eval suite from Exercism exercises: visible half of the tests, hidden full tests."""
     names = [n.strip() for n in tasks.split(",")] if tasks else None
     try:
-        imported = import_exercism(source, out_dir, names, validate, limit)
+        imported = import_exercism(source, out_dir, names, validate, limit, agent_s)
     except SuiteError as exc:
         raise _fail(str(exc)) from exc
     for item in imported:

@@ -262,17 +262,31 @@ def _diff(found: dict[str, float] | None, spec: str) -> str:
 
 
 def print_eval(console: Console, results: dict[str, Any]) -> None:
+    """One column per config (configs are few, metrics many), then the paired comparisons."""
+    summary = results["summary"]
     table = Table(title=f"eval {results['eval_id']}: {len(results['rows'])} scored runs")
-    for column in ("config", "solved", "pass rate [95% CI]", "p50/p95 s", "tokens/task", "tokens/solved",
-                   "USD/task", "interrupts", "brake/budget stops", "rework checks/lines", "escaped", "cap hits"):
-        table.add_column(column, justify="left" if column == "config" else "right")
-    for name, s in results["summary"].items():
+    table.add_column("metric")
+    for name in summary:
+        table.add_column(name, justify="right")
+
+    def pass_rate(s: dict[str, Any]) -> str:
         low, high = s["pass_rate_ci"]
-        table.add_row(name, f"{s['solved']}/{s['runs']}", f"{s['pass_rate']:.0%} [{low:.0%}, {high:.0%}]",
-                      f"{_num(s['latency_p50_s'], '.1f')}/{_num(s['latency_p95_s'], '.1f')}",
-                      _num(s["tokens_per_task"], ",.0f"), _num(s["tokens_per_solved"], ",.0f"),
-                      _num(s["usd_per_task"], ".4f"), str(s["interrupts"]), f"{s['brake_stops']}/{s['budget_stops']}",
-                      f"{s['rework']}/{s['rework_lines']}", str(s["escaped_defects"]), str(s["cap_hits"]))
+        return f"{s['pass_rate']:.0%} [{low:.0%}, {high:.0%}]"
+
+    metrics: list[tuple[str, Any]] = [
+        ("solved (hidden)", lambda s: f"{s['solved']}/{s['runs']}"), ("pass rate [95% CI]", pass_rate),
+        ("visible pass rate", lambda s: f"{s['visible_pass_rate']:.0%}"),
+        ("latency p50 / p95 s", lambda s: f"{_num(s['latency_p50_s'], '.1f')} / {_num(s['latency_p95_s'], '.1f')}"),
+        ("tokens per task", lambda s: _num(s["tokens_per_task"], ",.0f")),
+        ("tokens per solved task", lambda s: _num(s["tokens_per_solved"], ",.0f")),
+        ("USD per task", lambda s: _num(s["usd_per_task"], ".4f")),
+        ("human interrupts", lambda s: str(s["interrupts"])),
+        ("brake / budget stops", lambda s: f"{s['brake_stops']} / {s['budget_stops']}"),
+        ("rework: check failures / lines", lambda s: f"{s['rework']} / {s['rework_lines']}"),
+        ("escaped defects", lambda s: str(s["escaped_defects"])), ("write-cap hits", lambda s: str(s["cap_hits"])),
+    ]
+    for label, cell in metrics:
+        table.add_row(label, *(cell(s) for s in summary.values()))
     console.print(table)
     for c in results["comparisons"]:
         console.print(f"[bold]{escape(c['second'])} vs {escape(c['first'])}[/] on {c['pairs']} pairs: pass rate "

@@ -81,7 +81,7 @@ def _passes(folder: Path, solution: str, source: Path, test: str, hidden: bool) 
         return result.returncode == 0
 
 
-def import_task(exercise: Path, meta: dict, out: Path, validate: bool) -> Imported:
+def import_task(exercise: Path, meta: dict, out: Path, validate: bool, agent_s: float = 300) -> Imported:
     name = meta["name"]
     if len(meta["solution_files"]) != 1 or not meta["test_files"]:
         return Imported(name, False, "not one solution file and a test file")
@@ -100,7 +100,7 @@ def import_task(exercise: Path, meta: dict, out: Path, validate: bool) -> Import
               "visible_check": f"{PYTEST} {test}", "hidden_check": f"{PYTEST} {test}", "hidden": "hidden",
               "restore": meta["test_files"]}
     text = "".join(f"{key} = {toml_value(value)}\n" for key, value in fields.items())
-    (folder / TASK_FILE).write_text(text + "\n[timeouts]\nagent_s = 300\ncheck_s = 120\n", encoding="utf-8")
+    (folder / TASK_FILE).write_text(text + f"\n[timeouts]\nagent_s = {agent_s:g}\ncheck_s = 120\n", encoding="utf-8")
     if validate:
         example = exercise / meta["example_files"][0]
         problem = ("the reference solution fails the visible tests"
@@ -116,7 +116,7 @@ def import_task(exercise: Path, meta: dict, out: Path, validate: bool) -> Import
 
 
 def import_exercism(source: Path, out: Path, names: list[str] | None = None, validate: bool = True,
-                    limit: int | None = None) -> list[Imported]:
+                    limit: int | None = None, agent_s: float = 300) -> list[Imported]:
     """Import the exercises of `source` (all, or those named) into the suite directory `out`."""
     exercises = _exercises(source)
     known = {meta["name"] for meta in exercises}
@@ -129,5 +129,5 @@ def import_exercism(source: Path, out: Path, names: list[str] | None = None, val
     for meta in chosen:
         if limit is not None and sum(r.kept for r in results) >= limit:
             break
-        results.append(import_task(source / meta["dir"], meta, out, validate))
+        results.append(import_task(source / meta["dir"], meta, out, validate, agent_s))
     return results
