@@ -13,6 +13,7 @@ from rich.text import Text
 from tether.backtest.engine import RunVerdict
 from tether.backtest.engine import Summary as BacktestSummary
 from tether.backtest.sweep import SweepResult
+from tether.evals.report import fmt_interval, fmt_value
 from tether.guard.meters import Meters
 from tether.ledger import StoredEvent
 from tether.ledger.fleet import DayUsage, Switch
@@ -251,16 +252,6 @@ def print_fleet(console: Console, limits: FleetPolicy, usage: list[DayUsage], sw
         console.print("no brakes on")
 
 
-def _num(value: Any, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
-
-
-def _diff(found: dict[str, float] | None, spec: str) -> str:
-    if found is None:
-        return "–"
-    return f"{format(found['diff'], spec)} [{format(found['low'], spec)}, {format(found['high'], spec)}]"
-
-
 def print_eval(console: Console, results: dict[str, Any]) -> None:
     """One column per config (configs are few, metrics many), then the paired comparisons."""
     summary = results["summary"]
@@ -276,10 +267,11 @@ def print_eval(console: Console, results: dict[str, Any]) -> None:
     metrics: list[tuple[str, Any]] = [
         ("solved (hidden)", lambda s: f"{s['solved']}/{s['runs']}"), ("pass rate [95% CI]", pass_rate),
         ("visible pass rate", lambda s: f"{s['visible_pass_rate']:.0%}"),
-        ("latency p50 / p95 s", lambda s: f"{_num(s['latency_p50_s'], '.1f')} / {_num(s['latency_p95_s'], '.1f')}"),
-        ("tokens per task", lambda s: _num(s["tokens_per_task"], ",.0f")),
-        ("tokens per solved task", lambda s: _num(s["tokens_per_solved"], ",.0f")),
-        ("USD per task", lambda s: _num(s["usd_per_task"], ".4f")),
+        ("latency p50 / p95 s",
+         lambda s: f"{fmt_value(s['latency_p50_s'], '.1f')} / {fmt_value(s['latency_p95_s'], '.1f')}"),
+        ("tokens per task", lambda s: fmt_value(s["tokens_per_task"], ",.0f")),
+        ("tokens per solved task", lambda s: fmt_value(s["tokens_per_solved"], ",.0f")),
+        ("USD per task", lambda s: fmt_value(s["usd_per_task"], ".4f")),
         ("human interrupts", lambda s: str(s["interrupts"])),
         ("brake / budget stops", lambda s: f"{s['brake_stops']} / {s['budget_stops']}"),
         ("rework: check failures / lines", lambda s: f"{s['rework']} / {s['rework_lines']}"),
@@ -290,8 +282,9 @@ def print_eval(console: Console, results: dict[str, Any]) -> None:
     console.print(table)
     for c in results["comparisons"]:
         console.print(f"[bold]{escape(c['second'])} vs {escape(c['first'])}[/] on {c['pairs']} pairs: pass rate "
-                      f"{_diff(c['pass_rate_diff'], '+.0%')} (solved only by {escape(c['first'])}: "
+                      f"{fmt_interval(c['pass_rate_diff'], '+.0%')} (solved only by {escape(c['first'])}: "
                       f"{c['only_first_passed']}, only by {escape(c['second'])}: {c['only_second_passed']}, McNemar "
-                      f"p={c['mcnemar_p']:.3f}); tokens {_diff(c['tokens_diff'], '+,.0f')}; latency "
-                      f"{_diff(c['latency_diff_s'], '+.1f')} s; escaped defects "
-                      f"{_diff(c['escaped_defects_diff'], '+.0%')}; rework {_diff(c['rework_diff'], '+.2f')}")
+                      f"p={c['mcnemar_p']:.3f}); tokens {fmt_interval(c['tokens_diff'], '+,.0f')}; latency "
+                      f"{fmt_interval(c['latency_diff_s'], '+.1f')} s; escaped defects "
+                      f"{fmt_interval(c['escaped_defects_diff'], '+.0%')}; "
+                      f"rework {fmt_interval(c['rework_diff'], '+.2f')}")

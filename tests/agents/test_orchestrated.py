@@ -138,12 +138,7 @@ def test_conflicting_branch_is_rejected_when_the_policy_says_so(ledger: Ledger, 
 
 
 def test_write_caps_are_shared_by_the_executors(ledger: Ledger, two_files: Path, tmp_path: Path) -> None:
-    turns = [plan("fix a", "fix b"),
-             as_role("executor-1", write("a.py", "def a():\n    return 1\n")),
-             as_role("executor-1", call("submit", summary="a")),
-             as_role("executor-2", write("b.py", "def b():\n    return 2\n")),
-             as_role("executor-2", call("submit", summary="b"))]
-    summary = run_scripted(ledger, two_files, tmp_path, turns, ORCHESTRATED + "[writes]\nmax_files = 1\n")
+    summary = run_scripted(ledger, two_files, tmp_path, SPLIT, ORCHESTRATED + "[writes]\nmax_files = 1\n")
     run_id = summary["run_id"]
     denied = [p for p in payloads(ledger, run_id, "policy_decision") if p["rule"] == "writes.max_files"]
     # executor-2's one file is within the cap on its own, but not with executor-1's

@@ -16,6 +16,7 @@ import re
 from pydantic import BaseModel, Field, ValidationError
 
 from tether.agents.harness import run_harness
+from tether.agents.tools import failure_report
 from tether.guard.decisions import RoleDone, RunHeld, RunPaused, RunSucceeded
 from tether.guard.guard import Guard
 from tether.ledger import StoredEvent
@@ -99,13 +100,11 @@ def run_orchestrated(guard: Guard, system_prompt: str, task: str, events: list[S
     merges = [e.payload for e in events if e.type == "merge"] or _integrate(guard, list(handed.values()))
     guard.unintegrated.clear()
     own = role_events(events, "reviewer")
-    failures = None
+    failures: str | None = None
     if not any(event.type == "model_response" for event in own):  # the reviewer's first act: the checks
-        results = guard.run_checks("reviewer.integration")
-        failed = [r for r in results if r.required and not r.passed]
-        if not failed:
+        failures = failure_report(guard.run_checks("reviewer.integration"))
+        if failures is None:
             raise RunSucceeded("all required checks passed after integration")
-        failures = "\n\n".join(f"## {r.name} (exit code {r.exit_code})\n{r.output[-3000:]}" for r in failed)
     run_harness(guard, settings.reviewer_prompt or REVIEWER_PROMPT, _review_text(task, merges, failures), own)
 
 

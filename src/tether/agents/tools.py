@@ -50,8 +50,7 @@ class Toolbox:
     def _run_checks(self, call_id: str) -> tuple[list[CheckResult], str | None]:
         """The checks' results, and the report of the required ones that failed (None: all passed)."""
         results = self.guard.run_checks(call_id)
-        failed = [r for r in results if r.required and not r.passed]
-        return results, "\n\n".join(_failure(r) for r in failed) if failed else None
+        return results, failure_report(results)
 
     def _check_after_write(self, call_id: str, written: ToolOutcome) -> ToolOutcome:
         _, failures = self._run_checks(call_id)
@@ -113,5 +112,9 @@ class Toolbox:
         return ToolOutcome(False, f"Required checks failed; fix and submit again.\n\n{failures}")
 
 
-def _failure(result: CheckResult) -> str:
-    return f"## {result.name} (exit code {result.exit_code})\n{result.output[-3000:]}"
+def failure_report(results: list[CheckResult]) -> str | None:
+    """The output of the required checks that failed, for the model; None when they all passed."""
+    failed = [r for r in results if r.required and not r.passed]
+    if not failed:
+        return None
+    return "\n\n".join(f"## {r.name} (exit code {r.exit_code})\n{r.output[-3000:]}" for r in failed)

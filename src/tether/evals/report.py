@@ -119,7 +119,8 @@ def task_grid(rows: list[dict[str, Any]], configs: list[str]) -> str:
     return f'<table class="grid"><tr><th>task</th>{head}</tr>{"".join(lines)}</table>'
 
 
-def _fmt(value: Any, spec: str) -> str:
+def fmt_value(value: Any, spec: str) -> str:
+    """A figure in `spec`, or a dash when there is none (no solved task, no run)."""
     return "–" if value is None else format(value, spec)
 
 
@@ -132,15 +133,16 @@ def summary_table(summary: dict[str, dict[str, Any]]) -> str:
         low, high = s["pass_rate_ci"]
         lines.append(
             f"<tr><th>{_esc(name)}</th><td>{s['solved']}/{s['runs']}</td><td>{s['pass_rate']:.0%} [{low:.0%}, "
-            f"{high:.0%}]</td><td>{s['visible_pass_rate']:.0%}</td><td>{_fmt(s['latency_p50_s'], '.1f')} / "
-            f"{_fmt(s['latency_p95_s'], '.1f')}</td><td>{_fmt(s['tokens_per_task'], ',.0f')}</td>"
-            f"<td>{_fmt(s['tokens_per_solved'], ',.0f')}</td><td>{_fmt(s['usd_per_task'], '.4f')}</td>"
+            f"{high:.0%}]</td><td>{s['visible_pass_rate']:.0%}</td><td>{fmt_value(s['latency_p50_s'], '.1f')} / "
+            f"{fmt_value(s['latency_p95_s'], '.1f')}</td><td>{fmt_value(s['tokens_per_task'], ',.0f')}</td>"
+            f"<td>{fmt_value(s['tokens_per_solved'], ',.0f')}</td><td>{fmt_value(s['usd_per_task'], '.4f')}</td>"
             f"<td>{s['interrupts']}</td><td>{s['brake_stops']} / {s['budget_stops']}</td>"
             f"<td>{s['rework']} / {s['rework_lines']}</td><td>{s['escaped_defects']}</td><td>{s['cap_hits']}</td></tr>")
     return f"<table>{head}{''.join(lines)}</table>"
 
 
-def _interval(found: dict[str, float] | None, spec: str) -> str:
+def fmt_interval(found: dict[str, float] | None, spec: str) -> str:
+    """A paired difference with its 95% interval: "+5% [-2%, +12%]"."""
     if found is None:
         return "–"
     return f"{format(found['diff'], spec)} [{format(found['low'], spec)}, {format(found['high'], spec)}]"
@@ -152,9 +154,10 @@ def comparison_table(comparisons: list[dict[str, Any]]) -> str:
             "<th>rework diff</th></tr>")
     lines = [f"<tr><th>{_esc(c['second'])} vs {_esc(c['first'])}</th><td>{c['pairs']}</td>"
              f"<td>{c['only_first_passed']} / {c['only_second_passed']}</td><td>{c['mcnemar_p']:.3f}</td>"
-             f"<td>{_interval(c['pass_rate_diff'], '+.0%')}</td><td>{_interval(c['tokens_diff'], '+,.0f')}</td>"
-             f"<td>{_interval(c['latency_diff_s'], '+.1f')}</td><td>{_interval(c['escaped_defects_diff'], '+.0%')}</td>"
-             f"<td>{_interval(c['rework_diff'], '+.2f')}</td></tr>" for c in comparisons]
+             f"<td>{fmt_interval(c['pass_rate_diff'], '+.0%')}</td><td>{fmt_interval(c['tokens_diff'], '+,.0f')}</td>"
+             f"<td>{fmt_interval(c['latency_diff_s'], '+.1f')}</td>"
+             f"<td>{fmt_interval(c['escaped_defects_diff'], '+.0%')}</td>"
+             f"<td>{fmt_interval(c['rework_diff'], '+.2f')}</td></tr>" for c in comparisons]
     return f"<table>{head}{''.join(lines)}</table>"
 
 
