@@ -20,6 +20,13 @@ from tether.models.catalog import KNOWN, KnownModel, ModelIntegrityError, model_
     ("```bash\npython t.py\n```\nFILE: r.py\n```\n```python\nx = 2\n```\nSUBMIT",
      ("write_file", {"path": "r.py", "content": "x = 2\n"})),  # several actions: the write wins
     ("Tests pass.\nSUBMIT", ("submit", {"summary": "Tests pass."})),
+    # the 1.5B echoes the format: an empty FILE block is no write (the command runs instead), and the
+    # label of form 3 alone is form 3
+    ("Run one shell command:\n```bash\npytest -q\n```\n\nWrite a whole file:\nFILE: a.py\n```\n```",
+     ("bash", {"command": "pytest -q"})),
+    ("FILE: a.py\n```\n  \n```\nFILE: b.py\n```\ny = 1\n```", ("write_file", {"path": "b.py", "content": "y = 1\n"})),
+    ("Finish, when the task is done.", ("submit", {"summary": "done"})),
+    ("All 5 pass.\n3. Finish, when the task is done:", ("submit", {"summary": "All 5 pass."})),
     ("Here is the fix in `pkg/rain.py`:\n\n```python\ndef f():\n    return 1\n```\n### Explanation",
      ("write_file", {"path": "pkg/rain.py", "content": "def f():\n    return 1\n"})),
     ("Run `tests.py` with:\n```bash\npython tests.py\n```", ("bash", {"command": "python tests.py"})),
@@ -31,6 +38,7 @@ def test_parse_action(text, expected):
 
 
 @pytest.mark.parametrize("text", ["I think the answer is 42.", '{"name": "rm", "arguments": {}}',
+                                  "FILE: a.py\n```\n```", "I will finish, when the task is done.",
                                   '<tool_call>{"name": "bash", "arguments": {"command": "ls"</tool_call>', ""])
 def test_unparseable_replies_have_no_action(text):
     assert parse_action(text) is None

@@ -43,6 +43,8 @@ _BASH = re.compile(r"```(?:bash|sh|shell|console)[^\n]*\n(.*?)\n?```", re.DOTALL
 _TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 _JSON_BLOCK = re.compile(r"```(?:json)?\s*\n(\{.*?\})\s*\n?```", re.DOTALL)
 _SUBMIT = re.compile(r"^\s*\**SUBMIT\**\s*$", re.MULTILINE)
+# Small models echo the format's own labels: the label of form 3 alone means form 3.
+_FINISH_LABEL = re.compile(r"^\s*(?:3\.\s*)?Finish, when the task is done\b", re.MULTILINE)
 TOOLS = {"bash", "read_file", "write_file", "edit_file", "submit"}
 
 
@@ -64,11 +66,14 @@ def parse_action(text: str) -> tuple[str, dict[str, Any]] | None:
     """The action in a reply, as (tool name, arguments), or None when there is none. Small models
     often write several ("run the tests" and the file, or the file and SUBMIT): the file write is
     the substantive one and runs first (with check_after_write its checks then decide), then a
-    command, then SUBMIT."""
-    if match := _FILE.search(text) or _NAMED.search(text):
-        return "write_file", {"path": match.group(1), "content": match.group(2) + "\n"}
+    command, then SUBMIT. An empty file block is an echo of the format, not a write: it would wipe the
+    file (a command empties a file on purpose)."""
+    for pattern in (_FILE, _NAMED):
+        for match in pattern.finditer(text):
+            if match.group(2).strip():
+                return "write_file", {"path": match.group(1), "content": match.group(2) + "\n"}
     if match := _BASH.search(text):
         return "bash", {"command": match.group(1).strip()}
-    if match := _SUBMIT.search(text):
+    if match := _SUBMIT.search(text) or _FINISH_LABEL.search(text):
         return "submit", {"summary": text[: match.start()].strip()[-500:] or "done"}
     return parse_json_call(text)
