@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIX, call, payloads, run_scripted
+from tests.conftest import CHECK, FIX, call, payloads, run_scripted
 from tether.approvals import decide_approval, expire_approvals, list_pending, may_approve
 from tether.ledger import Ledger
 from tether.policy.schema import ApprovalsPolicy
@@ -80,6 +80,21 @@ def test_timeout_denies_and_the_run_goes_on(ledger: Ledger, paused: str):
     result = payloads(ledger, paused, "tool_result")[0]
     assert not result["executed"] and "tether (timeout) denied" in result["observation"]
     assert summary["interrupts"] == 1  # a timeout is not a person's denial
+
+
+def test_unattended_deny_records_the_request_refuses_it_at_once_and_the_run_goes_on(ledger: Ledger, repo: Path,
+                                                                                 tmp_path: Path):
+    policy = POLICY.replace("[approvals]", '[approvals]\nunattended = "deny"')
+    summary = run_scripted(ledger, repo, tmp_path, TURNS, policy + CHECK)
+    assert summary["status"] == "failed"  # the write was refused, so the required check still fails
+    assert list_pending(ledger) == [] and ledger.get_run(summary["run_id"]).status == "failed"
+    (request,) = payloads(ledger, summary["run_id"], "approval_requested")
+    assert request["paths"] == ["raindrops.py"] and request["owners"] == ["@py-team", "carol"]
+    (decided,) = payloads(ledger, summary["run_id"], "approval_decided")
+    assert decided == {**decided, "approved": False, "by": "tether (unattended)"}
+    result = payloads(ledger, summary["run_id"], "tool_result")[0]
+    assert not result["executed"] and "tether (unattended) denied the write" in result["observation"]
+    assert summary["interrupts"] == 1  # the request; the automatic denial is not a person's
 
 
 def test_timeout_escalates_once_then_denies(ledger: Ledger, repo: Path, tmp_path: Path):

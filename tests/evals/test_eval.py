@@ -164,6 +164,22 @@ def test_a_continued_eval_runs_only_the_cells_it_has_not_scored(suite: Path, con
     ledger.close()
 
 
+def test_nobody_approves_during_an_eval_a_request_is_an_interrupt_and_the_run_goes_on(suite: Path, tmp_path: Path):
+    turns = tmp_path / "asks.json"
+    turns.write_text(json.dumps([write("f.py", RIGHT), write("notes.txt", "asked first\n"), submit()]))
+    config = tmp_path / "protected.toml"
+    config.write_text(f'[agent]\nmodel = "scripted:{turns}"\n[ownership.protected]\n"f.py" = ["@owner"]\n'
+                      '[[checks]]\nname = "visible"\ncommand = "{visible_check}"\n')
+    (row,) = run(suite, [config], tmp_path / "out", "solve")["rows"]
+    assert row["interrupts"] == 1 and not row["passed_hidden"]  # the write to f.py was denied, not waited on
+    ledger = Ledger(open_eval(tmp_path / "out").db_url)
+    events = ledger.events(row["run_id"])
+    decided = next(e.payload for e in events if e.type == "approval_decided")
+    assert decided["by"] == "tether (unattended)" and not decided["approved"]
+    assert sum(e.type == "tool_result" and e.payload["executed"] for e in events) == 2  # it went on
+    ledger.close()
+
+
 def test_report_is_rebuilt_from_the_store(suite: Path, configs: list[Path], tmp_path: Path) -> None:
     out = tmp_path / "out"
     results = run(suite, configs, out, "solve,escape")

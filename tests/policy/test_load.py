@@ -26,6 +26,7 @@ def test_starter_policy_is_valid_and_strict():
     assert policy.checks[0].required
     assert "git push" in policy.commands.deny
     assert policy.ownership.protected["tether.toml"] == ["@platform"]
+    assert policy.approvals.unattended == "pause"
 
 
 def test_empty_policy_gets_defaults():
@@ -47,6 +48,7 @@ def test_empty_policy_gets_defaults():
     ("[commands]\ndeny = ['re:(']", "commands.deny: invalid regex in rule 're:('"),
     ("[ownership.protected]\n'docs/' = []", "ownership.protected: protected path 'docs/' names no owners"),
     ("[sandbox]\nmode = 'docker'", "sandbox.mode: Input should be 'bwrap' or 'none'"),
+    ("[approvals]\nunattended = 'approve'", "approvals.unattended: Input should be 'pause' or 'deny'"),
 ])
 def test_bad_policies_name_key_and_reason(text: str, expected: str):
     found = problems(text)

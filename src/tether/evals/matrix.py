@@ -8,7 +8,6 @@ killed worker was doing), and cells already scored are not run again."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import secrets
@@ -31,12 +30,12 @@ from tether.ledger import Ledger
 from tether.policy import Policy, load_policy
 from tether.policy.load import dump_policy
 from tether.policy.schema import SandboxPolicy
-from tether.queue.tasks import TaskError, Tasks
+from tether.queue.tasks import Tasks
 
 EVAL_FILE = "eval.json"
 VISIBLE_CHECK = "{visible_check}"  # in a config's check command: the task's visible check
 TASK_NAME = "{task}"  # in a config's model: the task's name (a scripted model with a script per task)
-ENDED = ("succeeded", "failed", "stopped", "awaiting_approval")
+ENDED = ("succeeded", "failed", "stopped")
 
 
 @dataclass(frozen=True)
@@ -67,13 +66,15 @@ def load_configs(paths: list[Path]) -> list[Config]:
 
 
 def task_policy(config: Config, task: TaskSpec) -> Policy:
-    """The config's policy for one task: its visible check and name filled in, its time limit applied."""
+    """The config's policy for one task: its visible check and name filled in, its time limit applied.
+    Nobody approves during an eval: a request is recorded (an interrupt) and denied, and the run goes on."""
     policy = config.policy
     checks = [c.model_copy(update={"command": c.command.replace(VISIBLE_CHECK, task.visible_check)})
               for c in policy.checks]
     wall = min(policy.budget.max_wall_s or math.inf, task.timeouts.agent_s)
     return policy.model_copy(update={
         "checks": checks, "budget": policy.budget.model_copy(update={"max_wall_s": wall}),
+        "approvals": policy.approvals.model_copy(update={"unattended": "deny"}),
         "agent": policy.agent.model_copy(update={"model": policy.agent.model.replace(TASK_NAME, task.name)})})
 
 
@@ -131,13 +132,9 @@ def _ended(ledger: Ledger, run_id: str) -> bool:
     return run.status != "stopped" or runner.held_reason(ledger.events(run_id)) is None
 
 
-def _score(ev: Eval, ledger: Ledger, records: EvalRecords, tasks: Tasks, cell: Cell,
-           by_name: dict[str, TaskSpec]) -> dict[str, Any]:
+def _score(ev: Eval, ledger: Ledger, records: EvalRecords, cell: Cell, by_name: dict[str, TaskSpec]) -> dict[str, Any]:
     run = ledger.get_run(cell.run_id)
     events = ledger.events(run.id)
-    if run.status == "awaiting_approval":  # nobody approves during an eval: the request is its interrupt
-        with contextlib.suppress(TaskError):
-            tasks.cancel(cell.run_id, "eval: no approvals during an eval")
     finished = next((e.payload for e in events if e.type == "run_finished"), {})
     repo = Path(run.repo)
     score = score_delivery(by_name[cell.task], repo, run.base_commit or "", finished.get("commit"), SandboxPolicy())
@@ -220,7 +217,7 @@ def run_eval(ev: Eval, workers: int, on_progress: Callable[[Progress], None], po
                 _refuse_unstartable(tasks, ledger, pending)
                 checked_at = time.monotonic()
             for cell in [c for c in pending if _ended(ledger, c.run_id)]:
-                row = _score(ev, ledger, records, tasks, cell, by_name)
+                row = _score(ev, ledger, records, cell, by_name)
                 pending.remove(cell)
                 done += 1
                 on_progress(Progress(len(wanted), done, row))

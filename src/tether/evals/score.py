@@ -33,14 +33,16 @@ def _checkout(repo: Path, commit: str, dest: Path) -> None:
 def _run(sandbox: Sandbox, command: str, timeout_s: float) -> dict[str, Any]:
     result = sandbox.run(command, timeout_s)
     return {"passed": result.exit_code == 0 and not result.timed_out, "exit_code": result.exit_code,
-            "timed_out": result.timed_out, "output_tail": result.output[-OUTPUT_TAIL:]}
+            "timed_out": result.timed_out, "duration_s": round(result.duration_s, 4),
+            "output_tail": result.output[-OUTPUT_TAIL:]}
 
 
 def score_delivery(task: TaskSpec, repo: Path, base_commit: str, commit: str | None,
                    sandbox_policy: SandboxPolicy) -> dict[str, Any]:
     """{"visible": {...}, "hidden": {...}} for the delivered commit (both failed when there is none)."""
     if commit is None:
-        missing = {"passed": False, "exit_code": None, "timed_out": False, "output_tail": "no delivered commit"}
+        missing = {"passed": False, "exit_code": None, "timed_out": False, "duration_s": 0.0,
+                   "output_tail": "no delivered commit"}
         return {"visible": missing, "hidden": missing}
     with tempfile.TemporaryDirectory(prefix="tether-score-") as tmp:
         work = Path(tmp) / "work"

@@ -39,6 +39,7 @@ REQUIRED_ARGS: dict[str, tuple[str, ...]] = {
 # An approval decision: (approved, who decided, why).
 Approval = tuple[bool, str, str]
 Approver = Callable[[dict[str, Any]], Approval]
+UNATTENDED_DECIDER = "tether (unattended)"  # a "tether" decider is not a person: no second interrupt
 EventSink = Callable[[StoredEvent, Meters], None]
 
 
@@ -348,10 +349,11 @@ class Guard:
                                           "deadline": time.time() + timeout if timeout else None}
             self.record("policy_decision", ask.as_payload() | {"call_id": call.id, "step": step})
             self.record("approval_requested", request)
-            if self.approver is None:
+            if self.approver is None and self.policy.approvals.unattended == "pause":
                 raise RunPaused(f"waiting for approval from {', '.join(ask.owners)} to write "
                                 f"{', '.join(ask.paths)}", ask.rule)
-            approved, by, reason = self.approver(request)
+            approved, by, reason = (self.approver(request) if self.approver is not None else
+                                    (False, UNATTENDED_DECIDER, "nobody attends this run (approvals.unattended)"))
             self.record("approval_decided", {"call_id": call.id, "approved": approved, "by": by, "reason": reason})
             self.decided[call.id] = (approved, by, reason)
         approved, by, reason = self.decided[call.id]

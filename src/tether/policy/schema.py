@@ -97,6 +97,9 @@ class ApprovalsPolicy(Section):
     escalate_to: list[str] = Field(default_factory=list)
     admins: list[str] = Field(default_factory=list)  # may approve any protected path
     teams: dict[str, list[str]] = Field(default_factory=dict)  # "@legal" = ["alice", "bob"]
+    # With nobody to ask (no terminal, a queue worker, an eval): "pause" waits for a decision; "deny"
+    # records the request (an interrupt) and denies it at once, and the agent goes on.
+    unattended: Literal["pause", "deny"] = "pause"
 
     @model_validator(mode="after")
     def _escalation_has_owners(self) -> ApprovalsPolicy:
