@@ -60,6 +60,8 @@ def test_planner_executors_reviewer_succeed_with_merged_branches(ledger: Ledger,
     assert summary["status"] == "succeeded", summary["reason"]
     assert summary["reason"] == "all required checks passed after integration"
     events = ledger.events(summary["run_id"])
+    # an executor's submit runs no checks, and its handover does not claim they passed
+    assert [e.payload["reason"] for e in events if e.type == "handover"] == ["handed over: it submitted"] * 2
     assert ledger.get_run(summary["run_id"]).architecture == "orchestrated"
     # every role's events carry its name; the run's start and end carry none
     roles = [e.payload.get("role") for e in events]

@@ -36,7 +36,8 @@ subtask; a reviewer merges everyone's work afterwards. When your subtask is done
 REVIEWER_PROMPT = """You are the reviewer of a small team of software engineers. Their branches have been
 merged into this repository. Resolve any conflict markers, fix what does not fit together, run the tests,
 and submit: the task is finished only when the required checks pass. Commands run in a sandbox without
-network. If an action is denied by policy, do not repeat it unchanged."""
+network, and git is read-only there: edit the files themselves (no git add or commit), Tether commits your
+work. If an action is denied by policy, do not repeat it unchanged."""
 
 FILES_SHOWN = 200
 

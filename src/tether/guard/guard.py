@@ -290,7 +290,9 @@ class Guard:
             raise self.fleet.over_lines(refusal.reason)
         if outcome.finished:
             if self.hands_over:
-                raise RoleDone("handed over: " + ("the required checks pass" if self.policy.checks else "done"))
+                # a submitting executor ran no checks: the reviewer judges everyone's work together
+                raise RoleDone("handed over: " + ("it submitted" if call.name == "submit" else
+                                                  "the required checks pass"))
             raise RunSucceeded("all required checks passed")
         if hit is not None:
             raise self._brake(call, hit)
