@@ -275,7 +275,9 @@ def print_eval(console: Console, results: dict[str, Any]) -> None:
         ("human interrupts", lambda s: str(s["interrupts"])),
         ("brake / budget stops", lambda s: f"{s['brake_stops']} / {s['budget_stops']}"),
         ("rework: check failures / lines", lambda s: f"{s['rework']} / {s['rework_lines']}"),
-        ("escaped defects", lambda s: str(s["escaped_defects"])), ("write-cap hits", lambda s: str(s["cap_hits"])),
+        ("escaped defects", lambda s: str(s["escaped_defects"])),
+        ("false successes (of runs ended succeeded)", lambda s: f"{s['false_successes']} of {s['succeeded']}"),
+        ("write-cap hits", lambda s: str(s["cap_hits"])),
     ]
     for label, cell in metrics:
         table.add_row(label, *(cell(s) for s in summary.values()))
@@ -286,5 +288,6 @@ def print_eval(console: Console, results: dict[str, Any]) -> None:
                       f"{c['only_first_passed']}, only by {escape(c['second'])}: {c['only_second_passed']}, McNemar "
                       f"p={c['mcnemar_p']:.3f}); tokens {fmt_interval(c['tokens_diff'], '+,.0f')}; latency "
                       f"{fmt_interval(c['latency_diff_s'], '+.1f')} s; escaped defects "
-                      f"{fmt_interval(c['escaped_defects_diff'], '+.0%')}; "
+                      f"{fmt_interval(c['escaped_defects_diff'], '+.0%')}; false successes "
+                      f"{fmt_interval(c['false_successes_diff'], '+.0%')}; "
                       f"rework {fmt_interval(c['rework_diff'], '+.2f')}")

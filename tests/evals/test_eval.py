@@ -127,10 +127,16 @@ def test_each_metric_comes_from_the_task_built_for_it(suite: Path, configs: list
     assert summary["rework"] == 1 and summary["cap_hits"] == 1
     assert summary["pass_rate_ci"][0] < 0.6 < summary["pass_rate_ci"][1]
     assert summary["escaped_defect_rate"] == pytest.approx(1 / 4)  # of the 4 that passed the visible check
+    # the escape and the cheat said they were done: 2 of the 5 runs that ended succeeded
+    assert (summary["false_successes"], summary["succeeded"]) == (2, 5)
+    assert summary["false_success_rate"] == pytest.approx(2 / 5)
+    assert {task for (task, config), r in rows.items() if r["false_success"] and config == "harness"} == {
+        "cheat", "escape"}
     comparison = results["comparisons"][0]
     assert (comparison["first"], comparison["second"], comparison["pairs"]) == ("harness", "orchestrated", 5)
     assert comparison["only_first_passed"] == comparison["only_second_passed"] == 0
     assert comparison["mcnemar_p"] == 1.0
+    assert comparison["false_successes_diff"]["diff"] == 0
     # the orchestrated runs spend more tokens (the planner's turn) on the same work
     assert comparison["tokens_diff"]["diff"] > 0
 

@@ -32,5 +32,6 @@ def compare_configs(rows: list[dict[str, Any]], first: str, second: str) -> dict
         "mcnemar_p": mcnemar_exact(only_first, only_second),
         "pass_rate_diff": diff("passed_hidden"),  # second minus first
         "tokens_diff": diff("tokens"), "usd_diff": diff("usd"), "latency_diff_s": diff("latency_s"),
-        "escaped_defects_diff": diff("escaped_defect"), "rework_diff": diff("rework"),
+        "escaped_defects_diff": diff("escaped_defect"), "false_successes_diff": diff("false_success"),
+        "rework_diff": diff("rework"),
     }

@@ -45,6 +45,8 @@ def cell_row(task: str, config: str, repeat: int, run: RunRow, events: list[Stor
         "status": summary["status"], "stop_rule": rule if summary["status"] == "stopped" else "",
         "passed_visible": passed_visible, "passed_hidden": passed_hidden,
         "escaped_defect": passed_visible and not passed_hidden,
+        # the run said it was done, and the hidden check says it was not
+        "false_success": summary["status"] == "succeeded" and not passed_hidden,
         "latency_s": _latency(events), "tokens": summary["usage"]["tokens"], "usd": summary["usage"]["usd"],
         "steps": summary["usage"]["steps"], "interrupts": summary["interrupts"],
         "stops": int(summary["status"] == "stopped" and rule.startswith(STOP_KINDS)),
@@ -61,6 +63,7 @@ def summarize_config(rows: list[dict[str, Any]]) -> dict[str, Any]:
     n = len(rows)
     solved = [r for r in rows if r["passed_hidden"]]
     visible = [r for r in rows if r["passed_visible"]]
+    claimed = [r for r in rows if r["status"] == "succeeded"]
     latencies = [r["latency_s"] for r in rows]
     low, high = wilson(len(solved), n)
     return {
@@ -77,5 +80,7 @@ def summarize_config(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "rework": sum(r["rework"] for r in rows), "rework_lines": sum(r["rework_lines"] for r in rows),
         "escaped_defects": sum(1 for r in rows if r["escaped_defect"]),
         "escaped_defect_rate": (sum(1 for r in rows if r["escaped_defect"]) / len(visible)) if visible else None,
+        "succeeded": len(claimed), "false_successes": sum(1 for r in rows if r["false_success"]),
+        "false_success_rate": (sum(1 for r in rows if r["false_success"]) / len(claimed)) if claimed else None,
         "cap_hits": sum(r["cap_hits"] for r in rows),
     }

@@ -127,7 +127,8 @@ def fmt_value(value: Any, spec: str) -> str:
 def summary_table(summary: dict[str, dict[str, Any]]) -> str:
     head = ("<tr><th>config</th><th>solved</th><th>pass rate [95% CI]</th><th>visible pass</th><th>p50 / p95 s</th>"
             "<th>tokens/task</th><th>tokens/solved</th><th>USD/task</th><th>interrupts</th><th>brake / budget stops"
-            "</th><th>rework (check fails / lines)</th><th>escaped defects</th><th>cap hits</th></tr>")
+            "</th><th>rework (check fails / lines)</th><th>escaped defects</th><th>false successes</th>"
+            "<th>cap hits</th></tr>")
     lines = []
     for name, s in summary.items():
         low, high = s["pass_rate_ci"]
@@ -137,7 +138,8 @@ def summary_table(summary: dict[str, dict[str, Any]]) -> str:
             f"{fmt_value(s['latency_p95_s'], '.1f')}</td><td>{fmt_value(s['tokens_per_task'], ',.0f')}</td>"
             f"<td>{fmt_value(s['tokens_per_solved'], ',.0f')}</td><td>{fmt_value(s['usd_per_task'], '.4f')}</td>"
             f"<td>{s['interrupts']}</td><td>{s['brake_stops']} / {s['budget_stops']}</td>"
-            f"<td>{s['rework']} / {s['rework_lines']}</td><td>{s['escaped_defects']}</td><td>{s['cap_hits']}</td></tr>")
+            f"<td>{s['rework']} / {s['rework_lines']}</td><td>{s['escaped_defects']}</td>"
+            f"<td>{s['false_successes']} of {s['succeeded']}</td><td>{s['cap_hits']}</td></tr>")
     return f"<table>{head}{''.join(lines)}</table>"
 
 
@@ -151,12 +153,13 @@ def fmt_interval(found: dict[str, float] | None, spec: str) -> str:
 def comparison_table(comparisons: list[dict[str, Any]]) -> str:
     head = ("<tr><th>second vs first</th><th>pairs</th><th>only first / only second solved</th><th>McNemar p</th>"
             "<th>pass rate diff [95% CI]</th><th>tokens diff</th><th>latency diff s</th><th>escaped defects diff</th>"
-            "<th>rework diff</th></tr>")
+            "<th>false successes diff</th><th>rework diff</th></tr>")
     lines = [f"<tr><th>{_esc(c['second'])} vs {_esc(c['first'])}</th><td>{c['pairs']}</td>"
              f"<td>{c['only_first_passed']} / {c['only_second_passed']}</td><td>{c['mcnemar_p']:.3f}</td>"
              f"<td>{fmt_interval(c['pass_rate_diff'], '+.0%')}</td><td>{fmt_interval(c['tokens_diff'], '+,.0f')}</td>"
              f"<td>{fmt_interval(c['latency_diff_s'], '+.1f')}</td>"
              f"<td>{fmt_interval(c['escaped_defects_diff'], '+.0%')}</td>"
+             f"<td>{fmt_interval(c['false_successes_diff'], '+.0%')}</td>"
              f"<td>{fmt_interval(c['rework_diff'], '+.2f')}</td></tr>" for c in comparisons]
     return f"<table>{head}{''.join(lines)}</table>"
 
@@ -176,7 +179,8 @@ padding: 3px 8px; text-align: left; }} .grid td {{ text-align: center; width: 2.
 <p class="note">Eval <code>{_esc(results['eval_id'])}</code> on suite <code>{_esc(results['suite'])}</code>:
 {len(rows)} scored runs, {results['repeats']} repeat(s). A task is solved when the <b>hidden</b> check (the full
 original tests, put back after the agent finished) passes on the delivered commit. An <b>escaped defect</b> passed
-the visible check and failed the hidden one. Pass-rate intervals are Wilson 95%; paired differences are bootstrap
+the visible check and failed the hidden one; a <b>false success</b> is a run that ended <i>succeeded</i> (it said it
+was done) and failed the hidden check. Pass-rate intervals are Wilson 95%; paired differences are bootstrap
 95% intervals over (task, repeat) pairs, second config minus first; McNemar is exact.</p>
 <h2>Summary</h2>
 {summary_table(summary)}
