@@ -78,7 +78,7 @@ def model_and_command_s(root: Path, workers: int, eval_id: str) -> tuple[float, 
                 model += event.payload.get("latency_s", 0.0)
             elif event.type in ("check_finished", "tool_result"):
                 command += event.payload.get("duration_s", 0.0)
-        command += sum(check["duration_s"] for check in (cell.score or {}).values())
+        command += sum(cell.score[check]["duration_s"] for check in ("visible", "hidden")) if cell.score else 0.0
     ledger.close()
     return model, command
 
