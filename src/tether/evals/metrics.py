@@ -64,6 +64,8 @@ def summarize_config(rows: list[dict[str, Any]]) -> dict[str, Any]:
     solved = [r for r in rows if r["passed_hidden"]]
     visible = [r for r in rows if r["passed_visible"]]
     claimed = [r for r in rows if r["status"] == "succeeded"]
+    escaped = [r for r in rows if r["escaped_defect"]]
+    false_successes = [r for r in rows if r["false_success"]]
     latencies = [r["latency_s"] for r in rows]
     low, high = wilson(len(solved), n)
     return {
@@ -78,9 +80,8 @@ def summarize_config(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "brake_stops": sum(1 for r in rows if r["stops"] and r["stop_rule"].startswith("brakes.")),
         "budget_stops": sum(1 for r in rows if r["stops"] and r["stop_rule"].startswith("budget.")),
         "rework": sum(r["rework"] for r in rows), "rework_lines": sum(r["rework_lines"] for r in rows),
-        "escaped_defects": sum(1 for r in rows if r["escaped_defect"]),
-        "escaped_defect_rate": (sum(1 for r in rows if r["escaped_defect"]) / len(visible)) if visible else None,
-        "succeeded": len(claimed), "false_successes": sum(1 for r in rows if r["false_success"]),
-        "false_success_rate": (sum(1 for r in rows if r["false_success"]) / len(claimed)) if claimed else None,
+        "escaped_defects": len(escaped), "escaped_defect_rate": len(escaped) / len(visible) if visible else None,
+        "succeeded": len(claimed), "false_successes": len(false_successes),
+        "false_success_rate": len(false_successes) / len(claimed) if claimed else None,
         "cap_hits": sum(r["cap_hits"] for r in rows),
     }

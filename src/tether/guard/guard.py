@@ -351,11 +351,13 @@ class Guard:
                                           "deadline": time.time() + timeout if timeout else None}
             self.record("policy_decision", ask.as_payload() | {"call_id": call.id, "step": step})
             self.record("approval_requested", request)
-            if self.approver is None and self.policy.approvals.unattended == "pause":
+            if self.approver is not None:
+                approved, by, reason = self.approver(request)
+            elif self.policy.approvals.unattended == "deny":
+                approved, by, reason = False, UNATTENDED_DECIDER, "nobody attends this run (approvals.unattended)"
+            else:
                 raise RunPaused(f"waiting for approval from {', '.join(ask.owners)} to write "
                                 f"{', '.join(ask.paths)}", ask.rule)
-            approved, by, reason = (self.approver(request) if self.approver is not None else
-                                    (False, UNATTENDED_DECIDER, "nobody attends this run (approvals.unattended)"))
             self.record("approval_decided", {"call_id": call.id, "approved": approved, "by": by, "reason": reason})
             self.decided[call.id] = (approved, by, reason)
         approved, by, reason = self.decided[call.id]
