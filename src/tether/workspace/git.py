@@ -11,6 +11,14 @@ class GitError(Exception):
     pass
 
 
+# Config that makes git run a program of its choosing. Tether's own git runs outside the sandbox,
+# in worktrees the agent writes: none of it may run there, whoever set it.
+_NO_EXECUTION = {
+    "core.fsmonitor": "false",
+    "core.hooksPath": "/dev/null",
+    "protocol.ext.allow": "never",
+    "safe.directory": "*",  # the agent's files belong to the sandbox user; the git dir is found, not discovered
+}
 # Identity and config for commands Tether runs itself: never the user's hooks, signing or pager.
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "Tether",
@@ -19,7 +27,17 @@ _GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "tether@localhost",
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_PAGER": "cat",
+    "GIT_CONFIG_COUNT": str(len(_NO_EXECUTION)),
+    **{f"GIT_CONFIG_KEY_{i}": key for i, key in enumerate(_NO_EXECUTION)},
+    **{f"GIT_CONFIG_VALUE_{i}": value for i, value in enumerate(_NO_EXECUTION.values())},
 }
+
+
+def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The caller's environment without its own GIT_* settings (a GIT_DIR inherited from a hook
+    would point Tether elsewhere), plus Tether's identity and the config above."""
+    inherited = {name: value for name, value in os.environ.items() if not name.startswith("GIT_")}
+    return {**inherited, **_GIT_ENV, **(extra or {})}
 
 
 def git(cwd: Path, *args: str, input_text: str | None = None, env: dict[str, str] | None = None) -> str:
@@ -29,7 +47,7 @@ def git(cwd: Path, *args: str, input_text: str | None = None, env: dict[str, str
         input=input_text,
         capture_output=True,
         text=True,
-        env={**os.environ, **_GIT_ENV, **(env or {})},
+        env=git_env(env),
     )
     if result.returncode != 0:
         raise GitError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.strip() or result.stdout.strip()}")
@@ -64,9 +82,13 @@ def merge_commits(repo: Path, ours: str, theirs: str) -> tuple[str, list[str]]:
     """Three-way merge of two commits without touching any worktree: (the merged tree, the paths
     that conflict). A conflicted path holds the usual conflict markers in that tree."""
     args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs]
-    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True,
-                            env={**os.environ, **_GIT_ENV})
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, env=git_env())
     if result.returncode not in (0, 1):  # 1 means "merged, with conflicts"
         raise GitError(f"git {' '.join(args)} failed in {repo}: {result.stderr.strip()}")
     tree, *conflicts = [line for line in result.stdout.split("\n") if line]
     return tree, conflicts
+
+
+def common_dir(repo: Path) -> Path:
+    """The repository's git directory shared by all its worktrees (`.git` of a plain clone)."""
+    return Path(git(repo, "rev-parse", "--path-format=absolute", "--git-common-dir").strip())

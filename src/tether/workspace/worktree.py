@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import os
+import re
 import shutil
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from tether.paths import tether_dir
-from tether.workspace.git import GitError, git
+from tether.workspace.git import GitError, common_dir, git
+from tether.workspace.identity import hand_over
 
 # Caches and build output that tools leave behind: never part of a snapshot, a cap or a commit.
 DEFAULT_IGNORES = [
@@ -30,6 +36,13 @@ def worktree_lock(repo: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_EMPTY_REPOSITORY = re.compile(r"error: '.*' does not have a commit checked out")
+
+
+class WorkspaceTampered(Exception):
+    """The worktree's `.git` pointer was changed: git would follow it out of the run's worktree."""
 
 
 @dataclass(frozen=True)
@@ -64,18 +77,91 @@ class Worktree:
     base_commit: str
     exclude_file: Path
 
+    @cached_property
+    def git_dir(self) -> Path:
+        """The worktree's own git directory, found from the repository's side (its `gitdir` files),
+        never from the `.git` file inside the worktree, which the agent's commands could rewrite."""
+        expected = self.path / ".git"
+        admin = common_dir(self.repo) / "worktrees"
+        for candidate in sorted(admin.iterdir()) if admin.is_dir() else []:
+            gitdir = candidate / "gitdir"
+            if gitdir.is_file() and Path(gitdir.read_text().strip()) == expected:
+                return candidate
+        raise GitError(f"{self.path} is not a registered worktree of {self.repo}")
+
     def _git(self, *args: str) -> str:
-        return git(self.path, "-c", f"core.excludesFile={self.exclude_file}", *args)
+        # GIT_DIR and GIT_WORK_TREE: git must not discover anything from files the agent wrote.
+        return git(self.path, "-c", f"core.excludesFile={self.exclude_file}", *args,
+                   env={"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path)})
+
+    def check_pointer(self) -> None:
+        """Put the worktree's `.git` file back if anything changed it, and say so."""
+        pointer = self.path / ".git"
+        expected = f"gitdir: {self.git_dir}\n"
+        try:
+            info = os.lstat(pointer)
+            intact = stat.S_ISREG(info.st_mode) and pointer.read_text() == expected
+        except (OSError, UnicodeDecodeError):
+            intact = False
+        if intact:
+            return
+        if pointer.is_dir() and not pointer.is_symlink():
+            shutil.rmtree(pointer)
+        else:
+            pointer.unlink(missing_ok=True)
+        pointer.write_text(expected)
+        raise WorkspaceTampered(f"the worktree's .git pointer was changed (it must stay {expected.strip()!r}); "
+                                "it was put back")
 
     def snapshot(self) -> str:
         """Stage everything (in the worktree's own index) and return the tree id."""
-        self._git("add", "-A")
+        self.check_pointer()
+        self._stage_all()
         return self._git("write-tree").strip()
+
+    def _stage_all(self) -> None:
+        """`git add -A`, except that a repository the agent made inside the worktree with no commit
+        yet is left out (git cannot stage it) instead of failing every later snapshot."""
+        try:
+            self._git("add", "-A", "--ignore-errors")
+        except GitError as exc:
+            errors = [line for line in str(exc).splitlines() if "error:" in line or "fatal:" in line]
+            if not errors or not all(_EMPTY_REPOSITORY.search(line) for line in errors):
+                raise
 
     def restore(self, tree: str) -> None:
         """Make the worktree's files exactly `tree` (files created since are removed)."""
-        self.snapshot()
+        with contextlib.suppress(WorkspaceTampered):  # put back; the caller stops or rolls back
+            self.check_pointer()
+        self._stage_all()  # so that files created since are known, and removed
         self._git("read-tree", "--reset", "-u", tree)
+        hand_over(self.path)
+
+    def ignored_changed_since(self, since_ns: int) -> list[str]:
+        """Ignored files (caches, build output, gitignored names) created or changed since
+        `since_ns`, by their ctime, which no program can set back."""
+        listing = self._git("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
+        changed: list[str] = []
+        for entry in filter(None, listing.split("\0")):
+            top = self.path / entry
+            if not entry.endswith("/"):
+                candidates = [top]
+            else:
+                candidates = [Path(folder) / name for folder, dirs, files in os.walk(top) for name in [*dirs, *files]]
+            for path in candidates:
+                try:
+                    info = os.lstat(path)
+                except FileNotFoundError:
+                    continue
+                if info.st_ctime_ns >= since_ns and not stat.S_ISDIR(info.st_mode):
+                    changed.append(path.relative_to(self.path).as_posix())
+        return sorted(changed)
+
+    def remove_files(self, relative: list[str]) -> None:
+        """Delete files (a symlink itself, never its target) that are not part of any snapshot."""
+        for name in relative:
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                (self.path / name).unlink()
 
     def base_tree(self) -> str:
         return git(self.repo, "rev-parse", f"{self.base_commit}^{{tree}}").strip()
@@ -121,6 +207,7 @@ def create_worktree(repo: Path, run_id: str, base_commit: str, ignores: list[str
     worktree.exclude_file.write_text("\n".join([*DEFAULT_IGNORES, *ignores]) + "\n")
     with worktree_lock(repo):
         git(repo, "worktree", "add", "--quiet", "-b", worktree.branch, str(worktree.path), base_commit)
+    hand_over(worktree.path)
     return worktree
 
 
@@ -137,4 +224,5 @@ def reattach_worktree(worktree: Worktree, ignores: list[str]) -> Worktree:
     with worktree_lock(worktree.repo):
         git(worktree.repo, "worktree", "prune")
         git(worktree.repo, "worktree", "add", "--quiet", str(worktree.path), worktree.branch)
+    hand_over(worktree.path)
     return worktree
