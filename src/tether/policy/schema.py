@@ -74,7 +74,18 @@ class SandboxPolicy(Section):
     cpu_s: int = Field(600, gt=0)
     max_procs: int = Field(512, gt=0)
     max_file_mb: int = Field(1024, gt=0)
+    tmp_mb: int = Field(1024, gt=0)  # the private /tmp (a tmpfs: memory)
+    max_step_write_mb: int = Field(1024, gt=0)  # bytes one step may add to the worktree, all files together
     ro_paths: list[str] = Field(default_factory=list)
+    pass_env: list[str] = Field(default_factory=list)  # variables passed to commands (never secret-looking ones)
+
+    @field_validator("pass_env")
+    @classmethod
+    def _valid_names(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+        return names
 
 
 class OwnershipPolicy(Section):

@@ -1,30 +1,34 @@
-"""The environment a sandboxed command sees: the caller's, minus anything that looks secret."""
+"""The environment a sandboxed command sees: an allow-list, never the caller's whole environment.
+
+What commands need (PATH, locale, terminal, time zone) passes, plus the variables the policy names
+in `[sandbox] pass_env`; a variable whose name or value looks secret never passes, named or not.
+The names left out may be recorded; values never are."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
 
-_SECRET_NAME = re.compile(
-    r"KEY|TOKEN|SECRET|PASSW|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|SIGNATURE|DSN"
-    r"|DATABASE_URL|^TETHER_|^AWS_|^GCP_|^AZURE_|^GOOGLE_APPLICATION",
-    re.IGNORECASE,
-)
-# A URL with user:password@ carries a credential whatever the variable is called.
-_CREDENTIAL_URL = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
+from tether.redact import SECRET_NAME, looks_secret
+
+ALWAYS = frozenset({"PATH", "LANG", "LANGUAGE", "TERM", "TZ", "NO_COLOR",
+                    "SOURCE_DATE_EPOCH"})
+_LOCALE = re.compile(r"^LC_[A-Z]+$")
 
 
-def looks_secret(name: str, value: str) -> bool:
-    return bool(_SECRET_NAME.search(name) or _CREDENTIAL_URL.search(value))
+def is_secret(name: str, value: str) -> bool:
+    return bool(SECRET_NAME.search(name)) or looks_secret(value)
 
 
-def scrub(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
-    """(kept variables, names of dropped ones). The names may be logged; values never are."""
+def sandbox_environment(environ: Mapping[str, str], pass_env: list[str]) -> tuple[dict[str, str], list[str]]:
+    """(the variables a sandboxed command gets, the names of the secret-looking ones kept out).
+    Variables that are simply not on the list are not named: which ones a shell happens to have
+    is no part of a run's record."""
     kept: dict[str, str] = {}
-    dropped: list[str] = []
-    for name, value in env.items():
-        if looks_secret(name, value):
-            dropped.append(name)
-        else:
+    secret: list[str] = []
+    for name, value in environ.items():
+        if is_secret(name, value):
+            secret.append(name)
+        elif name in ALWAYS or _LOCALE.match(name) or name in pass_env:
             kept[name] = value
-    return kept, sorted(dropped)
+    return kept, sorted(secret)

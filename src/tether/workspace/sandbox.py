@@ -1,11 +1,13 @@
 """Run one shell command for the agent: bubblewrap (read-only system, writable worktree, private
-/tmp, no network, no capabilities), resource limits, a timeout and a secret-free environment."""
+/tmp, no network, no capabilities, never root on the host), resource limits, a timeout, a cap on
+the bytes a command may write, and an environment built from an allow-list."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,14 +18,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tether.paths import tether_dir
 from tether.policy.schema import SandboxPolicy
 from tether.workspace import limits
-from tether.workspace.environment import scrub
+from tether.workspace.environment import sandbox_environment
+from tether.workspace.git import common_dir, git_env
+from tether.workspace.identity import SANDBOX_GID, SANDBOX_UID, drops_root, hand_over
 
 OUTPUT_HEAD = 4_000
 OUTPUT_TAIL = 12_000
 _SYSTEM_DIRS = ("/usr", "/etc", "/opt")
 _SYSTEM_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Kernel interfaces that act on the host whatever the namespace: read-only or hidden in any case.
+_PROC_MASKED = ("/proc/sysrq-trigger", "/proc/kcore", "/proc/kallsyms", "/proc/timer_list")
+_WATCH_INTERVAL_S = 0.05
 
 
 class SandboxUnavailable(Exception):
@@ -31,10 +39,17 @@ class SandboxUnavailable(Exception):
 
 
 def require_sandbox(policy: SandboxPolicy) -> None:
-    if policy.mode == "bwrap" and shutil.which("bwrap") is None:
+    if policy.mode != "bwrap":
+        return
+    if shutil.which("bwrap") is None:
         raise SandboxUnavailable(
             "bubblewrap (bwrap) is not installed, so commands cannot be sandboxed. Install it "
             "(apt-get install bubblewrap) or set [sandbox] mode = \"none\" in the policy."
+        )
+    if drops_root() and shutil.which("setpriv") is None:
+        raise SandboxUnavailable(
+            "Tether runs as root, and without setpriv (util-linux) the agent's commands would run as "
+            "root on the host. Install util-linux, or run Tether as an unprivileged user."
         )
 
 
@@ -46,27 +61,42 @@ class ExecResult:
     duration_s: float
     timed_out: bool
     truncated: bool
+    bytes_written: int = 0  # growth of the worktree's file system while the command ran
+    write_limited: bool = False  # killed for writing more than [sandbox] max_step_write_mb
 
 
 @dataclass
 class Sandbox:
+    """`workdir` is writable; `read_only` folders are visible; `frozen` files inside `workdir` are
+    read-only; `overlays` put a file Tether made over a visible one (a git config without its
+    credentials)."""
     policy: SandboxPolicy
     workdir: Path
     network: bool = False
     read_only: list[Path] = field(default_factory=list)
+    frozen: list[Path] = field(default_factory=list)
+    overlays: dict[Path, Path] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         require_sandbox(self.policy)
-        self.env, self.dropped_env = _sandbox_env()
+        self.env, self.dropped_env = _sandbox_env(self.policy)
+        self.as_user = self.policy.mode == "bwrap" and drops_root()
+        if self.as_user:
+            hand_over(self.workdir)
         self._bwrap_prefix = self._bwrap_args() if self.policy.mode == "bwrap" else []
 
     def describe(self) -> dict[str, object]:
         return {
             "mode": self.policy.mode,
             "network": self.network,
+            "user": f"{SANDBOX_UID}:{SANDBOX_GID}" if self.as_user else str(os.geteuid()),
             "memory_mb": self.policy.memory_mb,
+            "tmp_mb": self.policy.tmp_mb,
             "cpu_s": self.policy.cpu_s,
             "max_procs": self.policy.max_procs,
+            "max_step_write_mb": self.policy.max_step_write_mb,
+            "limits": limits.describe(self.as_user),
+            "env_passed": sorted(self.env),
             "env_dropped": self.dropped_env,
         }
 
@@ -74,43 +104,73 @@ class Sandbox:
         shell = ["/bin/bash", "-c", command]
         if self.policy.mode == "none":
             return shell
+        if self.as_user:  # bwrap mounts as root; the command itself runs as nobody, with no way back
+            shell = ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_GID}", "--clear-groups",
+                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", *shell]
         return [*self._bwrap_prefix, *shell]
 
     def _bwrap_args(self) -> list[str]:
-        args = ["bwrap", "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"]
-        if self.network:
-            args.append("--share-net")
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+        args = ["bwrap", "--die-with-parent", "--new-session"]
+        if self.as_user:
+            # No user namespace: in one, root would map to root and setpriv could not leave it.
+            args += ["--unshare-ipc", "--unshare-pid", "--unshare-uts", "--unshare-cgroup-try"]
+            args += [] if self.network else ["--unshare-net"]
+            # setpriv needs these to leave root (and to reach a 0700 worktree first); it drops them all.
+            args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+                     "--cap-add", "CAP_SETPCAP", "--cap-add", "CAP_DAC_READ_SEARCH"]
+        else:
+            args += ["--unshare-all", *(["--share-net"] if self.network else []), "--cap-drop", "ALL"]
+        # bwrap covers /proc/sys only when the folder itself is writable; its files are, for root.
+        args += ["--proc", "/proc", "--ro-bind", "/proc/sys", "/proc/sys"]
+        for path in _PROC_MASKED:
+            if os.path.exists(path):
+                args += ["--ro-bind", "/dev/null", path]
+        tmp_size = str(self.policy.tmp_mb << 20)
+        args += ["--dev", "/dev", "--perms", "1777", "--size", tmp_size, "--tmpfs", "/tmp",
+                 "--perms", "1777", "--size", tmp_size, "--tmpfs", "/dev/shm"]  # multiprocessing needs it
+        binds: list[tuple[str, str, str]] = []  # (option, source, destination)
         bound: list[Path] = []
         for path in _SYSTEM_LINKS:
             if os.path.islink(path):
                 args += ["--symlink", os.readlink(path), path]
             elif os.path.isdir(path):
-                args += ["--ro-bind", path, path]
+                binds.append(("--ro-bind", path, path))
                 bound.append(Path(path))
         for path in [*map(Path, _SYSTEM_DIRS), *_toolchain_dirs(), *map(Path, self.policy.ro_paths),
                      *self.read_only]:
             resolved = path.resolve()
             if resolved.is_dir() and not any(resolved.is_relative_to(b) for b in bound):
-                args += ["--ro-bind", str(resolved), str(resolved)]
+                binds.append(("--ro-bind", str(resolved), str(resolved)))
                 bound.append(resolved)
         workdir = str(self.workdir.resolve())
-        return [*args, "--bind", workdir, workdir, "--chdir", workdir, "--"]
+        binds.append(("--bind", workdir, workdir))
+        for path in self.frozen:  # after the worktree's bind, so that they lie over it
+            if path.exists():
+                binds.append(("--ro-bind", str(path), str(path)))
+        binds += [("--ro-bind", str(source), str(target)) for target, source in self.overlays.items()]
+        # bwrap would give the folders leading to a mount the modes of the host's (/root is 0700):
+        # made first, open, so that the unprivileged user can reach what is mounted below them.
+        for folder in _leading_folders([Path(dest) for _, _, dest in binds], bound):
+            args += ["--perms", "0755", "--dir", str(folder)]
+        for option, source, dest in binds:
+            args += [option, source, dest]
+        return [*args, "--chdir", workdir, "--"]
 
     def run(self, command: str, timeout_s: float) -> ExecResult:
-        cap = limits.ProcessCap(self.policy.max_procs)
+        group = limits.ResourceGroup(self.policy)
         started = time.perf_counter()
         try:
             with tempfile.TemporaryFile() as sink:
                 process = subprocess.Popen(
                     self.argv(command), cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL,
                     stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=limits.preexec(self.policy, cap),
+                    preexec_fn=limits.preexec(self.policy, group),
                 )
                 # A timer rather than wait(timeout=...): the latter polls and adds milliseconds.
                 expired = threading.Event()
                 timer = threading.Timer(timeout_s, lambda: (expired.set(), _kill_group(process)))
                 timer.start()
+                watch = _WriteWatch(self.workdir, self.policy.max_step_write_mb << 20, process)
                 try:
                     exit_code = process.wait()
                 except BaseException:  # interrupted (Ctrl-C): the command must not outlive us
@@ -119,14 +179,62 @@ class Sandbox:
                     raise
                 finally:
                     timer.cancel()
+                    watch.stop()
                 timed_out = expired.is_set()
                 duration = time.perf_counter() - started
                 output, digest, truncated = _read_output(sink)
         finally:
-            cap.close()
+            group.close()
         if timed_out:
             output += f"\n[tether: command timed out after {timeout_s:g}s and was killed]"
-        return ExecResult(exit_code, output, digest, duration, timed_out, truncated)
+        if watch.exceeded:
+            output += (f"\n[tether: command killed: it wrote more than {self.policy.max_step_write_mb} MiB "
+                       "([sandbox] max_step_write_mb)]")
+        return ExecResult(exit_code, output, digest, duration, timed_out, truncated, watch.written,
+                          watch.exceeded)
+
+
+class _WriteWatch:
+    """Kill a command once the file system of its worktree has lost more than `limit` bytes of
+    free space since it started (files of any name, ignored ones included). Cheap: one statvfs
+    every 50 ms."""
+
+    def __init__(self, workdir: Path, limit: int, process: subprocess.Popen[bytes]):
+        self.workdir, self.limit, self.process = workdir, limit, process
+        self.start = _free_bytes(workdir)
+        self.written = 0
+        self.exceeded = False
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def _measure(self) -> None:
+        self.written = max(self.written, self.start - _free_bytes(self.workdir))
+        if self.written > self.limit and not self.exceeded:
+            self.exceeded = True
+            _kill_group(self.process)
+
+    def _watch(self) -> None:
+        while not self._done.wait(_WATCH_INTERVAL_S):
+            self._measure()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+        self._measure()
+
+
+def _free_bytes(path: Path) -> int:
+    stats = os.statvfs(path)
+    return stats.f_bavail * stats.f_frsize
+
+
+def _leading_folders(destinations: list[Path], mounted: list[Path]) -> list[Path]:
+    """The folders above the mount points that no mount provides, shallowest first."""
+    folders = {parent for dest in destinations for parent in dest.parents}
+    folders = {f for f in folders if f != Path("/") and f != Path("/tmp")
+               and not any(f.is_relative_to(m) for m in mounted)}
+    return sorted(folders, key=lambda f: len(f.parts))
 
 
 def _kill_group(process: subprocess.Popen[bytes]) -> None:
@@ -167,8 +275,8 @@ def _toolchain_dirs() -> list[Path]:
     return sorted(dirs)
 
 
-def _sandbox_env() -> tuple[dict[str, str], list[str]]:
-    env, dropped = scrub(os.environ)
+def _sandbox_env(policy: SandboxPolicy) -> tuple[dict[str, str], list[str]]:
+    env, dropped = sandbox_environment(os.environ, policy.pass_env)
     env.update({
         "HOME": "/tmp",
         "TMPDIR": "/tmp",
@@ -183,5 +291,38 @@ def _sandbox_env() -> tuple[dict[str, str], list[str]]:
 
 
 def worktree_sandbox(policy: SandboxPolicy, network: bool, worktree: Path, repo: Path) -> Sandbox:
-    """The sandbox of one worktree: it writes there; the repository's git store is read-only."""
-    return Sandbox(policy, worktree, network=network, read_only=[repo / ".git"])
+    """The sandbox of one worktree: it writes there; the repository's git store is read-only, its
+    config without remotes or credentials, and the worktree's `.git` pointer cannot be changed."""
+    store = common_dir(repo)
+    overlays = {config: _scrubbed_git_config(config, tether_dir(repo)) for config in _git_configs(store)}
+    return Sandbox(policy, worktree, network=network, read_only=[store], frozen=[worktree / ".git"],
+                   overlays=overlays)
+
+
+# What git needs to read the repository; everything else (remotes, credentials, URLs with tokens,
+# extra headers, includes) stays out of the sandbox.
+_KEPT_GIT_CONFIG = re.compile(r"^(core\.(repositoryformatversion|bare|filemode|symlinks|ignorecase|"
+                              r"precomposeunicode|autocrlf|eol|quotepath|logallrefupdates)|extensions\..*)$")
+
+
+def _git_configs(store: Path) -> list[Path]:
+    """The repository's config, and its submodules' (each may name a remote with a token)."""
+    modules = store / "modules"
+    nested = sorted(modules.rglob("config")) if modules.is_dir() else []
+    return [path for path in [store / "config", *nested] if path.is_file()]
+
+
+def _scrubbed_git_config(config: Path, state: Path) -> Path:
+    """A copy of a git config holding only the keys git needs to read the repository."""
+    listing = subprocess.run(["git", "config", "--file", str(config), "--null", "--list"],
+                             capture_output=True, text=True, env=git_env()).stdout
+    digest = hashlib.sha256(str(config).encode()).hexdigest()[:16]
+    scrubbed = state / f"sandbox-gitconfig-{digest}"
+    lines = []
+    for entry in filter(None, listing.split("\0")):
+        key, _, value = entry.partition("\n")
+        if _KEPT_GIT_CONFIG.match(key):
+            section, _, name = key.rpartition(".")
+            lines.append(f"[{section}]\n\t{name} = {value}")
+    scrubbed.write_text("\n".join(lines) + "\n")
+    return scrubbed

@@ -1,0 +1,71 @@
+"""Reading and writing the agent's files from outside the sandbox, where the agent may have left a
+FIFO, a device or a huge file: only regular files, never blocking, never more than a limit, never
+through a symlink swapped in after the path was checked."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from pathlib import Path
+
+from tether.workspace.identity import hand_over_path
+
+_OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class NotAFile(OSError):
+    """The path names something other than a regular file."""
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a device"),
+                       (stat.S_ISBLK, "a device"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symlink")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _require_regular(fd: int) -> os.stat_result:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise NotAFile(f"it is {_kind(info.st_mode)}, not a regular file")
+    return info
+
+
+def read_regular(path: Path, limit: int) -> tuple[bytes, int]:
+    """(at most `limit` bytes of the file, its whole size)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP: the last component is a symlink
+            raise NotAFile("it is a symlink") from exc
+        raise
+    try:
+        info = _require_regular(fd)
+        chunks, remaining = [], limit
+        while remaining > 0 and (chunk := os.read(fd, min(remaining, 1 << 20))):
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        return b"".join(chunks), info.st_size
+    finally:
+        os.close(fd)
+
+
+def write_regular(root: Path, path: Path, data: bytes) -> None:
+    """Create or replace a regular file's content; parents are created; the sandbox user owns them."""
+    with contextlib.suppress(FileNotFoundError):
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise NotAFile(f"it is {_kind(info.st_mode)}, not a regular file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | _OPEN_FLAGS, 0o644)
+    try:
+        _require_regular(fd)
+        os.ftruncate(fd, 0)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+    hand_over_path(root, path)
