@@ -22,6 +22,7 @@ from tether.ledger.chain import (
 )
 from tether.ledger.schema import events, runs
 from tether.paths import tether_dir
+from tether.redact import mask_payload, secret_values
 
 DB_ENV = "TETHER_DB"
 
@@ -112,6 +113,8 @@ class Ledger:
             raise LedgerError(f"cannot open the store at {url}: {exc.orig}") from exc
         # run_id -> (event_count, head_hash) for runs this process appends to
         self._heads: dict[str, tuple[int, str]] = {}
+        # Secret values in this process's environment: masked, like detected secrets, in every event.
+        self._secrets = secret_values()
         # Built once: appends are the hot path, and statement construction costs more than SQLite.
         self._insert_event = insert(events)
         self._move_head = (
@@ -205,7 +208,7 @@ class Ledger:
         stored: list[StoredEvent] = []
         for offset, (type_, payload, when) in enumerate(batch, start=1):
             ts = float(when)  # the column is a float; an int would hash differently once read back
-            payload_json = canonical_json(payload)
+            payload_json = canonical_json(mask_payload(payload, self._secrets))
             digest = event_hash(prev, run_id, expected + offset, ts, type_, payload_json)
             stored.append(StoredEvent(run_id, expected + offset, ts, type_, payload_json, prev, digest))
             prev = digest
