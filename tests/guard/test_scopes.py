@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from tether.guard.scopes import CommandRules, PathDenied, resolve_in_worktree, simple_commands
+from tether.guard.scopes import CommandRules, PathDenied, resolve_in_worktree
+from tether.guard.shell import analyze
 from tether.policy.schema import CommandsPolicy
+
+
+def simple_commands(command: str) -> list[list[str | None]]:
+    return [list(simple.words) for simple in analyze(command).commands]
 
 
 def test_simple_commands_split_operators_wrappers_and_shells():

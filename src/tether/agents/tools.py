@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from tether.guard.guard import CheckResult, Guard, ToolOutcome
 from tether.guard.scopes import resolve_in_worktree
 from tether.models import ToolCall, ToolSpec
+from tether.workspace.files import read_regular, write_regular
 
 READ_LIMIT = 100_000
+EDIT_LIMIT = 8 << 20  # a file is read whole to be edited: larger ones are refused
 
 
 def _spec(name: str, description: str, **properties: str) -> ToolSpec:
@@ -68,39 +70,43 @@ class Toolbox:
             timeout = max(1.0, min(timeout, budget.max_wall_s - self.guard.meters.wall_s()))
         result = self.guard.sandbox.run(args["command"], timeout)
         return ToolOutcome(result.exit_code == 0, f"exit code {result.exit_code}\n{result.output}",
-                           result.exit_code, result.output_digest, result.duration_s)
+                           result.exit_code, result.output_digest, result.duration_s,
+                           write_limited=result.write_limited)
 
     def _read_file(self, args: dict) -> ToolOutcome:
         path = self._path(args["path"])
         try:
-            data = path.read_bytes()
+            data, size = read_regular(path, READ_LIMIT)
         except OSError as exc:
             return ToolOutcome(False, f"cannot read {args['path']}: {exc.strerror or exc}")
-        text = data[:READ_LIMIT].decode("utf-8", "replace")
-        if len(data) > READ_LIMIT:
-            text += f"\n[truncated: {len(data) - READ_LIMIT} more bytes]"
+        text = data.decode("utf-8", "replace")
+        if size > len(data):
+            text += f"\n[truncated: {size - len(data)} more bytes]"
         return ToolOutcome(True, text)
 
-    def _write_file(self, args: dict) -> ToolOutcome:
-        path = self._path(args["path"])
+    def _write(self, relative: str, text: str, verb: str) -> ToolOutcome:
+        root = self.guard.worktree.path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(args["content"], encoding="utf-8")
+            write_regular(root, self._path(relative), text.encode("utf-8", "replace"))
         except OSError as exc:
-            return ToolOutcome(False, f"cannot write {args['path']}: {exc.strerror or exc}")
-        return ToolOutcome(True, f"wrote {args['path']} ({len(args['content'])} chars)")
+            return ToolOutcome(False, f"cannot write {relative}: {exc.strerror or exc}")
+        return ToolOutcome(True, verb)
+
+    def _write_file(self, args: dict) -> ToolOutcome:
+        return self._write(args["path"], args["content"], f"wrote {args['path']} ({len(args['content'])} chars)")
 
     def _edit_file(self, args: dict) -> ToolOutcome:
-        path = self._path(args["path"])
         try:
-            text = path.read_text(encoding="utf-8")
+            data, size = read_regular(self._path(args["path"]), EDIT_LIMIT)
+            if size > len(data):
+                return ToolOutcome(False, f"cannot edit {args['path']}: larger than {EDIT_LIMIT >> 20} MiB")
+            text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            return ToolOutcome(False, f"cannot edit {args['path']}: {exc}")
+            return ToolOutcome(False, f"cannot edit {args['path']}: {getattr(exc, 'strerror', None) or exc}")
         count = text.count(args["old"]) if args["old"] else 0
         if count != 1:
             return ToolOutcome(False, f"`old` must occur exactly once in {args['path']}; it occurs {count} times")
-        path.write_text(text.replace(args["old"], args["new"], 1), encoding="utf-8")
-        return ToolOutcome(True, f"edited {args['path']}")
+        return self._write(args["path"], text.replace(args["old"], args["new"], 1), f"edited {args['path']}")
 
     def _submit(self, call_id: str) -> ToolOutcome:
         if self.guard.hands_over:  # an executor's part is judged with everyone's, by the reviewer

@@ -25,9 +25,11 @@ from tether.models.prices import price_usd
 from tether.policy.ownership import Ownership
 from tether.policy.schema import Policy
 from tether.workspace.sandbox import ExecResult, Sandbox
-from tether.workspace.worktree import DiffStat, Worktree
+from tether.workspace.worktree import DiffStat, WorkspaceTampered, Worktree
 
 WRITE_TOOLS = ("write_file", "edit_file")
+# File ctimes come from the kernel's coarse clock, which may lag time.time_ns() by a tick or so.
+CTIME_SLACK_NS = 50_000_000
 REQUIRED_ARGS: dict[str, tuple[str, ...]] = {
     "bash": ("command",),
     "read_file": ("path",),
@@ -61,6 +63,7 @@ class ToolOutcome:
     output_digest: str | None = None
     duration_s: float = 0.0
     finished: bool = False  # submit with every required check passing
+    write_limited: bool = False  # the command was killed for writing more than the step may
 
 
 @dataclass(frozen=True)
@@ -259,21 +262,29 @@ class Guard:
             if hit is not None:
                 raise self._brake(call, hit)
             return observation
+        started_ns = time.time_ns() - CTIME_SLACK_NS
         outcome = execute(call)
         observation = outcome.observation
         previous = self.tree
-        # read_file cannot change the worktree; everything else (checks included) may.
-        tree = previous if call.name == "read_file" else self.worktree.snapshot()
+        try:
+            # read_file cannot change the worktree; everything else may (checks cannot: see run_checks).
+            tree = previous if call.name == "read_file" else self.worktree.snapshot()
+        except WorkspaceTampered as exc:
+            self.worktree.restore(previous)
+            self._unexecuted(call, f"{observation}\n\n[tether] This step was rolled back and the run stopped: {exc}")
+            raise self._stop(Decision("stop", "workspace.git_pointer", str(exc)), call) from exc
         changed: list[str] = []
         refusal: Decision | None = None
-        if tree != previous:
+        ignored = self._ignored_changes(started_ns) if call.name == "bash" else []
+        if tree != previous or ignored or outcome.write_limited:
             if call.name in WRITE_TOOLS:  # the guard resolved the one path these tools write
                 changed = [resolve_in_worktree(self.worktree.path, call.arguments["path"])]
-            else:
+            elif tree != previous:
                 changed = self.worktree.diff(previous, tree).paths
-            refusal = self._check_writes(call, changed, tree)
+            refusal = self._check_writes(call, changed, tree, ignored, outcome.write_limited)
             if refusal is not None:
                 self.worktree.restore(previous)
+                self.worktree.remove_files(ignored)
                 self.record("policy_decision", refusal.as_payload() | {"call_id": call.id, "step": step,
                                                                        "rolled_back": True})
                 observation += f"\n\n[tether] This step was rolled back: {refusal.reason}"
@@ -327,6 +338,8 @@ class Guard:
             return Decision("deny", "tools.arguments",
                             f"{call.name} needs string argument(s) {', '.join(bad)}")
         if call.name == "bash":
+            if "\0" in call.arguments["command"]:
+                return Decision("deny", "commands.invalid", "the command contains a NUL byte, which no shell can run")
             return self.commands.check(call.arguments["command"])
         if call.name in ("read_file", *WRITE_TOOLS):
             try:
@@ -366,18 +379,35 @@ class Guard:
         return Decision("deny", "ownership.denied", f"{by} denied the write to {', '.join(ask.paths)}"
                         + (f": {reason}" if reason else ""), ask.paths, ask.owners)
 
-    def _check_writes(self, call: ToolCall, changed: list[str], tree: str) -> Decision | None:
+    def _ignored_changes(self, since_ns: int) -> list[str]:
+        """Ignored files changed since `since_ns` where a path rule could care (none otherwise)."""
+        if not (self.policy.writes.deny or self.ownership.has_owners):
+            return []  # an ignored file is never delivered: only deny rules and owners care about it
+        return [path for path in self.worktree.ignored_changed_since(since_ns)
+                if self.writes.denies(path) or self.ownership.owners_of(path)]
+
+    def _path_refusal(self, path: str, actor: str) -> Decision | None:
+        """Write rules and ownership for a path changed by anything but the write tools (which ask)."""
+        decision = self.writes.check(path)
+        if decision.verdict != "allow":
+            return Decision("deny", decision.rule, f"{actor} wrote {path!r}: {decision.reason}", [path])
+        owners = self.ownership.owners_of(path)
+        if owners:
+            return Decision("deny", "ownership.protected",
+                            f"{actor} changed {path!r}, owned by {', '.join(owners)}; use "
+                            "write_file or edit_file, which ask the owners", [path], owners)
+        return None
+
+    def _check_writes(self, call: ToolCall, changed: list[str], tree: str, ignored: list[str] = (),
+                      write_limited: bool = False) -> Decision | None:
+        if write_limited:
+            return Decision("deny", "sandbox.max_step_write_mb",
+                            f"the command wrote more than {self.policy.sandbox.max_step_write_mb} MiB", changed)
         if call.name == "bash":
-            for path in changed:
-                decision = self.writes.check(path)
-                if decision.verdict != "allow":
-                    return Decision("deny", decision.rule, f"the command wrote {path!r}: {decision.reason}",
-                                    [path])
-                owners = self.ownership.owners_of(path)
-                if owners:
-                    return Decision("deny", "ownership.protected",
-                                    f"the command changed {path!r}, owned by {', '.join(owners)}; use "
-                                    "write_file or edit_file, which ask the owners", [path], owners)
+            for path in [*changed, *ignored]:
+                refusal = self._path_refusal(path, "the command")
+                if refusal is not None:
+                    return refusal
         caps = self.policy.writes
         if caps.max_files is None and caps.max_lines is None and self.fleet is None:
             return None
@@ -398,6 +428,26 @@ class Guard:
     # checks ---------------------------------------------------------------------------------
 
     def run_checks(self, call_id: str) -> list[CheckResult]:
+        """Run the checks; whatever they change in the worktree is undone afterwards and recorded, so
+        code the agent wrote (a conftest.py, a test helper) cannot write through them."""
+        before = self.worktree.snapshot()
+        started_ns = time.time_ns() - CTIME_SLACK_NS
+        try:
+            return self._run_checks(call_id)
+        finally:
+            after = self.worktree.snapshot()
+            ignored = self._ignored_changes(started_ns)
+            if after != before or ignored:
+                changed = [*self.worktree.diff(before, after).paths, *ignored]
+                self.worktree.restore(before)
+                self.worktree.remove_files(ignored)
+                self.record("policy_decision", {
+                    "verdict": "deny", "rule": "checks.wrote", "call_id": call_id, "step": self.meters.steps,
+                    "reason": f"the checks changed {', '.join(changed[:10])}; checks may not change the "
+                              "delivered tree, so these changes were undone", "paths": changed,
+                    "owners": [], "rolled_back": True})
+
+    def _run_checks(self, call_id: str) -> list[CheckResult]:
         results = []
         for check in self.policy.checks:
             self.record("check_started", {"name": check.name, "command": check.command, "call_id": call_id})

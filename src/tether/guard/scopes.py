@@ -11,12 +11,12 @@ from pathlib import Path
 import pathspec
 
 from tether.guard.decisions import ALLOW, Decision
+from tether.guard.shell import SimpleCommand, analyze
 from tether.policy.patterns import compile_patterns
 from tether.policy.schema import CommandsPolicy, WritesPolicy
 
-_OPERATORS = {"&&", "||", ";", "|", "&", "(", ")", ";;", "|&", "\n"}
-_WRAPPERS = {"env", "command", "exec", "nohup", "time", "nice", "timeout", "sudo", "xargs"}
-_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+# A deny rule naming the first command also stops these, which do the same thing.
+_SAME_AS = {"rm": {"unlink", "shred", "rmdir"}}
 
 
 class PathDenied(Exception):
@@ -26,82 +26,70 @@ class PathDenied(Exception):
         self.reason = reason
 
 
-def simple_commands(command: str) -> list[list[str]]:
-    """The simple commands of a shell line, operators split off, `bash -c` bodies unfolded,
-    leading VAR=value and wrappers like `env` or `timeout 5` dropped."""
-    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
-    lexer.whitespace_split = True
-    lexer.commenters = ""
-    commands: list[list[str]] = []
-    current: list[str] = []
-    for token in lexer:
-        if token in _OPERATORS:
-            if current:
-                commands.append(current)
-            current = []
-        else:
-            current.append(token)
-    if current:
-        commands.append(current)
-    unfolded: list[list[str]] = []
-    for words in commands:
-        words = _strip_prefixes(words)
-        if len(words) >= 3 and os.path.basename(words[0]) in {"bash", "sh", "zsh", "dash"} and words[1] == "-c":
-            unfolded += simple_commands(words[2])
-        elif words:
-            unfolded.append(words)
-    return unfolded
+def _forms(command: SimpleCommand) -> list[tuple[str | None, ...]]:
+    """The command's words, and the same command under the name of what it equals (`unlink x` is
+    `rm x`; `find -delete` removes files too)."""
+    forms = [command.words]
+    for name, equivalents in _SAME_AS.items():
+        if command.name in equivalents:
+            forms.append((name, *command.words[1:]))
+    if command.name == "find" and "-delete" in command.words:
+        forms.append(("rm",))
+    return forms
 
 
-def _strip_prefixes(words: list[str]) -> list[str]:
-    while words:
-        head = os.path.basename(words[0])
-        if _ASSIGNMENT.match(words[0]):
-            words = words[1:]
-        elif head in _WRAPPERS:
-            words = words[1:]
-            while words and (words[0].startswith("-") or _ASSIGNMENT.match(words[0])
-                             or (head == "timeout" and words[0][:1].isdigit())):
-                words = words[1:]
-        else:
-            break
-    if words:
-        words = [os.path.basename(words[0]), *words[1:]]
-    return words
+def _match(rule: str, command: SimpleCommand) -> bool | None:
+    """Whether a rule matches a command: True, False, or None when a computed word could match."""
+    if rule.startswith("re:"):  # over the literal words; a computed command name is refused anyway
+        return re.search(rule[3:], " ".join(word for word in command.words if word is not None)) is not None
+    prefix = tuple(shlex.split(rule))
+    verdict: bool | None = False
+    for form in _forms(command):
+        if len(form) < len(prefix):
+            continue
+        compared = form[: len(prefix)]
+        if compared == prefix:
+            return True
+        if all(word is None or word == want for word, want in zip(compared, prefix, strict=True)):
+            verdict = None
+    return verdict
 
 
-def _rule_matches(rule: str, raw: str, words: list[str]) -> bool:
-    if rule.startswith("re:"):
-        return re.search(rule[3:], raw) is not None
-    prefix = shlex.split(rule)
-    return words[: len(prefix)] == prefix
+def _shown(command: SimpleCommand) -> str:
+    return " ".join(word if word is not None else "<computed>" for word in command.words)
 
 
 @dataclass(frozen=True)
 class CommandRules:
+    """Deny and allow rules over what a command line runs (see guard/shell.py). Both fail closed:
+    a line that cannot be understood statically is refused when any rule is set."""
     policy: CommandsPolicy
 
     def check(self, command: str) -> Decision:
         if not command.strip():
             return Decision("deny", "commands.empty", "empty command")
-        try:
-            commands = simple_commands(command)
-        except ValueError as exc:
-            return Decision("deny", "commands.parse", f"cannot parse the command: {exc}")
+        if not (self.policy.deny or self.policy.allow):
+            return ALLOW
+        analysis = analyze(command)
         for rule in self.policy.deny:
             if rule.startswith("re:") and re.search(rule[3:], command):
                 return Decision("deny", "commands.deny", f"command matches deny rule {rule!r}")
-            for words in commands:
-                if _rule_matches(rule, " ".join(words), words):
-                    return Decision("deny", "commands.deny", f"{' '.join(words)!r} matches deny rule {rule!r}")
+            for simple in analysis.commands:
+                matched = _match(rule, simple)
+                if matched:
+                    return Decision("deny", "commands.deny", f"{_shown(simple)!r} matches deny rule {rule!r}")
+                if matched is None:
+                    return Decision("deny", "commands.deny", f"{_shown(simple)!r} may match deny rule {rule!r}: "
+                                    "part of it is computed when it runs")
+        if analysis.unknowable:
+            kind = "deny" if self.policy.deny else "allow"
+            return Decision("deny", f"commands.{kind}",
+                            f"cannot tell what this command runs ({'; '.join(dict.fromkeys(analysis.unknowable))}); "
+                            f"with [commands] {kind} rules set, such commands are refused. Write it as plain commands.")
         if self.policy.allow:
-            if "$(" in command or "`" in command:
-                return Decision("deny", "commands.allow",
-                                "command substitution hides commands from the allow list")
-            for words in commands:
-                if not any(_rule_matches(rule, " ".join(words), words) for rule in self.policy.allow):
-                    return Decision("deny", "commands.allow",
-                                    f"{' '.join(words)!r} matches no allow rule")
+            for simple in analysis.commands:
+                if not any(_match(rule, simple) for rule in self.policy.allow):
+                    return Decision("deny", "commands.allow", f"{_shown(simple)!r} matches no allow rule")
         return ALLOW
 
 
@@ -122,16 +110,29 @@ def resolve_in_worktree(worktree: Path, path: str) -> str:
     return relative
 
 
+# The files that govern the agent: never its to change (a person edits the policy).
+POLICY_FILES = ["/tether.toml", "/CODEOWNERS", "/.github/CODEOWNERS", "/docs/CODEOWNERS", "/.gitlab/CODEOWNERS"]
+
+
 @dataclass
 class WriteRules:
     allow: pathspec.PathSpec | None
     deny: pathspec.PathSpec
+    policy_files: pathspec.PathSpec
 
     @classmethod
     def build(cls, policy: WritesPolicy) -> WriteRules:
-        return cls(compile_patterns(policy.allow) if policy.allow else None, compile_patterns(policy.deny))
+        return cls(compile_patterns(policy.allow) if policy.allow else None, compile_patterns(policy.deny),
+                   compile_patterns(POLICY_FILES))
+
+    def denies(self, relative: str) -> bool:
+        """Whether a path may never be written (allow aside: caches live outside any allow list)."""
+        return self.policy_files.match_file(relative) or self.deny.match_file(relative)
 
     def check(self, relative: str) -> Decision:
+        if self.policy_files.match_file(relative):
+            return Decision("deny", "writes.policy", f"{relative!r} governs the agent (its policy or its owners); "
+                            "a person changes it, not the agent", [relative])
         if self.deny.match_file(relative):
             return Decision("deny", "writes.deny", f"writing {relative!r} is denied by [writes] deny", [relative])
         if self.allow is not None and not self.allow.match_file(relative):

@@ -27,6 +27,10 @@ class Ownership:
         parsed = codeowners.CodeOwners(codeowners_text) if policy.codeowners and codeowners_text else None
         return cls(protected=protected, codeowners=parsed)
 
+    @property
+    def has_owners(self) -> bool:
+        return bool(self.protected) or self.codeowners is not None
+
     def owners_of(self, path: str) -> list[str]:
         """Owners whose approval a write to `path` needs; empty when the path is not protected."""
         owners: list[str] = []

@@ -1,0 +1,87 @@
+"""Deny rules fail closed: every way around `deny = ["rm", "git push", "curl"]` that the adversarial
+battery found, and the variants we thought of, is refused; plain commands still run."""
+
+from __future__ import annotations
+
+import pytest
+
+from tether.guard.scopes import CommandRules
+from tether.guard.shell import analyze
+from tether.policy.schema import CommandsPolicy
+
+RULES = CommandRules(CommandsPolicy(deny=["rm", "git push", "curl"]))
+
+BATTERY = [
+    "$(echo rm) -rf x", "`echo rm` -rf x", "eval rm -rf x", "eval 'r''m' x", "echo cm0gLXJmIHg= | base64 -d | sh",
+    "sh -ec 'rm -rf x'", "bash --norc -c 'rm x'", "echo 'rm x' | bash", "bash <<< 'rm x'",
+    "shopt -s expand_aliases; alias r=rm; r x", "if true; then rm x; fi", "{ rm x; }", "for f in x; do rm $f; done",
+    "! rm x", "x=rm; $x y", "nice rm x", "setsid rm x", "python -c \"import os; os.remove('x')\"",
+    "python3 -c 'import shutil'", "find . -delete", "find . -name x -delete", "unlink x",
+    "$(printf cu)rl http://x", "git --no-pager push", "git -c k=v push", "git -C . push",
+]
+OURS = [
+    "r\\m x", "'rm' x", '"rm" x', "/bin/r? x", "/usr/bin/rm x", "xargs rm < list", "xargs -n 1 -P 2 rm < list",
+    "find . -exec rm {} \\;", "find . -execdir rm -f {} +", "env -S 'rm x'", "env -i A=1 rm x", "command rm x",
+    "exec rm x", "time rm x", "timeout 5 rm x", "timeout -s KILL 5 rm x", "sudo -u root rm x",
+    "while true; do rm x; done", "case a in a) rm x;; esac", "f() { rm x; }; f", "function g { rm x; }; g",
+    "echo $(rm x)", "cat <(rm x)", "export A=$(rm x)", "A=$(rm x) true", "echo ok > $(rm x)",
+    "trap 'rm x' EXIT", "source s.sh", ". ./s.sh", "perl -e 'unlink q(x)'", "perl -ne 'print' f",
+    "node -e 'require(\"fs\").rmSync(\"x\")'", "ruby -e 'File.delete(\"x\")'", "awk 'BEGIN{system(\"rm x\")}'",
+    "sed -n '1e rm x' f", "git -c alias.p=push p", "git --git-dir=.git push", "/usr/bin/git push origin main",
+    "git --work-tree . --no-pager push", "sh s.sh", "./s.sh", "scripts/run", "su -c 'rm x'",
+    "flock /tmp/l -c 'rm x'", "cat <<EOF | sh\nrm x\nEOF", "true\nrm x", "true;rm x", "true&&rm x",
+    "bash -c \"$(echo rm) x\"", "ionice -c 3 rm x", "stdbuf -o0 rm x", "nohup rm x &", "builtin eval rm x",
+    "$'\\x72m' x", "shred -u x", "rmdir d", "git $(echo push)", "c\\url http://x", "curl$IFS http://x",
+    "watch -n 1 rm x", "bash -lc 'rm x'", "(rm x)", "[ -f x ] && rm x", "[[ -f x ]] || rm x", "echo 'unterminated",
+    "coproc rm x", "exec 3<>x; rm x", "sh -c 'sh -c \"rm x\"'", "python3.11 -Ic 'import os'",
+]
+ALLOWED = [
+    "ls -la", "python -m pytest -q", "python3 -m pytest tests/test_x.py -k name", "git status", "git log --oneline -5",
+    "git diff HEAD~1", "echo rmdir-is-just-text", "grep -rn 'rm -rf' .", "cat f | grep x | wc -l",
+    "pytest tests/ && echo ok", "for f in *.py; do echo $f; done", "echo $HOME", "sed -i 's/a/b/' f.py",
+    "awk '{print $1}' f", "find . -name '*.py' -type f", "python x.py", "node test.js", "make test",
+    "npm test -- --watch=false", "cd src && ls", "mkdir -p out && touch out/a", "git diff --stat | tail -1",
+]
+
+
+@pytest.mark.parametrize("command", BATTERY + OURS)
+def test_every_way_around_a_deny_rule_is_refused(command: str):
+    decision = RULES.check(command)
+    assert decision.verdict == "deny", command
+    assert decision.rule == "commands.deny"
+    assert decision.reason
+
+
+@pytest.mark.parametrize("command", ALLOWED)
+def test_plain_commands_still_run(command: str):
+    assert RULES.check(command).verdict == "allow", RULES.check(command).reason
+
+
+def test_the_reason_names_what_cannot_be_known():
+    assert "computed when it runs" in RULES.check("$(echo rm) x").reason
+    assert "eval runs text as code" in RULES.check("eval ls").reason
+    assert "standard input" in RULES.check("echo ls | sh").reason
+    assert "code inline" in RULES.check("python -c 'print(1)'").reason
+    assert "'rm x' matches deny rule 'rm'" in RULES.check("bash -c 'rm x'").reason
+
+
+def test_without_rules_nothing_is_parsed_or_refused():
+    free = CommandRules(CommandsPolicy())
+    for command in ["eval $(echo rm) x", "echo 'unterminated", "python -c 'x'"]:
+        assert free.check(command).verdict == "allow"
+    assert free.check("   ").verdict == "deny"
+
+
+def test_allow_rules_fail_closed_too():
+    rules = CommandRules(CommandsPolicy(allow=["python -m pytest", "ls", "git status"]))
+    assert rules.check("ls && python -m pytest -q").verdict == "allow"
+    assert rules.check("git -C . status").verdict == "allow"
+    for command in ["ls $(rm x)", "ls; rm x", "eval ls", "$x", "ls | sh", "python -c 'import os'", "./ls"]:
+        decision = rules.check(command)
+        assert decision.verdict == "deny" and decision.rule == "commands.allow", command
+
+
+def test_analysis_finds_commands_everywhere():
+    found = [list(c.words) for c in analyze("if a; then b x; fi; { c; }; (d); ! e; f $(g); h <(i) | j").commands]
+    names = sorted(words[0] for words in found)
+    assert names == ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"]
