@@ -65,3 +65,30 @@ def test_backtest_bad_inputs(repo: Path, tmp_path: Path):
     assert tether("backtest", str(tmp_path), cwd=repo).returncode == 2  # no trajectories there
     missing = tether("backtest", "--policy", str(tmp_path / "nope.toml"), str(tmp_path), cwd=repo)
     assert missing.returncode == 2 and "cannot read" in missing.stderr
+
+
+WRONG_SHAPES = [
+    {"messages": "not a list"}, {"messages": [{"role": "assistant", "content": 5}]},
+    {"messages": [{"role": "assistant", "tool_calls": "x"}, {"role": "tool"}]}, {"trajectory": {"a": 1}},
+    {"trajectory": [1, 2]}, {"messages": [], "info": {"model_stats": [1]}},
+]
+
+
+def test_well_formed_json_in_the_wrong_shape_is_a_clear_error(repo: Path, tmp_path: Path):
+    for number, shape in enumerate(WRONG_SHAPES):
+        path = tmp_path / f"bad{number}.traj.json"
+        path.write_text(json.dumps(shape))
+        command = ("import", "backtest")[number % 2]  # each shape through one of the two readers
+        result = tether(command, str(path), cwd=repo)
+        assert result.returncode == 2, (shape, result.stderr)
+        assert str(path) in result.stderr and "Traceback" not in result.stderr, result.stderr
+    runs = json.loads(tether("runs", "--json", cwd=repo).stdout)
+    assert runs == []  # nothing half-imported
+
+
+def test_a_label_file_in_the_wrong_shape_is_a_clear_error(repo: Path, tmp_path: Path):
+    data = make_data(tmp_path)
+    (data / "index.csv").unlink()
+    (data / "results_summary.json").write_text("[1, 2]")
+    result = tether("backtest", str(data), cwd=repo)
+    assert result.returncode == 2 and "results_summary.json" in result.stderr and "Traceback" not in result.stderr

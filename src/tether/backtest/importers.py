@@ -11,15 +11,18 @@ import csv
 import gzip
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tether.backtest.trajectory import ImportedRun, ImportedStep
 
 _BASH_BLOCK = re.compile(r"```bash\s*\n(.*?)\n```", re.DOTALL)
 _RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")
 _TRAJECTORY_NAME = re.compile(r"\.traj(\.json)?(\.gz)?$")
+
+
+T = TypeVar("T")
 
 
 class ImportError_(Exception):
@@ -184,10 +187,20 @@ def import_file(path: Path) -> ImportedRun:
     if not isinstance(data, dict):
         raise ImportError_(f"{path}: expected a JSON object, got {type(data).__name__}")
     if data.get("trajectory_format") == "mini-swe-agent-1" or "messages" in data:
-        return import_mini(path, data)
+        return _shaped(path, "mini-swe-agent", import_mini, data)
     if "trajectory" in data:
-        return import_swe_agent(path, data)
+        return _shaped(path, "SWE-agent", import_swe_agent, data)
     raise ImportError_(f"{path}: neither a mini-swe-agent (messages) nor a SWE-agent (trajectory) file")
+
+
+def _shaped(path: Path, kind: str, importer: Callable[[Path, Any], T], data: Any) -> T:
+    """Run a reader over well-formed JSON that may not have the shape it expects (a list where an
+    object belongs, a number where a text does): a clear error naming the file, not a traceback."""
+    try:
+        return importer(path, data)
+    except (AttributeError, TypeError, ValueError, KeyError, IndexError) as exc:
+        raise ImportError_(f"{path}: read as a {kind} file, but a value has the wrong shape "
+                           f"({type(exc).__name__}: {exc})") from exc
 
 
 # labels ---------------------------------------------------------------------------------------------
@@ -200,13 +213,16 @@ def _labels_near(path: Path) -> dict[str, bool | None]:
         if index.exists():
             labels: dict[str, bool | None] = {}
             with index.open(newline="") as handle:
-                for row in csv.DictReader(handle):
-                    value = {"True": True, "False": False}.get(row.get("resolved", ""))
+                for number, row in enumerate(csv.DictReader(handle), start=2):
+                    if not row.get("traj_file"):
+                        raise ImportError_(f"{index}:{number}: no traj_file in this row")
+                    value = {"True": True, "False": False}.get(row.get("resolved") or "")
                     labels[str((folder / row["traj_file"]).resolve())] = value
             return labels
         for results in (folder / "results_summary.json", folder / "results" / "results.json"):
             if results.exists():
-                return _labels_from_results(read_json(results))
+                return _shaped(results, "results", lambda _path, data: _labels_from_results(data),
+                               read_json(results))
     return {}
 
 
