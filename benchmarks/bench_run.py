@@ -3,8 +3,11 @@
     .venv/bin/python benchmarks/bench_run.py [--steps 200] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 Prints: guard + event-log overhead per step (split into ledger, git snapshots and the rest)
-against a bare loop doing the same model and tool work; a sandboxed command against a plain
-subprocess; and events appended per second on SQLite and PostgreSQL.
+against a bare loop doing the same model and tool work, for file writes and for sandboxed bash
+steps under a policy with a protected path (the step then also looks for ignored files the
+command changed); a sandboxed command against a plain subprocess; and events appended per
+second on SQLite and PostgreSQL. Run it with PYTHONPATH pointing at another checkout's src/ to
+compare two versions on one machine.
 Targets: under 1 ms of guard overhead per step, under 10 ms of sandbox overhead per command."""
 
 from __future__ import annotations
@@ -60,33 +63,43 @@ def make_repo(root: Path) -> Path:
     return repo
 
 
-def turns(steps: int) -> list[dict[str, Any]]:
+def turns(steps: int, tool: str) -> list[dict[str, Any]]:
     # Alternate two contents so every step changes the worktree (snapshots and caps do real work).
-    return [{"tool_calls": [{"name": "write_file", "arguments": {"path": "notes.txt", "content": f"v{i % 2}\n"}}],
-             "usage": {"input_tokens": 10, "output_tokens": 5}} for i in range(steps)]
+    def step(i: int) -> dict[str, Any]:
+        if tool == "bash":
+            return {"name": "bash", "arguments": {"command": f"echo v{i % 2} > notes.txt"}}
+        return {"name": "write_file", "arguments": {"path": "notes.txt", "content": f"v{i % 2}\n"}}
+    return [{"tool_calls": [step(i)], "usage": {"input_tokens": 10, "output_tokens": 5}} for i in range(steps)]
 
 
-def bench_steps(steps: int, root: Path) -> dict[str, float]:
+def bench_steps(steps: int, root: Path, tool: str) -> dict[str, float]:
+    root = root / tool
+    root.mkdir()
     repo = make_repo(root)
     script = root / "turns.json"
-    script.write_text(json.dumps(turns(steps)))
+    script.write_text(json.dumps(turns(steps, tool)))
 
-    # Baseline: the same model calls and file writes, no guard, no log, no snapshots.
+    # Baseline: the same model calls and tool work, no guard, no log, no snapshots.
     provider = ScriptedProvider(script)
+    box = Sandbox(SandboxPolicy(), repo)
     messages: list[dict[str, Any]] = [{"role": "user", "content": "task"}]
     started = time.perf_counter()
     for _ in range(steps):
         response = provider.complete(messages, TOOL_SPECS, 100)
         messages.append({"role": "assistant", "content": "", "tool_calls": [c.as_dict() for c in response.tool_calls]})
         call = response.tool_calls[0]
-        (repo / call.arguments["path"]).write_text(call.arguments["content"])
+        if tool == "bash":
+            box.run(call.arguments["command"], 10)
+        else:
+            (repo / call.arguments["path"]).write_text(call.arguments["content"])
         messages.append({"role": "tool", "tool_call_id": call.id, "content": "ok"})
     bare = (time.perf_counter() - started) / steps
 
     totals: dict[str, float] = defaultdict(float)
     undo = [timed(Ledger, "append", totals), timed(Worktree, "snapshot", totals), timed(Worktree, "diff", totals)]
+    sandbox = "[ownership.protected]\n'docs/' = ['@docs']\n" if tool == "bash" else "[sandbox]\nmode = 'none'\n"
     policy = parse_policy(f"[budget]\nmax_steps = {steps + 1}\nmax_tool_calls = {steps + 1}\n"
-                          "[writes]\nmax_lines = 100000\n[sandbox]\nmode = 'none'\n"
+                          f"[writes]\nmax_lines = 100000\n{sandbox}"
                           "[brakes]\nrepeat_max = 1000000\nrepeat_window = 1000000\n", Path("bench.toml"))
     ledger = Ledger(f"sqlite:///{root / 'bench.db'}")
     started = time.perf_counter()
@@ -141,7 +154,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        steps = bench_steps(args.steps, root)
+        steps = bench_steps(args.steps, root, "write_file")
+        bash_steps = bench_steps(max(20, args.steps // 5), root, "bash")
         plain, boxed = bench_sandbox(50, root)
         sqlite_rate = bench_appends(f"sqlite:///{root / 'appends.db'}", 2000)
     try:
@@ -161,6 +175,12 @@ def main() -> None:
     table.add_row("    git snapshot + diff", f"{steps['git'] * 1e3:.3f} ms", "")
     table.add_row("    guard logic and the rest", f"{logic * 1e3:.3f} ms", "target < 1 ms")
     table.add_row("run set-up + delivery, once", f"{steps['setup'] * 1e3:.1f} ms", "worktree, commit, cleanup")
+    bash_overhead = bash_steps["guarded"] - bash_steps["bare"]
+    table.add_row("bare sandboxed bash loop, per step", f"{bash_steps['bare'] * 1e3:.3f} ms", "baseline")
+    table.add_row("guarded bash loop, per step", f"{bash_steps['guarded'] * 1e3:.3f} ms",
+                  f"{bash_steps['guarded'] / bash_steps['bare']:.2f}x bare")
+    table.add_row("  overhead per bash step", f"{bash_overhead * 1e3:.3f} ms", "")
+    table.add_row("    git snapshot + diff", f"{bash_steps['git'] * 1e3:.3f} ms", "")
     table.add_row("plain subprocess", f"{plain * 1e3:.2f} ms", "baseline")
     table.add_row("sandboxed command", f"{boxed * 1e3:.2f} ms",
                   f"{boxed / plain:.1f}x plain, +{(boxed - plain) * 1e3:.2f} ms (target < 10 ms)")

@@ -11,6 +11,8 @@ import signal
 import sys
 from pathlib import Path
 
+sys.path.remove(str(Path(__file__).parent))  # tests/queue would stand in for the standard library's queue
+
 from tether.ledger import Ledger
 from tether.ledger.store import Ledger as LedgerClass
 from tether.policy import load_policy
