@@ -56,6 +56,36 @@ def test_exit_codes_for_stopped_and_paused_runs(repo: Path, tmp_path: Path):
     assert after["denials"][-1]["rule"] == "budget.max_steps"
 
 
+def test_a_paused_run_shows_the_diff_to_approve_and_the_commands(repo: Path, tmp_path: Path):
+    (repo / "tether.toml").write_text('[ownership.protected]\n"LICENSE" = ["@legal"]\n')
+    turns = [call("edit_file", path="LICENSE", old="MIT License", new="Apache License")]
+    paused = tether("run", "x", "--no-input", "--model", script(tmp_path / "p.json", turns), cwd=repo)
+    assert paused.returncode == 4, paused.stderr
+    run_id = json.loads(tether("runs", "--json", cwd=repo).stdout)[0]["run_id"]
+    for text in (paused.stderr, tether("approvals", cwd=repo).stdout):
+        flat = " ".join(text.split())
+        assert "-MIT License" in flat and "+Apache License" in flat
+        assert f"tether approve {run_id} --as legal" in flat and f"tether deny {run_id}" in flat
+    listed = json.loads(tether("approvals", "--json", cwd=repo).stdout)
+    assert "+Apache License" in listed[0]["diff"]
+    refused = tether("approve", run_id, "--as", "mallory", cwd=repo)
+    assert refused.returncode == 2 and "mallory may not approve" in refused.stderr
+
+
+def test_a_failing_check_says_why_everywhere(repo: Path, tmp_path: Path):
+    (repo / "tether.toml").write_text(CHECK)
+    model = script(tmp_path / "f.json", [call("submit", summary="nothing done")])
+    result = tether("run", "x", "--model", model, cwd=repo)
+    assert result.returncode == 1
+    run_id = json.loads(tether("runs", "--json", cwd=repo).stdout)[0]["run_id"]
+    shown = tether("show", run_id, cwd=repo).stdout
+    as_json = json.loads(tether("show", run_id, "--json", cwd=repo).stdout)
+    full = tether("show", run_id, "--events", "--full", cwd=repo).stdout
+    for text in (result.stderr, shown, as_json["checks"][0]["output_tail"], full):
+        assert "FAILED raindrops_test.py::RaindropsTest::test_" in " ".join(text.split()), text[-2000:]
+    assert "failed" in " ".join(shown.split())
+
+
 def test_bad_policy_exits_2_and_nothing_runs(repo: Path, tmp_path: Path):
     (repo / "tether.toml").write_text("[budget]\nmax_usd = 'lots'\n")
     result = tether("run", "x", "--model", script(tmp_path / "t.json", [bash("true")]), cwd=repo)

@@ -102,7 +102,7 @@ def test_replay_of_a_paused_run_is_refused(ledger: Ledger, repo: Path, tmp_path:
 def test_replay_uses_recorded_approval_decisions(ledger: Ledger, repo: Path, tmp_path: Path):
     turns = [call("write_file", path="LICENSE", content="relicensed\n"), call("submit", summary="s")]
     summary = run_scripted(ledger, repo, tmp_path, turns, POLICY.replace(QUICK, ""),
-                           approver=lambda request: (True, "alice", "ok"))
+                           approver=lambda request: (True, "legal", "ok"))
     report = replay_run(ledger, summary["run_id"])
     assert report.identical, report.divergences
     assert "approval_decided" in event_types(ledger, report.replay_run_id)

@@ -255,12 +255,37 @@ def test_interactive_approver_decides_inline(ledger, repo, tmp_path):
 
     def approver(request):
         asked.append(request)
-        return True, "dave", "ok"
+        return True, "legal", "ok"  # the owner, at the terminal
 
     turns = [call("edit_file", path="LICENSE", old="MIT License", new="MIT Licence"), SUBMIT]
     summary = run_scripted(ledger, repo, tmp_path, turns, PROTECTED, approver=approver)
     assert summary["status"] == "succeeded" and len(asked) == 1
     assert "MIT Licence" in branch_file(repo, summary["branch"], "LICENSE")
+    assert "-MIT License\n+MIT Licence" in asked[0]["diff"]  # approvers see the change
+
+
+@pytest.mark.parametrize("who", ["dave", "root", "legal-ish"])
+def test_inline_approval_by_someone_not_an_owner_waits_for_an_owner(ledger, repo, tmp_path, who):
+    turns = [call("write_file", path="LICENSE", content="relicensed\n"), SUBMIT]
+    summary = run_scripted(ledger, repo, tmp_path, turns, PROTECTED, approver=lambda request: (True, who, "ok"))
+    assert summary["status"] == "awaiting_approval"
+    refused = [d for d in payloads(ledger, summary["run_id"], "policy_decision") if d["rule"] == "approvals.not_owner"]
+    assert refused and f"{who} may not approve" in refused[0]["reason"]
+    assert not payloads(ledger, summary["run_id"], "approval_decided")
+    with pytest.raises(RunError, match="may not approve"):
+        decide_approval(ledger, summary["run_id"], True, who, "again")
+    decide_approval(ledger, summary["run_id"], True, "@legal", "fine")
+    done = continue_run(ledger, summary["run_id"])
+    assert done["status"] == "succeeded"
+    assert branch_file(repo, done["branch"], "LICENSE") == "relicensed\n"
+
+
+def test_inline_denial_by_anyone_is_recorded_and_returned(ledger, repo, tmp_path):
+    turns = [call("write_file", path="LICENSE", content="x\n"), SUBMIT]
+    summary = run_scripted(ledger, repo, tmp_path, turns, PROTECTED, approver=lambda request: (False, "dave", "no"))
+    assert summary["status"] == "succeeded"
+    observation = payloads(ledger, summary["run_id"], "tool_result")[0]["observation"]
+    assert "dave denied the write to LICENSE: no" in observation
 
 
 def test_codeowners_from_base_commit_protects_paths(ledger, repo, tmp_path):

@@ -10,7 +10,7 @@ from typing import Any
 from tether.ledger import Ledger
 from tether.ledger.queries import pending_approval
 from tether.policy import Policy
-from tether.policy.schema import ApprovalsPolicy
+from tether.policy.approvers import may_approve
 from tether.runner import RunError
 
 TIMEOUT_DECIDER = "tether (timeout)"
@@ -25,24 +25,6 @@ class PendingApproval:
     def overdue(self) -> bool:
         deadline = self.request.get("deadline")
         return deadline is not None and time.time() > deadline
-
-
-def _handle(name: str) -> str:
-    return name.lstrip("@").lower()
-
-
-def may_approve(who: str, owners: list[str], policy: ApprovalsPolicy) -> bool:
-    """An owner named directly, a member of an owning team, or an admin."""
-    person = _handle(who)
-    if person in {_handle(admin) for admin in policy.admins}:
-        return True
-    for owner in owners:
-        if _handle(owner) == person:
-            return True
-        members = next((m for team, m in policy.teams.items() if _handle(team) == _handle(owner)), [])
-        if person in {_handle(member) for member in members}:
-            return True
-    return False
 
 
 def _run_policy(ledger: Ledger, run_id: str) -> Policy:

@@ -33,7 +33,7 @@ from tether.policy import POLICY_FILE, PolicyError, find_policy, load_policy, pa
 from tether.policy.load import read_policy_text
 from tether.queue import engine
 from tether.queue.tasks import TaskError, Tasks
-from tether.render import StepPrinter, print_events, print_replay, print_summary
+from tether.render import StepPrinter, print_approval_request, print_events, print_replay, print_summary, show_diff
 from tether.replay import replay_run
 from tether.workspace.git import GitError, repo_root
 from tether.workspace.sandbox import SandboxUnavailable
@@ -88,6 +88,8 @@ def _terminal_approver() -> Approver | None:
     def ask(request: dict[str, Any]) -> tuple[bool, str, str]:
         err.print(f"\n[bold cyan]Approval needed[/] from {', '.join(request['owners'])}: {request['action']}")
         err.print(f"  {request['reason']}")
+        show_diff(err, request.get("diff", ""))
+        err.print(f"  only an owner may approve; you are {runner.current_user()}; anyone may deny")
         approved = Confirm.ask("  Approve?", console=err, default=False)
         reason = Prompt.ask("  Reason", console=err, default="")
         return approved, runner.current_user(), reason
@@ -101,6 +103,10 @@ def _finish(summary: dict[str, Any], as_json: bool, budget: dict[str, Any]) -> N
     else:
         err.print()
         print_summary(out, summary, budget)
+        pending = [a for a in summary["approvals"] if a["decision"] == "pending"]
+        if summary["status"] == "awaiting_approval" and pending:
+            err.print()
+            print_approval_request(err, summary["run_id"], pending[-1])
     raise typer.Exit(EXIT_CODES.get(summary["status"], 1))
 
 
@@ -209,7 +215,9 @@ def runs(repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
 @app.command()
 def show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")], repo: RepoOpt = Path("."),
          db: DbOpt = None, as_json: JsonOpt = False,
-         events: Annotated[bool, typer.Option("--events", help="List every event.")] = False) -> None:
+         events: Annotated[bool, typer.Option("--events", help="List every event.")] = False,
+         full: Annotated[bool, typer.Option("--full", help="With --events: whole payloads, not one line each.")]
+         = False) -> None:
     """Show a run's summary (and events), derived from its event log."""
     with open_ledger(db, repo) as ledger:
         row = ledger.get_run(run_id)
@@ -224,7 +232,7 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix."
     out.print(f"[bold]run {row.id}[/]  {row.instruction}")
     print_summary(out, summary, (recorded[0].payload.get("policy") or {}).get("budget") if recorded else None)
     if events:
-        print_events(out, recorded)
+        print_events(out, recorded, full)
 
 
 @app.command()
@@ -306,6 +314,9 @@ def approvals(
                       "none" if deadline is None else ("overdue" if pending.overdue
                                                        else f"in {deadline - time.time():.0f}s"))
     out.print(table)
+    for pending in waiting:
+        out.print()
+        print_approval_request(out, pending.run_id, pending.request)
 
 
 models_app = typer.Typer(help="Local models: list them, fetch and verify them.", invoke_without_command=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -93,6 +94,9 @@ class StepPrinter:
         elif kind == "check_finished":
             verdict = "[green]passed[/]" if payload["passed"] else f"[red]failed (exit {payload['exit_code']})[/]"
             self.note(f"check {payload['name']}: {verdict}")
+            if not payload["passed"]:
+                for line in failure_tail(payload.get("output_tail", "")).splitlines():
+                    self.note(f"  [dim]{escape(line)}[/]")
         elif kind == "approval_requested":
             self.note(f"[cyan]↳ approval needed from {', '.join(payload['owners'])}: {escape(payload['action'])}[/]")
 
@@ -113,6 +117,9 @@ def print_summary(console: Console, summary: dict[str, Any], budget: dict[str, A
     table.add_row("diff", f"{diff['files']} files, +{diff['added']} -{diff['removed']}")
     checks = ", ".join(f"{c['name']} {'passed' if c['passed'] else 'FAILED'}" for c in summary["checks"])
     table.add_row("checks", checks or "not run")
+    for check in summary["checks"]:
+        if not check["passed"] and check.get("output_tail"):
+            table.add_row(f"  {check['name']} said", Text(failure_tail(check["output_tail"]), overflow="fold"))
     usage = summary["usage"]
     limits = budget or {}
 
@@ -140,9 +147,22 @@ def print_summary(console: Console, summary: dict[str, Any], budget: dict[str, A
     console.print(table)
 
 
-def print_events(console: Console, events: list[StoredEvent]) -> None:
+def print_events(console: Console, events: list[StoredEvent], full: bool = False) -> None:
     for event in events:
-        console.print(f"[dim]{event.seq:>4}[/] [bold]{event.type:<18}[/] {_short(event.payload_json, 110)}")
+        if full:
+            console.print(f"[dim]{event.seq:>4}[/] [bold]{event.type}[/]")
+            console.print_json(event.payload_json)
+        else:
+            console.print(f"[dim]{event.seq:>4}[/] [bold]{event.type:<18}[/] {escape(_short(event.payload_json, 110))}")
+
+
+FAILURE_LINES = 12
+
+
+def failure_tail(output: str) -> str:
+    """The last lines of a failing check's output: where test runners say what went wrong."""
+    lines = [line for line in output.rstrip().splitlines() if line.strip()]
+    return "\n".join(lines[-FAILURE_LINES:])
 
 
 def print_replay(console: Console, report: ReplayReport) -> None:
@@ -291,3 +311,18 @@ def print_eval(console: Console, results: dict[str, Any]) -> None:
                       f"{fmt_interval(c['escaped_defects_diff'], '+.0%')}; false successes "
                       f"{fmt_interval(c['false_successes_diff'], '+.0%')}; "
                       f"rework {fmt_interval(c['rework_diff'], '+.2f')}")
+
+
+def print_approval_request(console: Console, run_id: str, request: dict[str, Any]) -> None:
+    """What a person is asked to approve, in full, and the commands that decide it."""
+    owners = ", ".join(request["owners"])
+    console.print(f"[bold cyan]run {run_id} waits for approval[/] from {owners}: {request['action']}")
+    show_diff(console, request.get("diff", ""))
+    first_owner = request["owners"][0].lstrip("@") if request["owners"] else "OWNER"
+    console.print(f"  approve: tether approve {run_id} --as {first_owner} --reason '...'", soft_wrap=True)
+    console.print(f"  deny:    tether deny {run_id} --reason '...'", soft_wrap=True)
+
+
+def show_diff(console: Console, diff: str) -> None:
+    if diff:
+        console.print(Syntax(diff.rstrip("\n"), "diff", theme="ansi_dark", word_wrap=True))

@@ -6,6 +6,7 @@ records each decision in the run's event log."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import time
@@ -22,14 +23,17 @@ from tether.ledger import Ledger, StoredEvent, canonical_json
 from tether.models import Message, ModelError, ModelResponse, Provider, ToolCall, ToolSpec, TransientModelError
 from tether.models.base import Usage, estimate_tokens
 from tether.models.prices import price_usd
+from tether.policy.approvers import may_approve
 from tether.policy.ownership import Ownership
 from tether.policy.schema import Policy
+from tether.workspace.files import read_regular
 from tether.workspace.sandbox import ExecResult, Sandbox
 from tether.workspace.worktree import DiffStat, WorkspaceTampered, Worktree
 
 WRITE_TOOLS = ("write_file", "edit_file")
 # File ctimes come from the kernel's coarse clock, which may lag time.time_ns() by a tick or so.
 CTIME_SLACK_NS = 50_000_000
+DIFF_LIMIT = 20_000  # characters of a proposed write's diff shown to its approver
 REQUIRED_ARGS: dict[str, tuple[str, ...]] = {
     "bash": ("command",),
     "read_file": ("path",),
@@ -360,12 +364,18 @@ class Guard:
         if call.id not in self.decided:
             timeout = self.policy.approvals.timeout_s
             request = ask.as_payload() | {"call_id": call.id, "step": step, "tool": call.name,
-                                          "action": _describe_action(call),
+                                          "action": _describe_action(call), "diff": self._proposed_diff(call),
                                           "deadline": time.time() + timeout if timeout else None}
             self.record("policy_decision", ask.as_payload() | {"call_id": call.id, "step": step})
             self.record("approval_requested", request)
             if self.approver is not None:
                 approved, by, reason = self.approver(request)
+                if approved and not may_approve(by, ask.owners, self.policy.approvals):
+                    refusal = f"{by} may not approve: owners are {', '.join(ask.owners)} (or an admin)"
+                    self.record("policy_decision", {"verdict": "ask", "rule": "approvals.not_owner",
+                                                    "reason": refusal, "call_id": call.id, "step": step,
+                                                    "paths": ask.paths, "owners": ask.owners})
+                    raise RunPaused(f"{refusal}; the run waits for an owner's decision", ask.rule)
             elif self.policy.approvals.unattended == "deny":
                 approved, by, reason = False, UNATTENDED_DECIDER, "nobody attends this run (approvals.unattended)"
             else:
@@ -397,6 +407,26 @@ class Guard:
                             f"{actor} changed {path!r}, owned by {', '.join(owners)}; use "
                             "write_file or edit_file, which ask the owners", [path], owners)
         return None
+
+    def _proposed_diff(self, call: ToolCall) -> str:
+        """The unified diff a write would make, for the person asked to approve it."""
+        if call.name not in WRITE_TOOLS:
+            return ""
+        relative = resolve_in_worktree(self.worktree.path, call.arguments["path"])
+        try:
+            data, size = read_regular(self.worktree.path / relative, DIFF_LIMIT * 4)
+            before = data.decode("utf-8", "replace") if size <= len(data) else None
+        except FileNotFoundError:
+            before = ""
+        except OSError as exc:
+            return f"(cannot show {relative}: {exc.strerror or exc})"
+        if before is None:
+            return f"({relative} is larger than {DIFF_LIMIT * 4} bytes; see the action)"
+        if call.name == "write_file":
+            return _unified(relative, before, call.arguments["content"])
+        if before.count(call.arguments["old"]) != 1:
+            return f"(the edit does not apply: `old` must occur once in {relative})"
+        return _unified(relative, before, before.replace(call.arguments["old"], call.arguments["new"], 1))
 
     def _check_writes(self, call: ToolCall, changed: list[str], tree: str, ignored: list[str] = (),
                       write_limited: bool = False) -> Decision | None:
@@ -468,6 +498,13 @@ def combined(diffs: list[DiffStat]) -> DiffStat:
     if len(diffs) == 1:
         return diffs[0]
     return DiffStat([change for diff in diffs for change in diff.files])
+
+
+def _unified(path: str, before: str, after: str) -> str:
+    lines = difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                 f"a/{path}", f"b/{path}")
+    text = "".join(lines)
+    return text if len(text) <= DIFF_LIMIT else text[:DIFF_LIMIT] + f"\n[... {len(text) - DIFF_LIMIT} more characters]"
 
 
 def _describe_action(call: ToolCall) -> str:

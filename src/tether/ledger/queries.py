@@ -52,7 +52,8 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
         elif event.type == "approval_requested":
             interrupts += 1
             approvals.append({"call_id": payload["call_id"], "step": payload["step"], "paths": payload["paths"],
-                              "owners": payload["owners"], "action": payload["action"], "decision": "pending"})
+                              "owners": payload["owners"], "action": payload["action"], "decision": "pending",
+                              "diff": payload.get("diff", "")})  # requests recorded before diffs had none
         elif event.type == "approval_escalated":
             for approval in approvals:
                 if approval["call_id"] == payload["call_id"]:
@@ -66,7 +67,8 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
                                     by=payload["by"], reason=payload["reason"])
         elif event.type == "check_finished":
             checks[payload["name"]] = {"name": payload["name"], "required": payload["required"],
-                                       "passed": payload["passed"], "exit_code": payload["exit_code"]}
+                                       "passed": payload["passed"], "exit_code": payload["exit_code"],
+                                       "output_tail": "" if payload["passed"] else payload.get("output_tail", "")}
         elif event.type == "tool_result" and payload["observation"].startswith("Required checks failed"):
             rework += 1
         elif event.type == "model_error":
