@@ -34,6 +34,11 @@ OURS = [
     "$'\\x72m' x", "shred -u x", "rmdir d", "git $(echo push)", "c\\url http://x", "curl$IFS http://x",
     "watch -n 1 rm x", "bash -lc 'rm x'", "(rm x)", "[ -f x ] && rm x", "[[ -f x ]] || rm x", "echo 'unterminated",
     "coproc rm x", "exec 3<>x; rm x", "sh -c 'sh -c \"rm x\"'", "python3.11 -Ic 'import os'",
+    "r{m,} x", "{r,}m x", "git pu{sh,}", "BASH_ENV=x.sh bash -c ls", "export BASH_ENV=x.sh; bash -c ls",
+    "PATH=./bin:$PATH ls", "export PATH=.:$PATH; ls", "env PATH=. ls", "echo rm x | xargs -I% sh -c %",
+    "echo rm x | xargs -i sh -c {}", "find . -exec sh -c {} \\;", "hash -p /bin/rm ls; ls", "LD_PRELOAD=./x.so ls",
+    "GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=alias.p GIT_CONFIG_VALUE_0=push git p", "parallel rm ::: x",
+    "NODE_OPTIONS='--require ./x.js' node -v", "declare -x BASH_ENV=x.sh; sh -c ls",
 ]
 ALLOWED = [
     "ls -la", "python -m pytest -q", "python3 -m pytest tests/test_x.py -k name", "git status", "git log --oneline -5",
@@ -41,6 +46,8 @@ ALLOWED = [
     "pytest tests/ && echo ok", "for f in *.py; do echo $f; done", "echo $HOME", "sed -i 's/a/b/' f.py",
     "awk '{print $1}' f", "find . -name '*.py' -type f", "python x.py", "node test.js", "make test",
     "npm test -- --watch=false", "cd src && ls", "mkdir -p out && touch out/a", "git diff --stat | tail -1",
+    "find . -name '*.py' -exec grep -l x {} +", "echo {a,b}", "x=1; echo $x", "FOO=bar python -m pytest",
+    "cd src && PYTHONDONTWRITEBYTECODE=1 pytest -q", "ls | xargs -n 1 wc -l",
 ]
 
 

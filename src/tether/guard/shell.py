@@ -36,7 +36,14 @@ _ALWAYS_UNKNOWABLE = {
     "eval": "eval runs text as code", "source": "source runs a file's commands", ".": ". runs a file's commands",
     "alias": "an alias renames commands", "trap": "trap runs text as code later", "enable": "enable loads builtins",
     "fc": "fc re-runs history", "coproc": "coproc runs a command in the background",
+    "hash": "hash -p renames commands", "parallel": "parallel builds commands from its input",
 }
+# Variables that change what a later command runs (a startup file, the search path, a preloaded
+# library, git's config, an interpreter's options): assigning one makes the rest unknowable.
+_STEERING_VARIABLES = re.compile(
+    r"^(BASH_ENV|ENV|PATH|CDPATH|LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT|PS4|PROMPT_COMMAND|SHELLOPTS|BASHOPTS|"
+    r"IFS|NODE_OPTIONS|PERL5OPT|PERL5LIB|RUBYOPT|PYTHONSTARTUP|PYTHONPATH|PYTHONHOME|GIT_.*|BASH_FUNC_.*)$")
+_BRACE_EXPANSION = re.compile(r"(?<!\\)\{[^{}]*(,|\.\.)[^{}]*(?<!\\)\}")
 # Wrappers that run the rest of their words as a command: options that take a value, and how many
 # plain words precede the command (timeout's duration, chroot's root, flock's file, taskset's mask).
 _WRAPPERS: dict[str, tuple[set[str], int]] = {
@@ -51,7 +58,7 @@ _WRAPPERS: dict[str, tuple[set[str], int]] = {
     "strace": ({"-e", "-o", "-p", "-s", "-u", "-E"}, 0), "ltrace": ({"-e", "-o", "-p", "-s", "-u"}, 0),
     "watch": ({"-n", "--interval", "-q", "--equexit"}, 0), "caffeinate": (set(), 0), "catchsegv": (set(), 0),
     "faketime": (set(), 1), "prlimit": (set(), 0),
-    "xargs": ({"-a", "--arg-file", "-d", "--delimiter", "-E", "-e", "-I", "-i", "-L", "-l", "-n", "--max-args",
+    "xargs": ({"-a", "--arg-file", "-d", "--delimiter", "-E", "-I", "-L", "-n", "--max-args",
                "-P", "--max-procs", "-s", "--max-chars"}, 0),
 }
 _GIT_VALUE_OPTIONS = {"-C", "-c", "--git-dir", "--work-tree", "--namespace", "--config-env", "--super-prefix",
@@ -101,6 +108,8 @@ def _analyze_line(command: str, analysis: Analysis, depth: int) -> None:
 
 
 def _walk(node: Node, analysis: Analysis, depth: int) -> None:
+    if node.type == "variable_assignment":
+        _assignment(node, analysis)
     if node.type == "command":
         _command(node, analysis, depth)
         return
@@ -125,7 +134,8 @@ def literal_word(node: Node) -> str | None:
     kind = node.type
     if kind == "word":
         text = _text(node)
-        return None if _GLOB.search(_ESCAPED.sub("", text)) else _ESCAPED.sub(r"\1", text)
+        unescaped = _ESCAPED.sub("", text)
+        return None if _GLOB.search(unescaped) or _BRACE_EXPANSION.search(text) else _ESCAPED.sub(r"\1", text)
     if kind == "number":
         return _text(node)
     if kind == "raw_string":
@@ -136,14 +146,25 @@ def literal_word(node: Node) -> str | None:
             return None
         return _DQ_ESCAPED.sub(r"\1", "".join(_text(child) for child in parts))
     if kind == "concatenation":
+        if _BRACE_EXPANSION.search("".join(_text(c) if c.type == "word" else "_" for c in node.children)):
+            return None  # r{m,} is `rm r`
         values = [literal_word(child) for child in node.children]
         return None if any(value is None for value in values) else "".join(v for v in values if v is not None)
     return None  # $x, ${x}, $(...), `...`, <(...), $'...', $"...", arithmetic
 
 
+def _assignment(node: Node, analysis: Analysis) -> None:
+    name = node.child_by_field_name("name")
+    if name is not None and _STEERING_VARIABLES.match(_text(name)):
+        analysis.unknowable.append(f"setting {_text(name)} changes what later commands run")
+
+
 def _command(node: Node, analysis: Analysis, depth: int) -> None:
     # substitutions anywhere in the command (name, arguments, assignments, redirections) run too
     _walk_substitutions(node, analysis, depth)
+    for child in node.children:
+        if child.type == "variable_assignment":
+            _assignment(child, analysis)
     name = node.child_by_field_name("name")
     if name is None:
         return  # only assignments or redirections
@@ -222,11 +243,30 @@ def _unwrap(name: str, args: list[str | None], analysis: Analysis) -> list[str |
             i += 2 if word in value_options else 1
             continue
         if name == "env" and "=" in word:
+            if _STEERING_VARIABLES.match(word.split("=", 1)[0]):
+                analysis.unknowable.append(f"setting {word.split('=', 1)[0]} changes what the command runs")
+                return None
             i += 1
             continue
         break
     rest = args[i + positionals:] if name != "taskset" or "-p" not in args else []
+    replaced = _replacement(name, args[:i])
+    if replaced is not None:  # xargs -I R: every word holding R is filled in from the input
+        rest = [None if word is not None and replaced in word else word for word in rest]
     return rest or None
+
+
+def _replacement(name: str, options: list[str | None]) -> str | None:
+    if name != "xargs":
+        return None
+    for index, option in enumerate(options):
+        if option in ("-I", "--replace") and index + 1 < len(options):
+            return options[index + 1]
+        if option is not None and option.startswith("-I") and len(option) > 2:
+            return option[2:]
+        if option is not None and (option == "-i" or option.startswith("--replace=")):
+            return option.partition("=")[2] or "{}"
+    return None
 
 
 def _shell(name: str, words: list[str | None], text: str, analysis: Analysis, depth: int,
@@ -256,7 +296,8 @@ def _find(words: list[str | None], text: str, analysis: Analysis, depth: int) ->
     while i < len(words):
         if words[i] in _FIND_EXEC:
             end = next((j for j in range(i + 1, len(words)) if words[j] in (";", "+")), len(words))
-            _resolve(list(words[i + 1:end]), text, analysis, depth, reads_stdin=False)
+            filled = [None if word is not None and "{}" in word else word for word in words[i + 1:end]]
+            _resolve(filled, text, analysis, depth, reads_stdin=False)
             i = end
         i += 1
 
