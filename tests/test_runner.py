@@ -390,3 +390,36 @@ def test_replies_without_actions_are_braked(ledger, repo, tmp_path):
     summary = run_scripted(ledger, repo, tmp_path, [{"content": "hmm"}] * 6, "[brakes]\nmax_turns_without_action = 3")
     assert summary["status"] == "stopped" and summary["brakes"][0]["detector"] == "no_action"
     assert summary["usage"]["steps"] == 3
+
+
+# destructive whole-file writes -----------------------------------------------------------------
+
+MODULE = "".join(f"def f{i}():\n    return {i}\n\n" for i in range(18))
+
+
+def test_a_write_that_wipes_most_of_a_file_is_refused_and_edit_file_still_works(ledger, repo, tmp_path):
+    (repo / "module.py").write_text(MODULE)
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=d@e", "-c", "user.name=d", "commit", "-qm", "module")
+    turns = [call("write_file", path="module.py", content="FILE: module.py\n"),
+             call("write_file", path="module.py", content=MODULE.replace("return 3\n", "return 33\n")),
+             call("edit_file", path="module.py", old="return 4\n", new="return 44\n"),
+             call("write_file", path="raindrops.py", content=FIX), SUBMIT]
+    summary = run_scripted(ledger, repo, tmp_path, turns)
+    decisions = payloads(ledger, summary["run_id"], "policy_decision")
+    assert [d["rule"] for d in decisions] == ["writes.max_removed_share"]
+    assert "would remove 54 of the 54 lines of 'module.py'" in decisions[0]["reason"]
+    assert "edit_file" in payloads(ledger, summary["run_id"], "tool_result")[0]["observation"]
+    delivered = branch_file(repo, summary["branch"], "module.py")
+    assert "return 33" in delivered and "return 44" in delivered and delivered.count("def f") == 18
+    assert branch_file(repo, summary["branch"], "raindrops.py") == FIX  # a 2-line stub may be rewritten
+
+
+def test_the_destructive_write_rule_can_be_turned_off(ledger, repo, tmp_path):
+    (repo / "module.py").write_text(MODULE)
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=d@e", "-c", "user.name=d", "commit", "-qm", "module")
+    turns = [call("write_file", path="module.py", content="x = 1\n"), SUBMIT]
+    summary = run_scripted(ledger, repo, tmp_path, turns, "[writes]\nmax_removed_share = 1.0\n")
+    assert summary["denials"] == []
+    assert branch_file(repo, summary["branch"], "module.py") == "x = 1\n"

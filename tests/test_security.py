@@ -226,6 +226,17 @@ def test_secrets_never_reach_the_sandbox_or_the_record(ledger: Ledger, repo: Pat
     assert "[masked]" in record
 
 
+def test_a_secret_in_the_task_itself_is_masked_in_the_store(ledger: Ledger, repo: Path, tmp_path: Path):
+    from tests.conftest import parse_policy_text, script
+    from tether.runner import RunSpec, start_run
+
+    token = "ghp_" + "Z" * 36
+    model = script(tmp_path / "t.json", [SUBMIT])
+    summary = start_run(ledger, RunSpec(f"deploy with {token}", repo, parse_policy_text(""), model=model))
+    assert token not in ledger.get_run(summary["run_id"]).instruction
+    assert token not in all_event_text(ledger, summary["run_id"])
+
+
 def test_secret_printed_by_a_repository_file_is_masked_in_the_record(ledger: Ledger, repo: Path, tmp_path: Path):
     token = "xoxb-123456789012-1234567890123-abcdefghijklmnopqrstuvwx"
     (repo / "settings.ini").write_text(f"slack = {token}\nkey = AKIAIOSFODNN7EXAMPLE\n")

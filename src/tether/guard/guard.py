@@ -34,6 +34,8 @@ WRITE_TOOLS = ("write_file", "edit_file")
 # File ctimes come from the kernel's coarse clock, which may lag time.time_ns() by a tick or so.
 CTIME_SLACK_NS = 50_000_000
 DIFF_LIMIT = 20_000  # characters of a proposed write's diff shown to its approver
+DESTRUCTIVE_MIN_LINES = 10  # smaller files (stubs) may be rewritten whole
+DESTRUCTIVE_LIMIT = 1 << 20  # larger files are not compared line by line
 REQUIRED_ARGS: dict[str, tuple[str, ...]] = {
     "bash": ("command",),
     "read_file": ("path",),
@@ -354,6 +356,10 @@ class Guard:
                 decision = self.writes.check(relative)
                 if decision.verdict != "allow":
                     return decision
+                if call.name == "write_file":
+                    destructive = self._destructive(relative, call.arguments["content"])
+                    if destructive is not None:
+                        return destructive
                 owners = self.ownership.owners_of(relative)
                 if owners:
                     return Decision("ask", "ownership.protected",
@@ -407,6 +413,30 @@ class Guard:
                             f"{actor} changed {path!r}, owned by {', '.join(owners)}; use "
                             "write_file or edit_file, which ask the owners", [path], owners)
         return None
+
+    def _destructive(self, relative: str, content: str) -> Decision | None:
+        """A whole-file write that throws away most of an existing file."""
+        share = self.policy.writes.max_removed_share
+        if share is None:
+            return None
+        try:
+            data, size = read_regular(self.worktree.path / relative, DESTRUCTIVE_LIMIT)
+        except OSError:
+            return None  # a new file (or not a file: the write itself will say so)
+        if size > len(data):
+            return None
+        before = data.decode("utf-8", "replace").splitlines()
+        if len(before) < DESTRUCTIVE_MIN_LINES:
+            return None
+        kept = sum(block.size for block in difflib.SequenceMatcher(
+            None, before, content.splitlines(), autojunk=False).get_matching_blocks())
+        removed = len(before) - kept
+        if removed <= share * len(before):
+            return None
+        return Decision("deny", "writes.max_removed_share",
+                        f"write_file would remove {removed} of the {len(before)} lines of {relative!r} (more than "
+                        f"{share:.0%}, [writes] max_removed_share); change it with edit_file, or write the whole "
+                        "file with what must stay in it", [relative])
 
     def _proposed_diff(self, call: ToolCall) -> str:
         """The unified diff a write would make, for the person asked to approve it."""

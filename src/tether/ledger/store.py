@@ -22,7 +22,7 @@ from tether.ledger.chain import (
 )
 from tether.ledger.schema import events, runs
 from tether.paths import tether_dir
-from tether.redact import mask_payload, secret_values
+from tether.redact import mask, mask_payload, secret_values
 
 DB_ENV = "TETHER_DB"
 
@@ -134,7 +134,8 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(insert(runs).values(
                 id=run_id, created_at=now, updated_at=now, source=source, status=status,
-                repo=repo, instruction=instruction, event_count=0, head_hash=GENESIS, **fields,
+                repo=repo, instruction=mask(instruction, self._secrets), event_count=0, head_hash=GENESIS,
+                **fields,
             ))
         self._heads[run_id] = (0, GENESIS)
 

@@ -37,6 +37,9 @@ class BudgetPolicy(Section):
 class WritesPolicy(Section):
     max_files: int | None = Field(None, gt=0)
     max_lines: int | None = Field(None, gt=0)
+    # A whole-file write that would remove more than this share of an existing file's lines (of a
+    # file of 10 lines or more) is refused: a model that echoes a template must not wipe a module.
+    max_removed_share: float | None = Field(0.5, gt=0, le=1)
     allow: list[str] = Field(default_factory=list)
     deny: list[str] = Field(default_factory=list)
     ignore: list[str] = Field(default_factory=list)
