@@ -25,7 +25,8 @@ from tether.policy.load import ORG_POLICY_NAME, parse_policy
 from tether.policy.ownership import CODEOWNERS_LOCATIONS, Ownership
 from tether.policy.schema import FleetPolicy
 from tether.workspace.git import GitError, head_commit, repo_root, show_file
-from tether.workspace.sandbox import require_sandbox, worktree_sandbox
+from tether.workspace.project import SetupFailed, plan_for, prepare
+from tether.workspace.sandbox import for_setup, require_sandbox, worktree_sandbox
 from tether.workspace.worktree import Worktree, create_worktree, open_worktree, reattach_worktree
 
 
@@ -85,6 +86,7 @@ def _fleet_gate(ledger: Ledger, repo: Path, run_id: str) -> FleetGate:
 
 def _guard(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, worktree: Worktree,
            on_event: EventSink | None, approver: Approver | None) -> Guard:
+    """The run's guard; its sandbox gets the project's environment once `_environment` prepared it."""
     return Guard(
         run_id=run_id, ledger=ledger, policy=policy, provider=provider,
         worktree=worktree,
@@ -126,7 +128,38 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
         "system_prompt": system_prompt, "sandbox": guard.sandbox.describe(), "user": current_user(),
         "source": spec.source, "parent_run_id": spec.parent_run_id,
     })
+    try:
+        _environment(guard)
+    except SetupFailed as exc:
+        _finish(ledger, guard, "failed", str(exc), "environment.setup")
+        return _summary(ledger, run_id)
     return _drive(ledger, guard, owner, system_prompt, spec.instruction, [])
+
+
+def _environment(guard: Guard) -> None:
+    """Prepare the project's environment (from the cache, or by running its setup in the sandbox,
+    each command recorded) and give it to the run's sandbox. Before the first model call."""
+    policy, worktree = guard.policy, guard.worktree
+    plan = plan_for(policy.environment, worktree.path)
+
+    def run_setup(command: str, folder: Path) -> tuple[bool, str]:
+        sandbox = worktree_sandbox(for_setup(policy.sandbox), policy.environment.network, worktree.path,
+                                   worktree.repo, building=folder)
+        result = sandbox.run(command, policy.environment.timeout_s)
+        ok = result.exit_code == 0 and not result.timed_out
+        guard.record("environment_setup", {"name": command, "exit_code": result.exit_code, "ok": ok,
+                                           "duration_s": round(result.duration_s, 3),
+                                           "output_tail": result.output[-2000:]})
+        return ok, result.output[-2000:]
+
+    project, built = prepare(plan, worktree.path, run_setup)
+    guard.record("environment", {"kind": plan.kind, "note": plan.note, "built": built,
+                                 "folder": str(project.folder) if project else None,
+                                 "setup": plan.setup, "inputs": plan.inputs})
+    guard.sandbox = worktree_sandbox(policy.sandbox, policy.commands.network, worktree.path, worktree.repo,
+                                     project=project)
+    if built:  # the build ran as the sandbox user in this worktree: files it left there are its own
+        guard.worktree.restore(guard.tree)
 
 
 def continue_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
@@ -230,6 +263,7 @@ def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | No
     provider = make_provider(started["model"], started.get("base_url"))
     guard = _guard(ledger, run_id, policy, provider, worktree, on_event, approver)
     guard.replay_state(events)
+    _environment(guard)
     guard.worktree.restore(guard.tree)  # undo whatever a dead process changed after its last record
     if guard.fleet is not None:  # its diff was counted against the repository's day as it grew
         guard.fleet.lines_counted = guard.worktree.diff(guard.base_tree, guard.tree).lines

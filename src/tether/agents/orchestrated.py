@@ -157,7 +157,8 @@ def _execute(guard: Guard, provider: Provider, role: str, prompt: str, subtask: 
     worktree = _executor_worktree(guard, role)
     tree = guard.role_trees.get(role, guard.base_tree)
     worktree.restore(tree)  # undo whatever a dead process changed after its last record
-    sandbox = worktree_sandbox(guard.policy.sandbox, guard.policy.commands.network, worktree.path, worktree.repo)
+    sandbox = worktree_sandbox(guard.policy.sandbox, guard.policy.commands.network, worktree.path, worktree.repo,
+                               project=guard.sandbox.project)
     guard.use_worktree(role, worktree, sandbox, tree, hands_over=True)
     guard.provider = _for_role(provider, role)
     first_step = next((e.payload["step"] for e in own if e.type == "model_request"), guard.meters.steps + 1)

@@ -29,7 +29,7 @@ from tether.evals.suite import SuiteError, TaskSpec, prepare_repo
 from tether.ledger import Ledger
 from tether.policy import Policy, load_policy
 from tether.policy.load import dump_policy
-from tether.policy.schema import SandboxPolicy
+from tether.policy.schema import EnvironmentPolicy, SandboxPolicy
 from tether.queue.tasks import Tasks
 
 EVAL_FILE = "eval.json"
@@ -137,7 +137,9 @@ def _score(ev: Eval, ledger: Ledger, records: EvalRecords, cell: Cell, by_name: 
     events = ledger.events(run.id)
     finished = next((e.payload for e in events if e.type == "run_finished"), {})
     repo = Path(run.repo)
-    score = score_delivery(by_name[cell.task], repo, run.base_commit or "", finished.get("commit"), SandboxPolicy())
+    environment = Policy.model_validate(events[0].payload["policy"]).environment if events else EnvironmentPolicy()
+    score = score_delivery(by_name[cell.task], repo, run.base_commit or "", finished.get("commit"), SandboxPolicy(),
+                           environment)
     score["rework_lines"] = rework_lines(repo, run.id, run.base_commit or "", events)
     records.set_score(cell, score)
     return cell_row(cell.task, cell.config, cell.repeat, run, events, score)

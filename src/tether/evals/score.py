@@ -13,9 +13,10 @@ from typing import Any
 
 from tether.evals.suite import TaskSpec
 from tether.ledger import StoredEvent
-from tether.policy.schema import SandboxPolicy
+from tether.policy.schema import EnvironmentPolicy, SandboxPolicy
 from tether.workspace.git import git
-from tether.workspace.sandbox import Sandbox
+from tether.workspace.project import ProjectEnv, SetupFailed, plan_for, prepare
+from tether.workspace.sandbox import Sandbox, for_setup
 from tether.workspace.worktree import open_worktree
 
 OUTPUT_TAIL = 1500
@@ -38,7 +39,7 @@ def _run(sandbox: Sandbox, command: str, timeout_s: float) -> dict[str, Any]:
 
 
 def score_delivery(task: TaskSpec, repo: Path, base_commit: str, commit: str | None,
-                   sandbox_policy: SandboxPolicy) -> dict[str, Any]:
+                   sandbox_policy: SandboxPolicy, environment: EnvironmentPolicy | None = None) -> dict[str, Any]:
     """{"visible": {...}, "hidden": {...}} for the delivered commit (both failed when there is none)."""
     if commit is None:
         missing = {"passed": False, "exit_code": None, "timed_out": False, "duration_s": 0.0,
@@ -52,12 +53,26 @@ def score_delivery(task: TaskSpec, repo: Path, base_commit: str, commit: str | N
             text = git(repo, "show", f"{base_commit}:{relative}")
             (work / relative).parent.mkdir(parents=True, exist_ok=True)
             (work / relative).write_text(text, encoding="utf-8")
-        sandbox = Sandbox(sandbox_policy, work)
+        sandbox = Sandbox(sandbox_policy, work, project=_environment(environment or EnvironmentPolicy(), work,
+                                                                      sandbox_policy))
         visible = _run(sandbox, task.visible_check, task.timeouts.check_s)
         if task.hidden is not None:
             shutil.copytree(task.folder / task.hidden, work, dirs_exist_ok=True)
         hidden = _run(sandbox, task.hidden_check, task.timeouts.check_s)
     return {"visible": visible, "hidden": hidden}
+
+
+def _environment(environment: EnvironmentPolicy, work: Path, sandbox_policy: SandboxPolicy) -> ProjectEnv | None:
+    """The project's environment for scoring: the run's own, from the cache (set up again if gone)."""
+    def run_setup(command: str, folder: Path) -> tuple[bool, str]:
+        result = Sandbox(for_setup(sandbox_policy), work, network=environment.network, building=folder).run(
+            command, environment.timeout_s)
+        return result.exit_code == 0 and not result.timed_out, result.output[-OUTPUT_TAIL:]
+
+    try:
+        return prepare(plan_for(environment, work), work, run_setup)[0]
+    except SetupFailed:
+        return None  # the checks then fail with the reason in their own output
 
 
 def rework_lines(repo: Path, run_id: str, base_commit: str, events: list[StoredEvent]) -> int:

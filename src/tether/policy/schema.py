@@ -91,6 +91,23 @@ class SandboxPolicy(Section):
         return names
 
 
+class EnvironmentPolicy(Section):
+    """The project's own toolchain for its checks and the agent's commands (never Tether's)."""
+    setup: list[str] | None = None  # commands run once per digest in the sandbox; None: detected
+    network: bool = True  # whether setup may reach the network (the agent's commands never do, unless allowed)
+    path: list[str] = Field(default_factory=list)  # folders of the environment put first on PATH
+    mounts: dict[str, str] = Field(default_factory=dict)  # worktree path -> folder of the environment
+    inputs: list[str] = Field(default_factory=list)  # files whose content keys the cache (default: manifests)
+    timeout_s: float = Field(900, gt=0)  # per setup command
+
+    @field_validator("setup")
+    @classmethod
+    def _commands(cls, setup: list[str] | None) -> list[str] | None:
+        if setup is not None and not all(command.strip() for command in setup):
+            raise ValueError("a setup command is empty")
+        return setup
+
+
 class OwnershipPolicy(Section):
     codeowners: bool = True
     protected: dict[str, list[str]] = Field(default_factory=dict)
@@ -183,6 +200,7 @@ class Policy(Section):
     writes: WritesPolicy = Field(default_factory=WritesPolicy)
     commands: CommandsPolicy = Field(default_factory=CommandsPolicy)
     sandbox: SandboxPolicy = Field(default_factory=SandboxPolicy)
+    environment: EnvironmentPolicy = Field(default_factory=EnvironmentPolicy)
     ownership: OwnershipPolicy = Field(default_factory=OwnershipPolicy)
     approvals: ApprovalsPolicy = Field(default_factory=ApprovalsPolicy)
     checks: list[CheckPolicy] = Field(default_factory=list)

@@ -133,7 +133,10 @@ def preexec(policy: SandboxPolicy, group: ResourceGroup) -> Callable[[], None]:
 
     def apply() -> None:
         group.enter()
-        resource.setrlimit(resource.RLIMIT_AS, (policy.memory_mb * mib, policy.memory_mb * mib))
+        if "memory" not in group.groups:
+            # Only without a memory cgroup: address space is a poor proxy for memory (V8's and
+            # WebAssembly's reservations alone pass any sensible bound), but it is all there is.
+            resource.setrlimit(resource.RLIMIT_AS, (policy.memory_mb * mib, policy.memory_mb * mib))
         resource.setrlimit(resource.RLIMIT_CPU, (policy.cpu_s, policy.cpu_s))
         resource.setrlimit(resource.RLIMIT_FSIZE, (policy.max_file_mb * mib, policy.max_file_mb * mib))
         resource.setrlimit(resource.RLIMIT_NPROC, (policy.max_procs, policy.max_procs))
@@ -146,7 +149,7 @@ def describe(drops_root: bool) -> dict[str, str]:
     groups = _parents()
     rlimit_procs = "rlimit" if drops_root or os.geteuid() != 0 else "rlimit (not binding for root)"
     return {
-        "memory": "memory cgroup + rlimit" if "memory" in groups else "rlimit (address space)",
+        "memory": "memory cgroup" if "memory" in groups else "rlimit (address space)",
         "cpu": "rlimit", "file_size": "rlimit",
         "processes": "pids cgroup" if "pids" in groups else rlimit_procs,
     }

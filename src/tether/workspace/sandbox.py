@@ -24,6 +24,7 @@ from tether.workspace import limits
 from tether.workspace.environment import sandbox_environment
 from tether.workspace.git import common_dir, git_env
 from tether.workspace.identity import SANDBOX_GID, SANDBOX_UID, drops_root, hand_over
+from tether.workspace.project import ENV_VARIABLE, ProjectEnv
 
 OUTPUT_HEAD = 4_000
 OUTPUT_TAIL = 12_000
@@ -76,13 +77,17 @@ class Sandbox:
     read_only: list[Path] = field(default_factory=list)
     frozen: list[Path] = field(default_factory=list)
     overlays: dict[Path, Path] = field(default_factory=dict)
+    project: ProjectEnv | None = None  # the project's environment, mounted read-only
+    building: Path | None = None  # an environment being set up: writable, and the only one
 
     def __post_init__(self) -> None:
         require_sandbox(self.policy)
-        self.env, self.dropped_env = _sandbox_env(self.policy)
+        self.env, self.dropped_env = _sandbox_env(self.policy, self.project, self.building)
         self.as_user = self.policy.mode == "bwrap" and drops_root()
         if self.as_user:
             hand_over(self.workdir)
+            if self.building is not None:
+                hand_over(self.building)
         self._bwrap_prefix = self._bwrap_args() if self.policy.mode == "bwrap" else []
 
     def describe(self) -> dict[str, object]:
@@ -142,8 +147,15 @@ class Sandbox:
             if resolved.is_dir() and not any(resolved.is_relative_to(b) for b in bound):
                 binds.append(("--ro-bind", str(resolved), str(resolved)))
                 bound.append(resolved)
+        if self.project is not None:
+            binds.append(("--ro-bind", str(self.project.folder), str(self.project.folder)))
+        if self.building is not None:
+            binds.append(("--bind", str(self.building), str(self.building)))
         workdir = str(self.workdir.resolve())
         binds.append(("--bind", workdir, workdir))
+        for target, source in (self.project.mounts if self.project is not None else {}).items():
+            (self.workdir / target).mkdir(parents=True, exist_ok=True)  # the mount point, an ignored folder
+            binds.append(("--ro-bind", str(source), str(self.workdir.resolve() / target)))
         for path in self.frozen:  # after the worktree's bind, so that they lie over it
             if path.exists():
                 binds.append(("--ro-bind", str(path), str(path)))
@@ -266,37 +278,70 @@ def _read_output(sink: tempfile._TemporaryFileWrapper) -> tuple[str, str, bool]:
     return text, digest.hexdigest(), truncated
 
 
+def _tethers_own(entry: str) -> bool:
+    """Whether a folder belongs to the virtualenv Tether runs in (never the project's tools)."""
+    return sys.prefix != sys.base_prefix and Path(entry).resolve().is_relative_to(Path(sys.prefix).resolve())
+
+
+def _caller_path() -> list[str]:
+    """The caller's PATH without Tether's own virtualenv, after the base interpreter's folder."""
+    entries = [str(Path(sys.base_prefix) / "bin")]
+    entries += [entry for entry in os.environ.get("PATH", "/usr/bin:/bin").split(os.pathsep)
+                if entry and os.path.isabs(entry) and not _tethers_own(entry)]
+    return list(dict.fromkeys(entries))
+
+
 def _toolchain_dirs() -> list[Path]:
-    """The running interpreter's prefixes and the caller's PATH, so `python` and friends exist."""
-    dirs = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent}
-    for entry in os.environ.get("PATH", "").split(os.pathsep):
-        if entry and os.path.isabs(entry):
-            dirs.add(Path(entry))
-    return sorted(dirs)
+    """The base interpreter and the caller's PATH, so `python3`, `git` and friends exist; Tether's
+    own virtualenv (its interpreter and site-packages) stays out."""
+    return sorted({Path(sys.base_prefix), *map(Path, _caller_path())})
 
 
-def _sandbox_env(policy: SandboxPolicy) -> tuple[dict[str, str], list[str]]:
-    env, dropped = sandbox_environment(os.environ, policy.pass_env)
+# What package managers need during setup: their configuration, proxies and certificates.
+_SETUP_VARIABLES = re.compile(r"^(PIP_|UV_|NPM_CONFIG_|npm_config_|PNPM_|YARN_|POETRY_|COREPACK_)|"
+                              r"^(HTTPS?_PROXY|https?_proxy|NO_PROXY|no_proxy|SSL_CERT_(FILE|DIR)|"
+                              r"REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|NODE_EXTRA_CA_CERTS)$")
+
+
+def _sandbox_env(policy: SandboxPolicy, project: ProjectEnv | None = None,
+                 building: Path | None = None) -> tuple[dict[str, str], list[str]]:
+    passed = list(policy.pass_env)
+    if building is not None:
+        passed += [name for name in os.environ if _SETUP_VARIABLES.match(name)]
+    env, dropped = sandbox_environment(os.environ, passed)
+    first = [str(entry) for entry in project.path] if project is not None else []
     env.update({
         "HOME": "/tmp",
         "TMPDIR": "/tmp",
         "PYTHONDONTWRITEBYTECODE": "1",
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "/usr/bin:/bin")]),
+        "PATH": os.pathsep.join([*first, *_caller_path()]),
         # The worktree's files belong to the caller; git must not call that dubious ownership.
         "GIT_CONFIG_COUNT": "1",
         "GIT_CONFIG_KEY_0": "safe.directory",
         "GIT_CONFIG_VALUE_0": "*",
     })
+    if project is not None:
+        env.update(project.variables)
+    if building is not None:
+        env[ENV_VARIABLE] = str(building)
     return env, dropped
 
 
-def worktree_sandbox(policy: SandboxPolicy, network: bool, worktree: Path, repo: Path) -> Sandbox:
+def for_setup(policy: SandboxPolicy) -> SandboxPolicy:
+    """The limits for an environment's setup: it may download and unpack more than an agent's step."""
+    return policy.model_copy(update={"max_step_write_mb": max(policy.max_step_write_mb, 8192),
+                                     "tmp_mb": max(policy.tmp_mb, 4096)})
+
+
+def worktree_sandbox(policy: SandboxPolicy, network: bool, worktree: Path, repo: Path,
+                     project: ProjectEnv | None = None, building: Path | None = None) -> Sandbox:
     """The sandbox of one worktree: it writes there; the repository's git store is read-only, its
-    config without remotes or credentials, and the worktree's `.git` pointer cannot be changed."""
+    config without remotes or credentials, and the worktree's `.git` pointer cannot be changed.
+    `project` is the prepared environment; `building`, one being set up (it alone is writable)."""
     store = common_dir(repo)
     overlays = {config: _scrubbed_git_config(config, tether_dir(repo)) for config in _git_configs(store)}
     return Sandbox(policy, worktree, network=network, read_only=[store], frozen=[worktree / ".git"],
-                   overlays=overlays)
+                   overlays=overlays, project=project, building=building)
 
 
 # What git needs to read the repository; everything else (remotes, credentials, URLs with tokens,

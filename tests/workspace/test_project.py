@@ -1,0 +1,69 @@
+"""The project's environment: detection on the common layouts, setup recorded and cached, and a
+failing setup that fails the run before any model call."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import payloads, run_scripted
+from tether.ledger import Ledger
+from tether.policy.schema import EnvironmentPolicy
+from tether.workspace.project import detect, plan_for
+
+SUBMIT = {"tool_calls": [{"name": "submit", "arguments": {"summary": "done"}}]}
+
+
+def test_detection_of_common_layouts(tmp_path: Path):
+    python = tmp_path / "py"
+    (python / "src" / "pkg").mkdir(parents=True)
+    (python / "src" / "pkg" / "__init__.py").write_text("")
+    (python / "pyproject.toml").write_text(
+        '[project]\nname = "pkg"\ndependencies = ["attrs>=20"]\n'
+        '[project.optional-dependencies]\ntest = ["hypothesis"]\n'
+        '[dependency-groups]\ndev = [{include-group = "lint"}, "coverage"]\nlint = ["ruff"]\n')
+    plan = detect(python)
+    assert plan.kind == "python" and plan.python_path == ["src", "."]
+    installs = " ".join(plan.setup)
+    for requirement in ("'attrs>=20'", "'hypothesis'", "'coverage'", "'ruff'", "'pytest'"):
+        assert requirement in installs
+    assert "pyproject.toml" in plan.inputs
+
+    requirements = tmp_path / "req"
+    requirements.mkdir()
+    (requirements / "requirements.txt").write_text("requests\n")
+    (requirements / "app.py").write_text("")
+    plan = detect(requirements)
+    assert "-r requirements.txt" in " ".join(plan.setup) and plan.python_path == ["."]
+
+    node = tmp_path / "node"
+    node.mkdir()
+    (node / "package.json").write_text(json.dumps({"packageManager": "pnpm@8.15.0"}))
+    (node / "pnpm-lock.yaml").write_text("lockfileVersion: '6.0'\n")
+    plan = detect(node)
+    assert plan.kind == "node" and "pnpm@8 install --frozen-lockfile" in plan.setup[0]
+    assert plan.mounts == {"node_modules": "node_modules"} and plan.path == ["node_modules/.bin"]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "README.md").write_text("")
+    assert detect(empty).kind == "none"
+
+
+def test_declared_setup_wins_and_the_digest_follows_the_inputs(tmp_path: Path):
+    (tmp_path / "requirements.txt").write_text("a\n")
+    plan = plan_for(EnvironmentPolicy(setup=["make env"], path=["bin"]), tmp_path)
+    assert plan.kind == "declared" and plan.setup == ["make env"] and "requirements.txt" in plan.inputs
+    before = plan.digest(tmp_path)
+    (tmp_path / "requirements.txt").write_text("b\n")
+    assert plan.digest(tmp_path) != before
+
+
+def test_a_failing_setup_fails_the_run_with_the_command_and_its_output(ledger: Ledger, repo: Path, tmp_path: Path):
+    policy = '[environment]\nsetup = ["echo preparing", "pip-that-does-not-exist install x"]\n'
+    summary = run_scripted(ledger, repo, tmp_path, [SUBMIT], policy)
+    assert summary["status"] == "failed"
+    assert "pip-that-does-not-exist install x" in summary["reason"] and "not found" in summary["reason"]
+    steps = payloads(ledger, summary["run_id"], "environment_setup")
+    assert [s["ok"] for s in steps] == [True, False]
+    assert not payloads(ledger, summary["run_id"], "model_request")  # no money spent
