@@ -192,3 +192,13 @@ def test_scripted_demo_ends_with_a_branch_that_passes_its_check(tmp_path: Path):
     assert "Pling" in git(target, "show", f"{summary['branch']}:raindrops.py")
     again = tether("demo", "--scripted", "--dir", str(target), cwd=tmp_path)
     assert again.returncode == 2 and "not empty" in again.stderr
+
+
+def test_version_and_doctor_on_a_bad_setup(repo: Path, tmp_path: Path):
+    version = tether("--version", cwd=repo)
+    assert version.returncode == 0 and version.stdout.startswith("tether 0.")
+    (repo / "tether.toml").write_text('[environment]\nsetup = ["exit 3"]\n' + CHECK)
+    doctor = tether("doctor", cwd=repo)
+    assert doctor.returncode == 1
+    assert "FAIL environment" in doctor.stdout and "exit 3" in doctor.stdout
+    assert "tether/doctor-" not in git(repo, "branch")  # the throwaway worktree's branch is gone

@@ -11,6 +11,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,9 +34,18 @@ from tether.policy import POLICY_FILE, PolicyError, find_policy, load_policy, pa
 from tether.policy.load import read_policy_text
 from tether.queue import engine
 from tether.queue.tasks import TaskError, Tasks
-from tether.render import StepPrinter, print_approval_request, print_events, print_replay, print_summary, show_diff
+from tether.render import (
+    StepPrinter,
+    print_approval_request,
+    print_events,
+    print_finding,
+    print_replay,
+    print_summary,
+    show_diff,
+)
 from tether.replay import replay_run
-from tether.workspace.git import GitError, repo_root
+from tether.workspace.git import GitError, head_commit, repo_root
+from tether.workspace.project import detect
 from tether.workspace.sandbox import SandboxUnavailable
 
 app = typer.Typer(help="Tether: run coding agents on a short leash.", no_args_is_help=True,
@@ -44,6 +54,22 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 EXIT_CODES = {"succeeded": 0, "failed": 1, "stopped": 3, "awaiting_approval": 4, "waiting": 5}
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"tether {metadata.version('tether')}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                               help="Print the version and exit.")] = False) -> None:
+    """Run coding agents on a short leash.
+
+    Example: tether init && tether doctor && tether run "Fix the failing test" --model openai:gpt-4o-mini"""
+
+
 STARTER = Path(__file__).parent / "policy" / "starter.toml"
 
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository (default: the current one).")]
@@ -119,8 +145,11 @@ def init(repo: RepoOpt = Path("."), force: Annotated[bool, typer.Option(help="Ov
         raise fail(str(exc)) from exc
     if target.exists() and not force:
         raise fail(f"{target} exists; pass --force to overwrite it")
-    target.write_text(STARTER.read_text())
-    out.print(f"wrote {target}")
+    plan = detect(target.parent)
+    text = STARTER.read_text().replace(
+        "# Without setup, it is detected", f"# Detected here: {plan.note}.\n# Without setup, it is detected", 1)
+    target.write_text(text)
+    out.print(f"wrote {target} (environment: {plan.note})")
 
 
 @app.command()
@@ -152,6 +181,38 @@ def run(
         except (SandboxUnavailable, ModelError, GitError) as exc:
             raise fail(str(exc)) from exc
     _finish(summary, as_json, loaded.budget.model_dump())
+
+
+@app.command()
+def doctor(
+    repo: RepoOpt = Path("."),
+    policy: Annotated[Path | None, typer.Option("--policy", help="Policy file (default: tether.toml).")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Check, on the base commit and before any agent runs, that the sandbox works, the project's
+    environment sets up, and whether each check passes (and why not).
+
+    Example: tether doctor --repo ~/src/app"""
+    from tether.doctor import diagnose
+
+    try:
+        root = repo_root(repo.resolve())
+        find_policy(root, policy)
+    except (GitError, PolicyError) as exc:
+        raise fail(str(exc)) from exc
+    with open_ledger(db, root) as ledger:
+        try:
+            loaded, _ = find_policy(root, policy, runner.org_policy(ledger))
+        except PolicyError as exc:
+            raise fail(str(exc)) from exc
+    err.print(f"doctor: {root} at {head_commit(root)[:10]}; setting up may take a few minutes the first time")
+    try:
+        diagnosis = diagnose(root, loaded, say=lambda finding: print_finding(out, finding))
+    except GitError as exc:
+        raise fail(str(exc)) from exc
+    if not loaded.checks:
+        out.print("[yellow]no [[checks]] in the policy: nothing tells a run whether it worked[/]")
+    raise typer.Exit(0 if diagnosis.setup_works else 1)
 
 
 @app.command()

@@ -317,6 +317,8 @@ def print_approval_request(console: Console, run_id: str, request: dict[str, Any
     """What a person is asked to approve, in full, and the commands that decide it."""
     owners = ", ".join(request["owners"])
     console.print(f"[bold cyan]run {run_id} waits for approval[/] from {owners}: {request['action']}")
+    if request.get("model_reason"):
+        console.print(f"  the model said: {escape(request['model_reason'].strip()[-500:])}", soft_wrap=True)
     show_diff(console, request.get("diff", ""))
     first_owner = request["owners"][0].lstrip("@") if request["owners"] else "OWNER"
     console.print(f"  approve: tether approve {run_id} --as {first_owner} --reason '...'", soft_wrap=True)
@@ -326,3 +328,12 @@ def print_approval_request(console: Console, run_id: str, request: dict[str, Any
 def show_diff(console: Console, diff: str) -> None:
     if diff:
         console.print(Syntax(diff.rstrip("\n"), "diff", theme="ansi_dark", word_wrap=True))
+
+
+def print_finding(console: Console, finding: Any) -> None:
+    """One line of `tether doctor`: what, ok or not, and why (indented below)."""
+    mark = "[green]ok[/]  " if finding.ok else "[red]FAIL[/]"
+    first, _, rest = finding.detail.partition("\n")
+    console.print(f"{mark} {finding.what}: {escape(first)}", soft_wrap=True)
+    for line in failure_tail(rest).splitlines():
+        console.print(f"       [dim]{escape(line)}[/]", soft_wrap=True)

@@ -109,6 +109,7 @@ class Guard:
     role_step_limit: int | None = None  # an executor hands over when the run's step count reaches this
     role_trees: dict[str | None, str] = field(default_factory=dict)
     unintegrated: list[DiffStat] = field(default_factory=list)
+    last_reply: str = ""
 
     def __post_init__(self) -> None:
         self.meters = Meters()
@@ -236,6 +237,7 @@ class Guard:
             "price_known": cost is not None,
             "latency_s": round(latency, 4),
         })
+        self.last_reply = response.content  # the model's stated reason, for an approver
         if hit is not None:  # e.g. too many replies without an action
             raise self.brake(None, hit)
         return response
@@ -371,6 +373,7 @@ class Guard:
             timeout = self.policy.approvals.timeout_s
             request = ask.as_payload() | {"call_id": call.id, "step": step, "tool": call.name,
                                           "action": _describe_action(call), "diff": self._proposed_diff(call),
+                                          "model_reason": self.last_reply[-2000:],
                                           "deadline": time.time() + timeout if timeout else None}
             self.record("policy_decision", ask.as_payload() | {"call_id": call.id, "step": step})
             self.record("approval_requested", request)
