@@ -30,7 +30,7 @@ from tether.ledger import DB_ENV, Ledger, LedgerError, UnknownRun, default_db_ur
 from tether.ledger.fleet import ORG_POLICY, Fleet, today
 from tether.ledger.queries import summarize
 from tether.models import ModelError
-from tether.policy import POLICY_FILE, PolicyError, find_policy, load_policy, parse_policy
+from tether.policy import POLICY_FILE, Policy, PolicyError, find_policy, load_policy, parse_policy
 from tether.policy.load import read_policy_text
 from tether.queue import engine
 from tether.queue.tasks import TaskError, Tasks
@@ -152,6 +152,25 @@ def init(repo: RepoOpt = Path("."), force: Annotated[bool, typer.Option(help="Ov
     out.print(f"wrote {target} (environment: {plan.note})")
 
 
+def _checked_root(repo: Path, policy: Path | None) -> Path:
+    """The repository's root, with its policy parsed: a broken policy is refused before the store
+    is even created."""
+    try:
+        root = repo_root(repo.resolve())
+        find_policy(root, policy)
+    except (GitError, PolicyError) as exc:
+        raise fail(str(exc)) from exc
+    return root
+
+
+def _layered_policy(root: Path, policy: Path | None, ledger: Ledger) -> tuple[Policy, Path | None]:
+    """The repository's policy over the store's org policy."""
+    try:
+        return find_policy(root, policy, runner.org_policy(ledger))
+    except PolicyError as exc:
+        raise fail(str(exc)) from exc
+
+
 @app.command()
 def run(
     instruction: Annotated[str, typer.Argument(help="What the agent should do.")],
@@ -164,16 +183,9 @@ def run(
     no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt; pause for approvals.")] = False,
 ) -> None:
     """Run an agent on a task in a fresh worktree, under the policy."""
-    try:
-        root = repo_root(repo.resolve())
-        find_policy(root, policy)  # a broken policy is refused before the store is even created
-    except (GitError, PolicyError) as exc:
-        raise fail(str(exc)) from exc
+    root = _checked_root(repo, policy)
     with open_ledger(db, root) as ledger:
-        try:
-            loaded, policy_path = find_policy(root, policy, runner.org_policy(ledger))
-        except PolicyError as exc:
-            raise fail(str(exc)) from exc
+        loaded, policy_path = _layered_policy(root, policy, ledger)
         spec = runner.RunSpec(instruction, root, loaded, policy_path, model, base_url)
         try:
             summary = runner.start_run(ledger, spec, on_event=StepPrinter(err),
@@ -195,16 +207,9 @@ def doctor(
     Example: tether doctor --repo ~/src/app"""
     from tether.doctor import diagnose
 
-    try:
-        root = repo_root(repo.resolve())
-        find_policy(root, policy)
-    except (GitError, PolicyError) as exc:
-        raise fail(str(exc)) from exc
+    root = _checked_root(repo, policy)
     with open_ledger(db, root) as ledger:
-        try:
-            loaded, _ = find_policy(root, policy, runner.org_policy(ledger))
-        except PolicyError as exc:
-            raise fail(str(exc)) from exc
+        loaded, _ = _layered_policy(root, policy, ledger)
     err.print(f"doctor: {root} at {head_commit(root)[:10]}; setting up may take a few minutes the first time")
     try:
         diagnosis = diagnose(root, loaded, say=lambda finding: print_finding(out, finding))
