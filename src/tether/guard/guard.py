@@ -358,14 +358,14 @@ class Guard:
                 decision = self.writes.check(relative)
                 if decision.verdict != "allow":
                     return decision
+                owners = self.ownership.owners_of(relative)
+                if owners:  # the owner sees the whole diff: a destructive write is theirs to judge
+                    return Decision("ask", "ownership.protected",
+                                    f"{relative!r} is owned by {', '.join(owners)}", [relative], owners)
                 if call.name == "write_file":
                     destructive = self._destructive(relative, call.arguments["content"])
                     if destructive is not None:
                         return destructive
-                owners = self.ownership.owners_of(relative)
-                if owners:
-                    return Decision("ask", "ownership.protected",
-                                    f"{relative!r} is owned by {', '.join(owners)}", [relative], owners)
         return ALLOW
 
     def _approval(self, step: int, call: ToolCall, ask: Decision) -> Decision:
