@@ -138,11 +138,12 @@ import sys
 from tether.ledger import Ledger
 ledger = Ledger(sys.argv[1])
 ledger.create_run(sys.argv[2], repo="/r", instruction="crash me")
-print("ready", flush=True)
 i = 0
 while True:
     ledger.append(sys.argv[2], "tool_result", {"i": i, "output": "x" * 5000})
     i += 1
+    if i == 10:  # a loaded machine may take a while to get here; the kill comes after
+        print("ready", flush=True)
 """
 
 
