@@ -58,7 +58,8 @@ def main() -> None:
             first, built_first, note = set_up(repo)
             second, built_second, _ = set_up(repo)
             assert built_first and not built_second, "the second run must come from the cache"
-            table.add_row(name, note.split(" (")[0], f"{first:.1f} s", f"{second * 1e3:.1f} ms", f"{second / first:.5f}")
+            table.add_row(name, note.split(" (")[0], f"{first:.1f} s", f"{second * 1e3:.1f} ms",
+                          f"{second / first:.5f}")
     console.print(table)
 
 

@@ -27,7 +27,7 @@ def test_scripted_agent_fixes_failing_test_and_branch_passes_checks(ledger: Ledg
     ]
     summary = run_scripted(ledger, repo, tmp_path, turns, CHECK)
     assert summary["status"] == "succeeded", summary
-    assert summary["checks"] == [{"name": "tests", "required": True, "passed": True, "exit_code": 0}]
+    assert summary["checks"] == [{"name": "tests", "required": True, "passed": True, "exit_code": 0, "output_tail": ""}]
     results = payloads(ledger, summary["run_id"], "tool_result")
     assert results[0]["exit_code"] != 0  # the test really failed first
     # The delivered branch holds the fix and its commit passes the check on its own.
