@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -35,6 +36,8 @@ def test_run_json_contract_and_exit_code(repo: Path, tmp_path: Path):
 
     listed = json.loads(tether("runs", "--json", cwd=repo).stdout)
     assert [r["run_id"] for r in listed] == [summary["run_id"]]
+    narrow = tether("runs", cwd=repo, env={**os.environ, "COLUMNS": "44"}).stdout
+    assert summary["run_id"] in narrow and "succeeded" in narrow  # ids and states are never cut
     shown = tether("show", summary["run_id"][:17], "--events", cwd=repo)
     assert shown.returncode == 0 and "run_finished" in shown.stdout
     assert tether("verify", summary["run_id"], cwd=repo).returncode == 0

@@ -19,7 +19,6 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.prompt import Confirm, Prompt
-from rich.table import Table
 
 from tether import runner
 from tether.approvals import decide_approval, expire_approvals, list_pending
@@ -42,6 +41,7 @@ from tether.render import (
     print_replay,
     print_summary,
     show_diff,
+    table_of,
 )
 from tether.replay import replay_run
 from tether.workspace.git import GitError, head_commit, repo_root
@@ -270,12 +270,10 @@ def runs(repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
             row.summary or {"run_id": row.id, "status": row.status, "branch": row.branch,
                             "instruction": row.instruction} for row in rows]))
         return
-    table = Table("run", "status", "steps", "usd", "branch", "instruction")
-    for row in rows:
-        usage = (row.summary or {}).get("usage", {})
-        table.add_row(row.id, row.status, str(usage.get("steps", "")), f"{usage.get('usd', 0):.4f}",
-                      row.branch or "", row.instruction[:50])
-    out.print(table)
+    listed = [[row.id, row.status, str((row.summary or {}).get("usage", {}).get("steps", "")),
+               f"{(row.summary or {}).get('usage', {}).get('usd', 0):.4f}", row.instruction[:50]] for row in rows]
+    # the branch is tether/<run id>: `show` and --json name it
+    out.print(table_of(["run", "status", "steps", "usd", "instruction"], listed, ("run", "status")))
 
 
 @app.command()
@@ -371,15 +369,11 @@ def approvals(
     if as_json:
         out.print_json(json.dumps([{"run_id": p.run_id, "overdue": p.overdue, **p.request} for p in waiting]))
         return
-    table = Table("run", "step", "action", "owners", "waiting", "deadline")
-    for pending in waiting:
-        request = pending.request
-        deadline = request.get("deadline")
-        table.add_row(pending.run_id, str(request["step"]), request["action"], ", ".join(request["owners"]),
-                      f"{time.time() - request['requested_at']:.0f}s",
-                      "none" if deadline is None else ("overdue" if pending.overdue
-                                                       else f"in {deadline - time.time():.0f}s"))
-    out.print(table)
+    rows = [[p.run_id, str(p.request["step"]), p.request["action"], ", ".join(p.request["owners"]),
+             f"{time.time() - p.request['requested_at']:.0f}s",
+             "none" if p.request.get("deadline") is None else (
+                 "overdue" if p.overdue else f"in {p.request['deadline'] - time.time():.0f}s")] for p in waiting]
+    out.print(table_of(["run", "step", "action", "owners", "waiting", "deadline"], rows, ("run", "owners")))
     for pending in waiting:
         out.print()
         print_approval_request(out, pending.run_id, pending.request)
@@ -396,11 +390,10 @@ def models_list(ctx: typer.Context) -> None:
         return
     from tether.models.catalog import KNOWN, cache_dir, model_file, status
 
-    table = Table("model", "status", "size", "file", "about", title=f"local models in {cache_dir()}")
-    for model in KNOWN.values():
-        table.add_row(model.name, status(model), f"{model.size / 1e6:,.0f} MB", str(model_file(model)),
-                      model.description)
-    out.print(table)
+    rows = [[model.name, status(model), f"{model.size / 1e6:,.0f} MB", str(model_file(model)), model.description]
+            for model in KNOWN.values()]
+    out.print(table_of(["model", "status", "size", "file", "about"], rows, ("model", "status"),
+                       title=f"local models in {cache_dir()}"))
 
 
 @models_app.command("pull")

@@ -242,16 +242,10 @@ def print_tasks(console: Console, tasks: list[Task]) -> None:
     if not tasks:
         console.print("no tasks")
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("task", "state", "attempts", "priority"):
-        table.add_column(column, no_wrap=True)
-    for column in ("repository", "instruction", "reason"):
-        table.add_column(column, overflow="ellipsis", no_wrap=True)
-    for task in tasks:
-        table.add_row(task.id, Text(task.state, STATUS_STYLE.get(task.state, "")), str(task.attempts),
-                      str(task.priority), _short(task.repo, 30), _short(task.instruction, 40),
-                      _short(task.reason, 50))
-    console.print(table)
+    rows = [[task.id, Text(task.state, STATUS_STYLE.get(task.state, "")), str(task.attempts), str(task.priority),
+             _short(task.repo, 30), _short(task.instruction, 40), _short(task.reason, 50)] for task in tasks]
+    console.print(table_of(["task", "state", "attempts", "priority", "repository", "instruction", "reason"], rows,
+                           ("task", "state", "attempts", "priority"), box=None, header_style="bold"))
 
 
 def print_fleet(console: Console, limits: FleetPolicy, usage: list[DayUsage], switches: list[Switch]) -> None:
@@ -337,3 +331,18 @@ def print_finding(console: Console, finding: Any) -> None:
     console.print(f"{mark} {finding.what}: {escape(first)}", soft_wrap=True)
     for line in failure_tail(rest).splitlines():
         console.print(f"       [dim]{escape(line)}[/]", soft_wrap=True)
+
+
+def table_of(columns: list[str], rows: list[list[Any]], whole: tuple[str, ...], **options: Any) -> Table:
+    """A table whose `whole` columns (ids, states, model names) are never shortened or wrapped, so
+    they can be copied at any width; the other columns give way."""
+    table = Table(**options)
+    for index, header in enumerate(columns):
+        if header in whole:
+            width = max([len(header), *(len(str(row[index])) for row in rows)])
+            table.add_column(header, no_wrap=True, min_width=width)
+        else:
+            table.add_column(header, overflow="ellipsis")
+    for row in rows:
+        table.add_row(*row)
+    return table
