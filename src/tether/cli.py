@@ -133,6 +133,10 @@ def _finish(summary: dict[str, Any], as_json: bool, budget: dict[str, Any]) -> N
         if summary["status"] == "awaiting_approval" and pending:
             err.print()
             print_approval_request(err, summary["run_id"], pending[-1])
+        if summary["status"] == "waiting":
+            err.print(f"\nthe run is held, its worktree kept: once the cause is gone, continue it with "
+                      f"`tether resume {summary['run_id']}`; or end it, delivering its work so far, with "
+                      f"`tether cancel {summary['run_id']}`", soft_wrap=True)
     raise typer.Exit(EXIT_CODES.get(summary["status"], 1))
 
 
@@ -648,9 +652,22 @@ def task(task_id: Annotated[str, typer.Argument(help="Task id or a unique prefix
 def cancel(task_id: Annotated[str, typer.Argument(help="Task id or a unique prefix.")],
            reason: Annotated[str, typer.Option(help="Why.")] = "cancelled", repo: RepoOpt = Path("."),
            db: DbOpt = None) -> None:
-    """Cancel a task: queued, it never starts; running, it stops at its next step, keeping its work."""
-    with open_tasks(db, repo) as (_, tasks):
-        found = tasks.cancel(task_id, reason)
+    """Cancel a task: queued, it never starts; running, it stops at its next step, keeping its work.
+    A run outside the queue that waits (a failing model, a limit, an approval) is ended, its work
+    delivered on its branch.
+
+    Example: tether cancel 20261130-0012 --reason "model endpoint retired"
+    """
+    with open_tasks(db, repo) as (ledger, tasks):
+        try:
+            found = tasks.cancel(task_id, reason)
+        except TaskError as not_a_task:
+            try:
+                summary = runner.cancel_run(ledger, task_id, reason, runner.current_user())
+            except (runner.RunError, UnknownRun) as exc:
+                raise fail(f"{not_a_task}; {exc}") from exc
+            err.print(f"run {summary['run_id']} cancelled; its work is on {summary['branch']}")
+            return
     err.print(f"task {found.id} cancelled")
 
 

@@ -226,6 +226,22 @@ def held_reason(events: list) -> dict[str, Any] | None:
     return last.payload
 
 
+def cancel_run(ledger: Ledger, run_ref: str, reason: str, by: str) -> dict[str, Any]:
+    """End a run that waits (held by a failing model or a limit, or paused for an approval) and
+    holds no process: its work so far is delivered on its branch, the end recorded as a manual stop."""
+    run = ledger.get_run(run_ref)
+    events = ledger.events(run.id)
+    held = run.status in HELD and held_reason(events) is not None
+    if not held and run.status != "awaiting_approval":
+        raise RunError(f"run {run.id} is {run.status}; only a waiting, held or paused run can be cancelled")
+    owner = lease.owner_id()
+    if not ledger.claim_run(run.id, run.status, "running", owner=owner):
+        raise RunError(f"run {run.id} was taken by another process just now")
+    guard, _ = _rebuild(ledger, run.id, events, None, None)
+    _finish(ledger, guard, "stopped", f"cancelled by {by}: {reason}", "manual")
+    return _summary(ledger, run.id)
+
+
 def _resume_held(ledger: Ledger, run_id: str, on_event: EventSink | None,
                  approver: Approver | None) -> dict[str, Any]:
     run = ledger.get_run(run_id)

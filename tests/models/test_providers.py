@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHECK, FIX, event_types, payloads
+from tests.conftest import CHECK, FIX, event_types, git, payloads
 from tests.models.fake_api import anthropic_reply, api_server, openai_reply
 from tether.ledger import Ledger
 from tether.models import ModelError, ToolSpec, TransientModelError, make_provider
@@ -135,3 +138,26 @@ def test_openai_tool_call_written_as_text_is_parsed():
     with api_server([openai_reply(text)]) as (url, _):
         response = make_provider("openai:m", base_url=url).complete(HISTORY, TOOLS, 64)
     assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [("call_text_1", "bash", {"command": "ls"})]
+
+
+def test_a_held_run_says_how_to_end_it_and_cancel_ends_it_with_its_work(repo: Path, tmp_path: Path):
+    replies = [openai_reply("", [("c1", "write_file", {"path": "kept.txt", "content": "work\n"})])]
+    replies += [(503, {"error": {"message": "down", "type": "server"}}, {})] * 3
+    (repo / "tether.toml").write_text("[agent]\nmax_retries = 2\nretry_base_s = 0.01\n")
+
+    def tether(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tether", *args], cwd=repo, capture_output=True, text=True)
+
+    with api_server(replies) as (url, _):
+        held = tether("run", "x", "--model", "openai:m", "--base-url", url, "--no-input")
+    assert held.returncode == 5, held.stderr
+    run_id = json.loads(tether("runs", "--json").stdout)[0]["run_id"]
+    hint = " ".join(held.stderr.split())
+    assert f"tether resume {run_id}" in hint and f"tether cancel {run_id}" in hint
+    cancelled = tether("cancel", run_id, "--reason", "endpoint retired")
+    assert cancelled.returncode == 0, cancelled.stderr
+    summary = json.loads(tether("show", run_id, "--json").stdout)
+    assert summary["status"] == "stopped" and "endpoint retired" in summary["reason"]
+    assert git(repo, "show", f"{summary['branch']}:kept.txt") == "work\n"
+    again = tether("cancel", run_id)
+    assert again.returncode == 2 and "only a waiting, held or paused run" in again.stderr
