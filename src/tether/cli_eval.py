@@ -53,7 +53,9 @@ def _report(results: dict[str, Any], out_dir: Path, as_json: bool) -> None:
 @eval_app.command("run")
 def run(
     suite: Annotated[Path, typer.Argument(help="The suite directory (one folder with a task.toml per task).")],
-    config: Annotated[list[Path], typer.Option("--config", help="A policy file to compare; give two or more.")],
+    config: Annotated[list[Path], typer.Option(
+        "--config", help="A policy file to run the suite under; repeat it to compare several (the first is "
+                         "the baseline).")],
     tasks: Annotated[str | None, typer.Option(help="Only tasks matching these globs (comma-separated).")] = None,
     repeats: Annotated[int, typer.Option(min=1, help="Runs of each task under each config.")] = 1,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes running cells at once.")] = 1,
