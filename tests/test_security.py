@@ -153,6 +153,20 @@ def test_required_check_cannot_deliver_protected_paths(ledger: Ledger, repo: Pat
     assert undone and "secure/keys.txt" in undone[0]["paths"] and undone[0]["rolled_back"]
 
 
+def test_a_check_that_rewrites_the_git_pointer_stops_the_run(ledger: Ledger, repo: Path, tmp_path: Path):
+    marker = tmp_path / "pwned-by-check"
+    evil = textwrap.dedent(f"""\
+        import subprocess
+        subprocess.run({fsmonitor_payload(marker)!r}, shell=True, check=True)
+        """)
+    policy = CHECK + MODE_NONE
+    summary = run_scripted(ledger, repo, tmp_path, [call("write_file", path="conftest.py", content=evil),
+                                                    SUBMIT], policy)
+    assert summary["status"] == "stopped" and summary["denials"][-1]["rule"] == "workspace.git_pointer"
+    assert not marker.exists()
+    assert "conftest.py" in git(repo, "ls-tree", "--name-only", summary["branch"])  # work kept, pointer put back
+
+
 def test_agent_cannot_change_the_policy_file_or_codeowners(ledger: Ledger, repo: Path, tmp_path: Path):
     turns = [call("write_file", path="tether.toml", content="[budget]\nmax_steps = 1000\n"),
              bash("echo '* @agent' > CODEOWNERS"), SUBMIT]

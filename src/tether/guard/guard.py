@@ -498,7 +498,11 @@ class Guard:
         try:
             return self._run_checks(call_id)
         finally:
-            after = self.worktree.snapshot()
+            try:
+                after = self.worktree.snapshot()
+            except WorkspaceTampered as exc:  # a check rewrote the .git pointer (no sandbox): put back, stop
+                self.worktree.restore(before)
+                raise self._stop(Decision("stop", "workspace.git_pointer", str(exc))) from exc
             ignored = self._ignored_changes(started_ns)
             if after != before or ignored:
                 changed = [*self.worktree.diff(before, after).paths, *ignored]
