@@ -83,10 +83,16 @@ class Worktree:
         never from the `.git` file inside the worktree, which the agent's commands could rewrite."""
         expected = self.path / ".git"
         admin = common_dir(self.repo) / "worktrees"
-        for candidate in sorted(admin.iterdir()) if admin.is_dir() else []:
-            gitdir = candidate / "gitdir"
-            if gitdir.is_file() and Path(gitdir.read_text().strip()) == expected:
-                return candidate
+        try:
+            candidates = sorted(admin.iterdir())
+        except FileNotFoundError:  # git removes the folder with the last worktree (another run's)
+            candidates = []
+        for candidate in candidates:
+            try:  # other runs add and remove their worktrees while this one looks
+                if Path((candidate / "gitdir").read_text().strip()) == expected:
+                    return candidate
+            except OSError:
+                continue
         raise GitError(f"{self.path} is not a registered worktree of {self.repo}")
 
     def _git(self, *args: str) -> str:
