@@ -62,7 +62,6 @@ class ExecResult:
     duration_s: float
     timed_out: bool
     truncated: bool
-    bytes_written: int = 0  # growth of the worktree's file system while the command ran
     write_limited: bool = False  # killed for writing more than [sandbox] max_step_write_mb
 
 
@@ -202,8 +201,7 @@ class Sandbox:
         if watch.exceeded:
             output += (f"\n[tether: command killed: it wrote more than {self.policy.max_step_write_mb} MiB "
                        "([sandbox] max_step_write_mb)]")
-        return ExecResult(exit_code, output, digest, duration, timed_out, truncated, watch.written,
-                          watch.exceeded)
+        return ExecResult(exit_code, output, digest, duration, timed_out, truncated, watch.exceeded)
 
 
 class _WriteWatch:
