@@ -158,31 +158,55 @@ def _descendants_running(root: int, needle: str) -> list[int]:
     return [int(pid) for pid, _, args in rows if int(pid) in below and needle in args and "bwrap" not in args]
 
 
-def test_ctrl_c_stops_the_run_keeps_work_and_counts_an_interrupt(repo: Path, tmp_path: Path):
-    import os
+def _interrupt_at(repo: Path, model: str, needle: str) -> tuple[dict, str, list[int]]:
+    """Start a run, Ctrl-C it while its command `needle` runs; the summary, stderr and the command's pids."""
     import signal
     import time
 
-    model = script(tmp_path / "t.json", [call("write_file", path="kept.txt", content="work\n"), bash("sleep 30")])
     proc = subprocess.Popen([*TETHER, "run", "x", "--model", model, "--json"], cwd=repo, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 20
-    while not (sleepers := _descendants_running(proc.pid, "sleep 30")):  # this run's command, nobody else's
+    while not (sleepers := _descendants_running(proc.pid, needle)):  # this run's command, nobody else's
         assert time.time() < deadline, "the command never started"
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=20)
     assert proc.returncode == 3, stderr
-    summary = json.loads(stdout)
+    return json.loads(stdout), stderr, sleepers
+
+
+def test_ctrl_c_holds_the_run_and_cancel_delivers_its_work(repo: Path, tmp_path: Path):
+    import os
+
+    model = script(tmp_path / "t.json", [call("write_file", path="kept.txt", content="work\n"), bash("sleep 30")])
+    summary, _, sleepers = _interrupt_at(repo, model, "sleep 30")
     assert summary["status"] == "stopped" and summary["reason"] == "interrupted by the user"
-    assert summary["interrupts"] == 1
-    assert git(repo, "show", f"{summary['branch']}:kept.txt") == "work\n"
+    assert summary["held"] and summary["interrupts"] == 1
     for pid in sleepers:  # the command did not outlive the run
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
             continue
         raise AssertionError(f"sleep {pid} survived the interrupted run")
+    cancelled = tether("cancel", summary["run_id"], "--reason", "enough", cwd=repo)
+    assert cancelled.returncode == 0, cancelled.stderr
+    shown = json.loads(tether("show", summary["run_id"], "--json", cwd=repo).stdout)
+    assert shown["status"] == "stopped" and not shown["held"] and shown["interrupts"] == 1  # one Ctrl-C, once
+    assert git(repo, "show", f"{summary['branch']}:kept.txt") == "work\n"
+
+
+def test_a_run_stopped_with_ctrl_c_resumes_where_it_was(repo: Path, tmp_path: Path):
+    model = script(tmp_path / "t.json", [
+        call("write_file", path="kept.txt", content="work\n"), bash("sleep 2.5 && echo slept >> kept.txt"),
+        call("submit", summary="done")])
+    summary, stderr, _ = _interrupt_at(repo, model, "sleep 2.5")
+    assert summary["held"] and f"tether resume {summary['run_id']}" in stderr
+    assert "kept.txt" not in git(repo, "ls-tree", "--name-only", summary["branch"])  # nothing delivered yet
+    resumed = tether("resume", summary["run_id"], "--json", cwd=repo)
+    assert resumed.returncode == 0, resumed.stderr
+    done = json.loads(resumed.stdout)
+    assert done["status"] == "succeeded" and done["interrupts"] == 1
+    assert git(repo, "show", f"{summary['branch']}:kept.txt") == "work\nslept\n"  # the interrupted call ran again
 
 
 def test_scripted_demo_ends_with_a_branch_that_passes_its_check(tmp_path: Path):

@@ -18,7 +18,7 @@ from tether.guard.fleet import FleetGate
 from tether.guard.guard import Approver, EventSink, Guard
 from tether.ledger import Ledger, LedgerError
 from tether.ledger.fleet import ORG_POLICY, Fleet
-from tether.ledger.queries import pending_approval, summarize
+from tether.ledger.queries import HELD, held_reason, pending_approval, summarize
 from tether.models import Provider, make_provider
 from tether.policy import Policy
 from tether.policy.load import ORG_POLICY_NAME, parse_policy
@@ -214,18 +214,6 @@ def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
     return _drive(ledger, guard, owner, started["system_prompt"], started["task"], events)
 
 
-HELD = ("stopped", "waiting")
-LIFECYCLE = ("run_paused", "run_continued", "run_resumed", "run_finished")
-
-
-def held_reason(events: list) -> dict[str, Any] | None:
-    """The run_paused payload of a run held by the kill switch, a fleet limit or a failing model."""
-    last = next((e for e in reversed(events) if e.type in LIFECYCLE), None)
-    if last is None or last.type != "run_paused" or last.payload.get("rule") == "ownership.protected":
-        return None
-    return last.payload
-
-
 def cancel_run(ledger: Ledger, run_ref: str, reason: str, by: str) -> dict[str, Any]:
     """End a run that waits (held by a failing model or a limit, or paused for an approval) and
     holds no process: its work so far is delivered on its branch, the end recorded as a manual stop."""
@@ -303,8 +291,10 @@ def _drive(ledger: Ledger, guard: Guard, owner: str, system_prompt: str, task: s
         return _summary(ledger, guard.run_id)
     except RunEnded as ended:
         status, reason, rule = ended.status, ended.reason, ended.rule
-    except KeyboardInterrupt:
-        status, reason, rule = "stopped", "interrupted by the user", "manual"
+    except KeyboardInterrupt:  # held, not ended: the person may resume it or cancel it (delivering its work)
+        guard.record("run_paused", {"reason": "interrupted by the user", "rule": "manual", "status": "stopped"})
+        ledger.update_run(guard.run_id, status="stopped", owner=None)
+        return _summary(ledger, guard.run_id)
     except LedgerError:
         raise  # the record itself failed: nothing more can be written honestly
     except Exception as exc:

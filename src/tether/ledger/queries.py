@@ -25,6 +25,18 @@ def pending_approval(events: list[StoredEvent]) -> dict[str, Any] | None:
     return next(iter(open_requests.values()), None)
 
 
+HELD = ("stopped", "waiting")
+LIFECYCLE = ("run_paused", "run_continued", "run_resumed", "run_finished")
+
+
+def held_reason(events: list[StoredEvent]) -> dict[str, Any] | None:
+    """The run_paused payload of a run held by the kill switch, a fleet limit or a failing model."""
+    last = next((e for e in reversed(events) if e.type in LIFECYCLE), None)
+    if last is None or last.type != "run_paused" or last.payload.get("rule") == "ownership.protected":
+        return None
+    return last.payload
+
+
 def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
     """The stable JSON shape printed by `tether run --json` and `tether show --json`."""
     meters = Meters()
@@ -75,12 +87,12 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
             model_errors += 1
         elif event.type == "run_paused":
             paused = payload
-            interrupts += payload.get("rule") == "fleet.kill_switch"
+            interrupts += payload.get("rule") in ("fleet.kill_switch", "manual")
         elif event.type in ("run_continued", "run_resumed"):
             paused = {}
         elif event.type == "run_finished":
             finished = payload
-            interrupts += payload.get("rule") == "manual"
+            interrupts += payload.get("rule") == "manual" and paused.get("rule") != "manual"  # counted at Ctrl-C
     status = finished.get("status", run.status)
     return {
         "run_id": run.id,
@@ -99,6 +111,7 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
         "approvals": approvals,
         "rework": rework,
         "interrupts": interrupts,
+        "held": bool(paused) and not finished and status in ("stopped", "waiting"),  # resume or cancel it
         "model_errors": model_errors,
         "events": len(events),
     }
