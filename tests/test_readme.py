@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
+import click
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from tether.cli import app
@@ -46,3 +49,34 @@ def test_each_readme_command_exists_with_its_options(line: str):
 
 def test_the_readme_shows_commands():
     assert len(shown_commands()) > 20
+
+
+def _commands(group: click.Group, path: list[str]) -> list[tuple[list[str], click.Command]]:
+    found: list[tuple[list[str], click.Command]] = [(path, group)]
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += _commands(command, [*path, name])
+        else:
+            found.append(([*path, name], command))
+    return found
+
+
+def _resolve(words: list[str]) -> tuple[click.Command, list[str]]:
+    command: click.Command = typer.main.get_command(app)
+    while isinstance(command, click.Group) and words and words[0] in command.commands:
+        command, words = command.commands[words[0]], words[1:]
+    return command, words
+
+
+@pytest.mark.parametrize("path, command", _commands(typer.main.get_command(app), []),
+                         ids=lambda value: " ".join(value) if isinstance(value, list) else "")
+def test_every_help_has_an_example_that_parses(path: list[str], command: click.Command):
+    declared = re.findall(r"Example: (tether .+?)(?:\n\s*\n|$)", " ".join((command.help or "").split(" ")), re.S)
+    assert declared, f"tether {' '.join(path)} has no example in its help"
+    shown = " ".join(help_of(path).replace("│", " ").split())
+    for example in " && ".join(" ".join(e.split()) for e in declared).split(" && "):
+        assert example in shown, f"tether {' '.join(path)} --help does not show {example!r}"
+        target, rest = _resolve(shlex.split(example)[1:])
+        if isinstance(target, click.Group) and not rest:
+            continue
+        target.make_context(target.name or "tether", list(rest))  # raises on an unknown option or argument

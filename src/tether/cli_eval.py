@@ -30,7 +30,8 @@ class EvalGroup(TyperGroup):
         return super().resolve_command(ctx, args)
 
 
-eval_app = typer.Typer(cls=EvalGroup, help="Compare agent configs on a suite of tasks with hidden checks.",
+eval_app = typer.Typer(cls=EvalGroup, help="Compare agent configs on a suite of tasks with hidden checks.\n\n"
+                       "Example: tether eval run evals/suite.toml --config a.toml --config b.toml",
                        no_args_is_help=True)
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -64,7 +65,10 @@ def run(
     db: Annotated[str | None, typer.Option("--db", help="Store URL (default: a SQLite file in --out).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Run every task x config x repeat as a Tether run and score it with the hidden checks."""
+    """Run every task x config x repeat as a Tether run and score it with the hidden checks.
+
+    Example: tether eval run evals/suite.toml --config a.toml --config b.toml --repeats 3
+    """
     try:
         chosen, configs = load_suite(suite, tasks), load_configs(config)  # refuse bad input before anything
         ev: Eval = open_eval(out_dir, db)
@@ -101,7 +105,10 @@ def report(
     out_dir: Annotated[Path, typer.Argument(help="An eval's directory (its --out).")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
-    """Rebuild results.json and report.html from the store, without running anything."""
+    """Rebuild results.json and report.html from the store, without running anything.
+
+    Example: tether eval report evals/out
+    """
     if not (out_dir / "eval.json").is_file():
         raise _fail(f"{out_dir} holds no eval (no eval.json)")
     ev = open_eval(out_dir)
@@ -129,7 +136,10 @@ def import_exercism_cmd(
                                                 "stub fails.")] = True,
     agent_s: Annotated[float, typer.Option("--agent-s", min=1, help="Each task's time limit for the agent.")] = 300,
 ) -> None:
-    """Write an eval suite from Exercism exercises: visible half of the tests, hidden full tests."""
+    """Write an eval suite from Exercism exercises: visible half of the tests, hidden full tests.
+
+    Example: tether eval import-exercism ~/exercism/python evals/exercism
+    """
     names = [n.strip() for n in tasks.split(",")] if tasks else None
     try:
         imported = import_exercism(source, out_dir, names, validate, limit, agent_s)

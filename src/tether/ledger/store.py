@@ -177,9 +177,12 @@ class Ledger:
             raise UnknownRun(f"run prefix {ref!r} is ambiguous; give more characters")
         return _row_to_run(rows[0])
 
-    def list_runs(self, limit: int = 50) -> list[RunRow]:
+    def list_runs(self, limit: int | None = 50, repo: str | None = None) -> list[RunRow]:
+        query = select(runs).order_by(runs.c.created_at.desc()).limit(limit)
+        if repo is not None:
+            query = query.where(runs.c.repo == repo)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(runs).order_by(runs.c.created_at.desc()).limit(limit)).all()
+            rows = conn.execute(query).all()
         return [_row_to_run(row) for row in rows]
 
     # events ---------------------------------------------------------------------------------

@@ -208,6 +208,7 @@ def prepare(plan: Plan, worktree: Path, run_setup: SetupRunner) -> tuple[Project
                 raise
             (folder / ".complete").write_text(json.dumps({"plan": plan.setup, "note": plan.note}))
             built = True
+        os.utime(folder / ".complete")  # its last use, for tether gc --envs
     python_path = os.pathsep.join(str(worktree / entry) if entry != "." else str(worktree)
                                   for entry in plan.python_path)
     return ProjectEnv(folder, [folder / entry for entry in plan.path],

@@ -196,13 +196,18 @@ class Worktree:
         return commit
 
     def remove(self) -> None:
-        with worktree_lock(self.repo):
-            try:
-                git(self.repo, "worktree", "remove", "--force", str(self.path))
-            except GitError:
-                shutil.rmtree(self.path, ignore_errors=True)
-                git(self.repo, "worktree", "prune")
-        self.exclude_file.unlink(missing_ok=True)
+        remove_worktree(self.repo, self.path)
+
+
+def remove_worktree(repo: Path, path: Path) -> None:
+    """Remove a Tether worktree of `repo` and its exclude file; its branch stays."""
+    with worktree_lock(repo):
+        try:
+            git(repo, "worktree", "remove", "--force", str(path))
+        except GitError:
+            shutil.rmtree(path, ignore_errors=True)
+            git(repo, "worktree", "prune")
+    path.with_name(path.name + ".exclude").unlink(missing_ok=True)
 
 
 def create_worktree(repo: Path, run_id: str, base_commit: str, ignores: list[str]) -> Worktree:
