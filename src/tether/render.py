@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
@@ -18,6 +19,7 @@ from tether.evals.report import fmt_interval, fmt_value
 from tether.guard.meters import Meters
 from tether.ledger import StoredEvent
 from tether.ledger.fleet import DayUsage, Switch
+from tether.models import progress
 from tether.policy.schema import FleetPolicy
 from tether.queue.tasks import Task
 from tether.replay import ReplayReport
@@ -38,13 +40,29 @@ def _arguments(name: str, arguments: dict[str, Any]) -> str:
     return json.dumps(arguments)
 
 
-class StepPrinter:
-    """An EventSink printing one line per tool step and one per guard intervention."""
+class _Waiting:
+    """The live line while a model call is in progress: seconds so far, tokens when streamed."""
 
-    def __init__(self, console: Console):
+    def __init__(self, step: int, model: str, generation: progress.Generation):
+        self.step, self.model, self.generation = step, model, generation
+
+    def __rich__(self) -> Text:
+        tokens = self.generation.tokens
+        told = f", {tokens:,} tokens" if tokens is not None else ""
+        return Text(f"step {self.step:>3}  {self.model} is answering… {self.generation.seconds:.0f}s{told}",
+                    style="dim")
+
+
+class StepPrinter:
+    """An EventSink printing one line per tool step and one per guard intervention, and on a
+    terminal a live line while the model answers."""
+
+    def __init__(self, console: Console, model: str = "the model"):
         self.console = console
+        self.model = model
         self.calls: dict[str, tuple[str, str]] = {}
         self.notes: list[str] = []  # guard interventions, printed under the step they belong to
+        self.live: Live | None = None
 
     def note(self, markup: str) -> None:
         self.notes.append(f"          {markup}")
@@ -55,7 +73,15 @@ class StepPrinter:
         self.notes.clear()
 
     def __call__(self, event: StoredEvent, meters: Meters) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+            progress.end()
         self.render(event, meters)
+        if event.type == "model_request" and self.console.is_terminal:
+            waiting = _Waiting(event.payload["step"], self.model, progress.begin())
+            self.live = Live(waiting, console=self.console, transient=True, refresh_per_second=4)
+            self.live.start()
         if event.type in ("tool_result", "run_paused", "run_finished", "model_response"):
             self.flush()
 
@@ -63,6 +89,7 @@ class StepPrinter:
         payload = event.payload
         kind = event.type
         if kind == "run_started":
+            self.model = payload["model"]
             self.console.print(f"[bold]run {event.run_id}[/] on {payload['branch']} from "
                                f"{payload['base_commit'][:10]} with {payload['model']}")
         elif kind == "tool_call":

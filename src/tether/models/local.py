@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tether.models import progress
 from tether.models.actions import FORMAT_ERROR, INSTRUCTIONS, parse_action
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
 from tether.models.catalog import resolve, verify
@@ -63,6 +64,19 @@ def render(messages: list[Message], actions: bool = True) -> list[dict[str, str]
     return rendered
 
 
+class _TokenCounter:
+    """Reports the tokens generated so far (for the live line); leaves the logits as they are."""
+
+    def __init__(self) -> None:
+        self.prompt: int | None = None
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.prompt is None:
+            self.prompt = len(input_ids)
+        progress.report(len(input_ids) - self.prompt)
+        return scores
+
+
 class LocalProvider:
     format_hint = FORMAT_ERROR
 
@@ -77,7 +91,7 @@ class LocalProvider:
         rendered = render(messages, actions=bool(tools))
         try:
             out = self.llm.create_chat_completion(messages=rendered, max_tokens=min(max_output_tokens, MAX_REPLY),
-                                                  temperature=0.0)
+                                                  temperature=0.0, logits_processor=[_TokenCounter()])
         except ValueError as exc:  # llama.cpp says so when the prompt outgrows the context
             raise ModelError(f"local model: {exc}") from exc
         text = out["choices"][0]["message"].get("content") or ""
