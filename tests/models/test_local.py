@@ -32,6 +32,17 @@ from tether.models.catalog import KNOWN, KnownModel, ModelIntegrityError, model_
     ("Run `tests.py` with:\n```bash\npython tests.py\n```", ("bash", {"command": "python tests.py"})),
     ('<tool_call>\n{"name": "bash", "arguments": {"command": "pwd"}}\n</tool_call>', ("bash", {"command": "pwd"})),
     ('```json\n{"name": "read_file", "arguments": {"path": "x"}}\n```', ("read_file", {"path": "x"})),
+    # bare JSON, as small models served by llama.cpp's server write it (issue 14, item 10)
+    ('Done.\n{"name": "submit", "arguments": {"summary": "ok"}}', ("submit", {"summary": "ok"})),
+    ('{"name": "bash", "arguments": "{\\"command\\": \\"ls\\"}"}', ("bash", {"command": "ls"})),
+    ('{"x": 1} then {"name": "read_file", "parameters": {"path": "a {b}"}}', ("read_file", {"path": "a {b}"})),
+    ('```json\n{"name": "bash", // run it\n "arguments": {"command": "ls //x"}}\n```',
+     ("bash", {"command": "ls //x"})),  # the 1.5B annotates its JSON calls with // comments
+    # the 1.5B echoed the template with the path filled in: that is no write (issue 14, item 5)
+    ("Write a whole file:\nFILE: src/itsdangerous/signer.py\n```\n<the complete content of the file>\n```\n"
+     "Run one shell command:\n```bash\npytest -q\n```", ("bash", {"command": "pytest -q"})),
+    ("```bash\n<the command>\n```\nFILE: a.py\n```\nx = 1\n```",
+     ("write_file", {"path": "a.py", "content": "x = 1\n"})),
 ])
 def test_parse_action(text, expected):
     assert parse_action(text) == expected
@@ -39,7 +50,9 @@ def test_parse_action(text, expected):
 
 @pytest.mark.parametrize("text", ["I think the answer is 42.", '{"name": "rm", "arguments": {}}',
                                   "FILE: a.py\n```\n```", "I will finish, when the task is done.",
-                                  '<tool_call>{"name": "bash", "arguments": {"command": "ls"</tool_call>', ""])
+                                  '<tool_call>{"name": "bash", "arguments": {"command": "ls"</tool_call>', "",
+                                  "FILE: <path of the file>\n```\n<the complete content of the file>\n```",
+                                  "```bash\n<the command>\n```", '{"name": "bash"', '{"arguments": {}}'])
 def test_unparseable_replies_have_no_action(text):
     assert parse_action(text) is None
 

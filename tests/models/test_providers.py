@@ -133,8 +133,12 @@ def test_guarded_run_is_held_not_failed_when_the_model_keeps_failing(repo: Path,
     assert "run_finished" not in event_types(ledger, summary["run_id"])  # nothing delivered, resumable
 
 
-def test_openai_tool_call_written_as_text_is_parsed():
-    text = 'I will look.\n<tool_call>\n{"name": "bash", "arguments": {"command": "ls"}}\n</tool_call>'
+@pytest.mark.parametrize("text", [
+    'I will look.\n<tool_call>\n{"name": "bash", "arguments": {"command": "ls"}}\n</tool_call>',
+    'I will look.\n{"name": "bash", "arguments": {"command": "ls"}}',  # bare, as llama.cpp's server returns it
+    '```json\n{"name": "bash", // look first\n "arguments": {"command": "ls"}}\n```',
+])
+def test_openai_tool_call_written_as_text_is_parsed(text: str):
     with api_server([openai_reply(text)]) as (url, _):
         response = make_provider("openai:m", base_url=url).complete(HISTORY, TOOLS, 64)
     assert [(c.id, c.name, c.arguments) for c in response.tool_calls] == [("call_text_1", "bash", {"command": "ls"})]
