@@ -27,9 +27,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tether.agents.tools import TOOL_SPECS
 from tether.ledger import Ledger
 from tether.models.scripted import ScriptedProvider
+from tether.models.tools import SPECS
 from tether.policy import parse_policy
 from tether.policy.schema import SandboxPolicy
 from tether.runner import RunSpec, start_run
@@ -85,7 +85,7 @@ def bench_steps(steps: int, root: Path, tool: str) -> dict[str, float]:
     messages: list[dict[str, Any]] = [{"role": "user", "content": "task"}]
     started = time.perf_counter()
     for _ in range(steps):
-        response = provider.complete(messages, TOOL_SPECS, 100)
+        response = provider.complete(messages, SPECS, 100)
         messages.append({"role": "assistant", "content": "", "tool_calls": [c.as_dict() for c in response.tool_calls]})
         call = response.tool_calls[0]
         if tool == "bash":

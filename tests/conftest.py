@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tether.ledger import Ledger
+from tether.ledger import events as ev
 from tether.policy import parse_policy
 from tether.runner import RunSpec, start_run
 
@@ -104,6 +105,22 @@ def bash(command: str, **extra: Any) -> dict[str, Any]:
 
 def call(name: str, **arguments: Any) -> dict[str, Any]:
     return {"tool_calls": [{"name": name, "arguments": arguments}]}
+
+
+# Neutral values for the fields a test does not care about, so it can state only those it does.
+_NEUTRAL: dict[str, dict[str, Any]] = {
+    "run_started": {"task": ""},
+    "tool_call": {"step": 0, "call_id": "c", "name": "bash", "arguments": {}},
+    "tool_result": {"step": 0, "call_id": "c", "executed": True, "ok": True, "exit_code": 0, "output_digest": None,
+                    "duration_s": 0.0, "tree": None, "observation": ""},
+    "model_response": {"step": 0, "model": "m", "content": "", "tool_calls": [], "usage": {}, "cost_usd": 0.0,
+                       "price_known": True, "latency_s": 0.0},
+}
+
+
+def typed(kind: str, payload: dict[str, Any]) -> ev.Payload:
+    """An event payload of `kind` with the given fields, the others neutral."""
+    return ev.read_payload(kind, _NEUTRAL.get(kind, {}) | payload)
 
 
 def parse_policy_text(text_: str):

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tether.ledger import Ledger
-from tether.ledger.queries import pending_approval
+from tether.ledger import events as ev
+from tether.ledger.queries import pending_approval, run_policy
 from tether.policy import Policy
 from tether.policy.approvers import may_approve
 from tether.runner import RunError
@@ -28,7 +29,10 @@ class PendingApproval:
 
 
 def _run_policy(ledger: Ledger, run_id: str) -> Policy:
-    return Policy.model_validate(ledger.events(run_id)[0].payload["policy"])
+    policy = run_policy(ledger.events(run_id))
+    if policy is None:
+        raise RunError(f"run {run_id} was imported; it has no approvals")
+    return policy
 
 
 def decide_approval(ledger: Ledger, run_ref: str, approved: bool, by: str, reason: str) -> str:
@@ -44,8 +48,8 @@ def decide_approval(ledger: Ledger, run_ref: str, approved: bool, by: str, reaso
     if approved and not may_approve(by, request["owners"], policy):
         raise RunError(f"{by} may not approve {', '.join(request['paths'])}: owners are "
                        f"{', '.join(request['owners'])} (or an admin of the policy)")
-    ledger.append(run.id, "approval_decided", {"call_id": request["call_id"], "approved": approved,
-                                               "by": by, "reason": reason})
+    decided = ev.ApprovalDecided(call_id=request["call_id"], approved=approved, by=by, reason=reason, by_person=True)
+    ledger.record(run.id, decided)
     return run.id
 
 
@@ -70,15 +74,13 @@ def expire_approvals(ledger: Ledger, now: float | None = None) -> list[tuple[str
             continue
         policy = _run_policy(ledger, pending.run_id).approvals
         if policy.on_timeout == "escalate" and not request["escalated"] and policy.timeout_s:
-            ledger.append(pending.run_id, "approval_escalated", {
-                "call_id": request["call_id"], "owners": policy.escalate_to, "from_owners": request["owners"],
-                "deadline": now + policy.timeout_s,
-            })
+            escalated = ev.ApprovalEscalated(call_id=request["call_id"], owners=policy.escalate_to,
+                                             from_owners=request["owners"], deadline=now + policy.timeout_s)
+            ledger.record(pending.run_id, escalated)
             done.append((pending.run_id, f"escalated to {', '.join(policy.escalate_to)}"))
         else:
-            ledger.append(pending.run_id, "approval_decided", {
-                "call_id": request["call_id"], "approved": False, "by": TIMEOUT_DECIDER,
-                "reason": "no decision before the deadline",
-            })
+            decided = ev.ApprovalDecided(call_id=request["call_id"], approved=False, by=TIMEOUT_DECIDER,
+                                         reason="no decision before the deadline", by_person=False)
+            ledger.record(pending.run_id, decided)
             done.append((pending.run_id, "denied at timeout"))
     return done

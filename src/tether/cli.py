@@ -27,7 +27,7 @@ from tether.demo import DEFAULT_DEMO_MODEL, DEMO_TURNS, instruction, prepare_dem
 from tether.guard.guard import Approver
 from tether.ledger import DB_ENV, Ledger, LedgerError, UnknownRun, default_db_url
 from tether.ledger.fleet import ORG_POLICY, Fleet, today
-from tether.ledger.queries import summarize
+from tether.ledger.queries import run_policy, summarize
 from tether.models import ModelError
 from tether.policy import POLICY_FILE, Policy, PolicyError, find_policy, load_policy, parse_policy
 from tether.policy.load import read_policy_text
@@ -123,7 +123,12 @@ def _terminal_approver() -> Approver | None:
     return ask
 
 
-def _finish(summary: dict[str, Any], as_json: bool, budget: dict[str, Any]) -> None:
+def _budget_of(ledger: Ledger, run_id: str) -> dict[str, Any] | None:
+    policy = run_policy(ledger.events(run_id))
+    return policy.budget.model_dump() if policy is not None else None
+
+
+def _finish(summary: dict[str, Any], as_json: bool, budget: dict[str, Any] | None) -> None:
     if as_json:
         out.print_json(json.dumps(summary))
     else:
@@ -313,7 +318,8 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix."
         out.print_json(json.dumps(summary))
         return
     out.print(f"[bold]run {row.id}[/]  {row.instruction}")
-    print_summary(out, summary, (recorded[0].payload.get("policy") or {}).get("budget") if recorded else None)
+    policy = run_policy(recorded)
+    print_summary(out, summary, policy.budget.model_dump() if policy is not None else None)
     if events:
         print_events(out, recorded, full)
 
@@ -348,7 +354,7 @@ def resume(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix
             summary = runner.resume_run(ledger, run_id, on_event=StepPrinter(err), approver=_terminal_approver())
         except (SandboxUnavailable, ModelError, GitError) as exc:
             raise fail(str(exc)) from exc
-        budget = ledger.events(summary["run_id"])[0].payload["policy"]["budget"]
+        budget = _budget_of(ledger, summary["run_id"])
     _finish(summary, as_json, budget)
 
 
@@ -569,7 +575,7 @@ def _decide(run_id: str, approved: bool, who: str | None, reason: str, repo: Pat
                                           approver=_terminal_approver())
         except (SandboxUnavailable, ModelError, GitError) as exc:
             raise fail(str(exc)) from exc
-        budget = ledger.events(decided)[0].payload["policy"]["budget"]
+        budget = _budget_of(ledger, decided)
     _finish(summary, as_json, budget)
 
 
@@ -819,6 +825,23 @@ def release(everything: AllOpt = False, repo_scope: RepoScopeOpt = None, task_sc
 
 
 app.add_typer(eval_app, name="eval")
+
+schema_app = typer.Typer(help="The public contracts: the event log's vocabulary. Example: tether schema events",
+                         no_args_is_help=True)
+app.add_typer(schema_app, name="schema")
+
+
+@schema_app.command("events")
+def schema_events() -> None:
+    """Print the JSON Schema of every event type's payload (and the run statuses): the contract for
+    the UI, telemetry and exports.
+
+    Example: tether schema events > events.schema.json
+    """
+    from tether.ledger.events import schema_document
+
+    print(schema_document())
+
 
 fleet_app = typer.Typer(help="The org policy, today's fleet usage and the kill switches. Example: tether fleet "
                         "show")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from rich.console import Console
@@ -16,10 +15,12 @@ from tether.backtest.engine import RunVerdict
 from tether.backtest.engine import Summary as BacktestSummary
 from tether.backtest.sweep import SweepResult
 from tether.evals.report import fmt_interval, fmt_value
-from tether.guard.meters import Meters
 from tether.ledger import StoredEvent
+from tether.ledger import events as ev
 from tether.ledger.fleet import DayUsage, Switch
+from tether.ledger.meters import Meters
 from tether.models import progress
+from tether.models.tools import summarize_call
 from tether.policy.schema import FleetPolicy
 from tether.queue.tasks import Task
 from tether.replay import ReplayReport
@@ -28,16 +29,6 @@ from tether.replay import ReplayReport
 def _short(value: str, width: int) -> str:
     value = " ".join(value.split())
     return value if len(value) <= width else value[: width - 1] + "…"
-
-
-def _arguments(name: str, arguments: dict[str, Any]) -> str:
-    if name == "bash":
-        return str(arguments.get("command", ""))
-    if name in ("read_file", "write_file", "edit_file"):
-        return str(arguments.get("path", ""))
-    if name == "submit":
-        return str(arguments.get("summary", ""))
-    return json.dumps(arguments)
 
 
 class _Waiting:
@@ -77,55 +68,52 @@ class StepPrinter:
             self.live.stop()
             self.live = None
             progress.end()
-        self.render(event, meters)
-        if event.type == "model_request" and self.console.is_terminal:
-            waiting = _Waiting(event.payload["step"], self.model, progress.begin())
+        data = event.data
+        self.render(event.run_id, data, meters)
+        if isinstance(data, ev.ModelRequest) and self.console.is_terminal:
+            waiting = _Waiting(data.step, self.model, progress.begin())
             self.live = Live(waiting, console=self.console, transient=True, refresh_per_second=4)
             self.live.start()
-        if event.type in ("tool_result", "run_paused", "run_finished", "model_response"):
+        if isinstance(data, ev.ToolResult | ev.RunPaused | ev.RunFinished | ev.ModelResponse):
             self.flush()
 
-    def render(self, event: StoredEvent, meters: Meters) -> None:
-        payload = event.payload
-        kind = event.type
-        if kind == "run_started":
-            self.model = payload["model"]
-            self.console.print(f"[bold]run {event.run_id}[/] on {payload['branch']} from "
-                               f"{payload['base_commit'][:10]} with {payload['model']}")
-        elif kind == "tool_call":
-            self.calls[payload["call_id"]] = (payload["name"], _arguments(payload["name"], payload["arguments"]))
-        elif kind == "tool_result":
-            name, args = self.calls.get(payload["call_id"], ("?", ""))
-            if not payload["executed"]:
+    def render(self, run_id: str, data: ev.Payload, meters: Meters) -> None:
+        if isinstance(data, ev.RunStarted):
+            self.model = data.model or self.model
+            self.console.print(f"[bold]run {run_id}[/] on {data.branch} from "
+                               f"{(data.base_commit or '')[:10]} with {data.model}")
+        elif isinstance(data, ev.ToolCall):
+            self.calls[data.call_id] = (data.name, summarize_call(data.name, data.arguments))
+        elif isinstance(data, ev.ToolResult):
+            name, args = self.calls.get(data.call_id, ("?", ""))
+            if not data.executed:
                 outcome = Text("refused", style="yellow")
-            elif payload["ok"]:
+            elif data.ok:
                 outcome = Text("ok", style="green")
             else:
-                outcome = Text(f"exit {payload['exit_code']}" if payload["exit_code"] is not None else "failed",
-                               style="red")
-            line = Text(f"step {payload['step']:>3}  {name:<10} {_short(args, 48):<48} ")
+                outcome = Text(f"exit {data.exit_code}" if data.exit_code is not None else "failed", style="red")
+            line = Text(f"step {data.step:>3}  {name:<10} {_short(args, 48):<48} ")
             line.append_text(outcome)
             line.append(f"   {meters.tokens:,} tok  ${meters.usd:.4f}", style="dim")
             self.console.print(line, highlight=False)
-        elif kind == "model_response" and not payload["tool_calls"]:
-            self.console.print(f"step {payload['step']:>3}  [dim](no tool call) {_short(payload['content'], 60)}[/]")
-        elif kind == "policy_decision" and payload["verdict"] != "allow":
-            style = {"deny": "yellow", "ask": "cyan", "stop": "red"}[payload["verdict"]]
-            self.note(f"[{style}]↳ {payload['verdict']} {payload['rule']}: {escape(payload['reason'])}[/]")
-        elif kind == "brake":
-            self.note(f"[red]↳ brake {payload['detector']}: {payload['reason']}[/]")
-        elif kind == "model_error":
-            retry = f"; retry in {payload['retry_in_s']:g}s" if payload.get("retry_in_s") else ""
-            self.note(f"[yellow]↳ model error (attempt {payload['attempt']}): "
-                      f"{escape(_short(payload['error'], 80))}{retry}[/]")
-        elif kind == "check_finished":
-            verdict = "[green]passed[/]" if payload["passed"] else f"[red]failed (exit {payload['exit_code']})[/]"
-            self.note(f"check {payload['name']}: {verdict}")
-            if not payload["passed"]:
-                for line in failure_tail(payload.get("output_tail", "")).splitlines():
+        elif isinstance(data, ev.ModelResponse) and not data.tool_calls:
+            self.console.print(f"step {data.step:>3}  [dim](no tool call) {escape(_short(data.content, 60))}[/]")
+        elif isinstance(data, ev.PolicyDecision) and data.verdict != "allow":
+            style = {"deny": "yellow", "ask": "cyan", "stop": "red"}[data.verdict]
+            self.note(f"[{style}]↳ {data.verdict} {data.rule}: {escape(data.reason)}[/]")
+        elif isinstance(data, ev.Brake):
+            self.note(f"[red]↳ brake {data.detector}: {escape(data.reason)}[/]")
+        elif isinstance(data, ev.ModelError):
+            retry = f"; retry in {data.retry_in_s:g}s" if data.retry_in_s else ""
+            self.note(f"[yellow]↳ model error (attempt {data.attempt}): {escape(_short(data.error, 80))}{retry}[/]")
+        elif isinstance(data, ev.CheckFinished):
+            verdict = "[green]passed[/]" if data.passed else f"[red]failed (exit {data.exit_code})[/]"
+            self.note(f"check {data.name}: {verdict}")
+            if not data.passed:
+                for line in failure_tail(data.output_tail).splitlines():
                     self.note(f"  [dim]{escape(line)}[/]")
-        elif kind == "approval_requested":
-            self.note(f"[cyan]↳ approval needed from {', '.join(payload['owners'])}: {escape(payload['action'])}[/]")
+        elif isinstance(data, ev.ApprovalRequested):
+            self.note(f"[cyan]↳ approval needed from {', '.join(data.owners)}: {escape(data.action)}[/]")
 
 
 STATUS_STYLE = {"succeeded": "bold green", "failed": "bold red", "stopped": "bold yellow",

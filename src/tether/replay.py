@@ -13,6 +13,7 @@ from typing import Any
 from tether.guard.brakes import VOLATILE
 from tether.guard.guard import EventSink
 from tether.ledger import Ledger, StoredEvent
+from tether.ledger import events as ev
 from tether.models import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
 from tether.policy import Policy
 from tether.runner import RunError, RunSpec, start_run
@@ -22,15 +23,16 @@ class RecordedProvider:
     """The recorded model turns of a run, in order; the turn index is the number of assistant
     messages so far, exactly as when the run was recorded."""
 
-    def __init__(self, run_id: str, responses: list[dict[str, Any]]):
+    def __init__(self, run_id: str, responses: list[ev.ModelResponse]):
         self.name = f"replay:{run_id}"
         self.responses = responses
 
     def for_role(self, role: str) -> RecordedProvider:
         """The turns one role of an orchestrated run saw, with the ids the guard gave them undone."""
         prefix = f"{role}."
-        own = [dict(r, tool_calls=[dict(c, id=c["id"].removeprefix(prefix)) for c in r["tool_calls"]])
-               for r in self.responses if r.get("role") == role]
+        own = [r.model_copy(update={"tool_calls": [c.model_copy(update={"id": c.id.removeprefix(prefix)})
+                                                   for c in r.tool_calls]})
+               for r in self.responses if r.role == role]
         return RecordedProvider(self.name.removeprefix("replay:"), own)
 
     def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
@@ -38,13 +40,13 @@ class RecordedProvider:
         if index >= len(self.responses):
             raise ModelError(f"the recording has no model turn {index + 1} (it has {len(self.responses)})")
         recorded = self.responses[index]
-        usage = recorded.get("usage", {})
+        usage = recorded.usage
         return ModelResponse(
-            content=recorded["content"],
-            tool_calls=[ToolCall(c["id"], c["name"], c["arguments"]) for c in recorded["tool_calls"]],
-            usage=Usage(usage.get("input_tokens", 0), usage.get("output_tokens", 0), usage.get("estimated", False)),
-            model=recorded.get("model", ""),
-            cost_usd=recorded.get("cost_usd", 0.0),
+            content=recorded.content,
+            tool_calls=[ToolCall(c.id, c.name, c.arguments) for c in recorded.tool_calls],
+            usage=Usage(usage.input_tokens, usage.output_tokens, usage.estimated),
+            model=recorded.model,
+            cost_usd=recorded.cost_usd,
         )
 
 
@@ -67,25 +69,24 @@ class Step:
 def steps_of(events: list[StoredEvent]) -> dict[str, Step]:
     steps: dict[str, Step] = {}
     for event in events:
-        payload = event.payload
-        call_id = payload.get("call_id")
-        if event.type == "tool_call":
-            steps[call_id] = Step(call_id, payload["step"], payload["name"])
+        data = event.data
+        call_id = getattr(data, "call_id", None)
+        if isinstance(data, ev.ToolCall):
+            steps[data.call_id] = Step(data.call_id, data.step, data.name)
         elif call_id in steps:
             step = steps[call_id]
-            if event.type == "policy_decision" and payload["verdict"] != "allow":
-                step.decisions.append(f"{payload['verdict']} {payload['rule']}")
-                if payload["verdict"] == "stop":
-                    step.stop = payload["rule"]
-            elif event.type == "brake":
-                step.stop = f"brakes.{payload['detector']}"
-            elif event.type == "tool_result":
-                step.executed = payload["executed"]
-                step.exit_code = payload["exit_code"]
-                step.observation = payload["observation"]
-                step.output_digest = payload["output_digest"] or hashlib.sha256(
-                    payload["observation"].encode()).hexdigest()
-                step.tree = payload["tree"]
+            if isinstance(data, ev.PolicyDecision) and data.verdict != "allow":
+                step.decisions.append(f"{data.verdict} {data.rule}")
+                if data.verdict == "stop":
+                    step.stop = data.rule
+            elif isinstance(data, ev.Brake):
+                step.stop = f"brakes.{data.detector}"
+            elif isinstance(data, ev.ToolResult):
+                step.executed = data.executed
+                step.exit_code = data.exit_code
+                step.observation = data.observation
+                step.output_digest = data.output_digest or hashlib.sha256(data.observation.encode()).hexdigest()
+                step.tree = data.tree
     return steps
 
 
@@ -161,22 +162,24 @@ def replay_run(ledger: Ledger, run_ref: str, policy: Policy | None = None, polic
                on_event: EventSink | None = None) -> ReplayReport:
     run = ledger.get_run(run_ref)
     events = ledger.events(run.id)
-    if not events or events[0].type != "run_started":
+    started = events[0].data if events else None
+    if not isinstance(started, ev.RunStarted):
         raise RunError(f"run {run.id} has no run_started event; nothing to replay")
+    if started.repo is None or started.base_commit is None:
+        raise RunError(f"run {run.id} was imported; it has no repository to replay in")
     if run.status in ("running", "awaiting_approval"):
         raise RunError(f"run {run.id} is {run.status}; replay a run once it has ended")
-    started = events[0].payload
-    responses = [e.payload for e in events if e.type == "model_response"]
-    decisions = {e.payload["call_id"]: (e.payload["approved"], e.payload["by"], e.payload["reason"])
-                 for e in events if e.type == "approval_decided"}
+    responses = [e.data for e in events if isinstance(e.data, ev.ModelResponse)]
+    decisions = {e.data.call_id: (e.data.approved, e.data.by, e.data.reason)
+                 for e in events if isinstance(e.data, ev.ApprovalDecided)}
 
     def recorded_decision(request: dict[str, Any]) -> tuple[bool, str, str]:
         return decisions.get(request["call_id"], (False, "replay", "no decision was recorded for this request"))
 
     spec = RunSpec(
-        instruction=started["task"], repo=Path(started["repo"]),
-        policy=policy or Policy.model_validate(started["policy"]), base_commit=started["base_commit"],
-        system_prompt=started["system_prompt"], source="replay", parent_run_id=run.id,
+        instruction=started.task, repo=Path(started.repo),
+        policy=policy or Policy.model_validate(started.policy), base_commit=started.base_commit,
+        system_prompt=started.system_prompt, source="replay", parent_run_id=run.id,
     )
     summary = start_run(ledger, spec, on_event=on_event, approver=recorded_decision,
                         provider=RecordedProvider(run.id, responses))

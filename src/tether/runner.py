@@ -17,6 +17,7 @@ from tether.guard.decisions import RunEnded, RunHeld, RunSucceeded
 from tether.guard.fleet import FleetGate
 from tether.guard.guard import Approver, EventSink, Guard
 from tether.ledger import Ledger, LedgerError
+from tether.ledger import events as ev
 from tether.ledger.fleet import ORG_POLICY, Fleet
 from tether.ledger.queries import HELD, held_reason, pending_approval, summarize
 from tether.models import Provider, make_provider
@@ -120,14 +121,14 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     guard = _guard(ledger, run_id, policy, provider, worktree, on_event, approver)
     system_prompt = spec.system_prompt or policy.agent.system_prompt or SYSTEM_PROMPT
     policy_digest = hashlib.sha256(spec.policy_path.read_bytes()).hexdigest() if spec.policy_path else None
-    guard.record("run_started", {
-        "task": spec.instruction, "repo": str(repo), "base_commit": base_commit, "base_tree": guard.base_tree,
-        "branch": worktree.branch, "worktree": str(worktree.path), "model": model, "base_url": spec.base_url,
-        "architecture": policy.agent.architecture, "policy": policy.model_dump(mode="json"),
-        "policy_file": str(spec.policy_path) if spec.policy_path else None, "policy_sha256": policy_digest,
-        "system_prompt": system_prompt, "sandbox": guard.sandbox.describe(), "user": current_user(),
-        "source": spec.source, "parent_run_id": spec.parent_run_id,
-    })
+    guard.record(ev.RunStarted(
+        schema_version=ev.SCHEMA_VERSION, task=spec.instruction, repo=str(repo), base_commit=base_commit,
+        base_tree=guard.base_tree, branch=worktree.branch, worktree=str(worktree.path), model=model,
+        base_url=spec.base_url, architecture=policy.agent.architecture, policy=policy.model_dump(mode="json"),
+        policy_file=str(spec.policy_path) if spec.policy_path else None, policy_sha256=policy_digest,
+        system_prompt=system_prompt, sandbox=guard.sandbox.describe(), user=current_user(), source=spec.source,
+        parent_run_id=spec.parent_run_id,
+    ))
     try:
         _environment(guard)
     except SetupFailed as exc:
@@ -147,15 +148,14 @@ def _environment(guard: Guard) -> None:
                                    worktree.repo, building=folder)
         result = sandbox.run(command, policy.environment.timeout_s)
         ok = result.exit_code == 0 and not result.timed_out
-        guard.record("environment_setup", {"name": command, "exit_code": result.exit_code, "ok": ok,
-                                           "duration_s": round(result.duration_s, 3),
-                                           "output_tail": result.output[-2000:]})
+        guard.record(ev.EnvironmentSetup(name=command, exit_code=result.exit_code, ok=ok,
+                                         duration_s=round(result.duration_s, 3), output_tail=result.output[-2000:]))
         return ok, result.output[-2000:]
 
     project, built = prepare(plan, worktree.path, run_setup)
-    guard.record("environment", {"kind": plan.kind, "note": plan.note, "built": built,
-                                 "folder": str(project.folder) if project else None,
-                                 "setup": plan.setup, "inputs": plan.inputs})
+    guard.record(ev.Environment(kind=plan.kind, note=plan.note, built=built,
+                                folder=str(project.folder) if project else None, setup=plan.setup,
+                                inputs=plan.inputs))
     guard.sandbox = worktree_sandbox(policy.sandbox, policy.commands.network, worktree.path, worktree.repo,
                                      project=project)
     if built:  # the build ran as the sandbox user in this worktree: files it left there are its own
@@ -174,8 +174,8 @@ def continue_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None
                        "can be continued")
     events = ledger.events(run.id)
     guard, started = _rebuild(ledger, run.id, events, on_event, approver)
-    guard.record("run_continued", {"reason": "approval decided", "user": current_user()})
-    return _drive(ledger, guard, owner, started["system_prompt"], started["task"], events)
+    guard.record(ev.RunContinued(reason="approval decided", user=current_user()))
+    return _drive(ledger, guard, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
 
 
 def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
@@ -197,21 +197,22 @@ def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
     if not ledger.claim_run(run.id, "running", "running", owner=owner, from_owner=run.owner):
         raise RunError(f"run {run.id} was taken over by another process just now")
     events = ledger.events(run.id)
-    if not events or events[0].type != "run_started":
+    if not events or events[0].type != ev.EventType.RUN_STARTED:
         ledger.claim_run(run.id, "running", "failed", from_owner=owner)
         raise RunError(f"run {run.id} died before it started; nothing to resume (marked failed)")
-    finished = [e for e in events if e.type == "run_finished"]
+    finished = [e.data for e in events if isinstance(e.data, ev.RunFinished)]
     if finished:  # died after recording its end: only the projection and the clean-up are behind
-        started = events[0].payload
-        worktree = open_worktree(Path(started["repo"]), run.id, started["base_commit"])
+        started = events[0].data
+        assert isinstance(started, ev.RunStarted) and started.repo and started.base_commit
+        worktree = open_worktree(Path(started.repo), run.id, started.base_commit)
         if worktree.path.exists():
             worktree.remove()
-        ledger.claim_run(run.id, "running", finished[-1].payload["status"], from_owner=owner)
+        ledger.claim_run(run.id, "running", finished[-1].status, from_owner=owner)
         return _summary(ledger, run.id)
     guard, started = _rebuild(ledger, run.id, events, on_event, approver)
     in_flight = _in_flight(events)
-    guard.record("run_resumed", {"user": current_user(), "tree": guard.tree, "reexecuting": in_flight})
-    return _drive(ledger, guard, owner, started["system_prompt"], started["task"], events)
+    guard.record(ev.RunResumed(user=current_user(), tree=guard.tree, reexecuting=in_flight))
+    return _drive(ledger, guard, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
 
 
 def cancel_run(ledger: Ledger, run_ref: str, reason: str, by: str) -> dict[str, Any]:
@@ -245,26 +246,27 @@ def _resume_held(ledger: Ledger, run_id: str, on_event: EventSink | None,
     if not ledger.claim_run(run_id, run.status, "running", owner=owner):
         raise RunError(f"run {run_id} was resumed by another process just now")
     guard, started = _rebuild(ledger, run_id, events, on_event, approver)
-    guard.record("run_resumed", {"user": current_user(), "tree": guard.tree, "reexecuting": [],
-                                 "after": held["rule"]})
-    return _drive(ledger, guard, owner, started["system_prompt"], started["task"], events)
+    guard.record(ev.RunResumed(user=current_user(), tree=guard.tree, reexecuting=[], after=held.rule))
+    return _drive(ledger, guard, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
 
 
 def _in_flight(events: list) -> list[str]:
     """Calls whose tool_call is recorded but whose tool_result is not."""
-    started = [e.payload["call_id"] for e in events if e.type == "tool_call"]
-    done = {e.payload["call_id"] for e in events if e.type == "tool_result"}
+    started = [e.data.call_id for e in events if isinstance(e.data, ev.ToolCall)]
+    done = {e.data.call_id for e in events if isinstance(e.data, ev.ToolResult)}
     return [call_id for call_id in started if call_id not in done]
 
 
 def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | None,
-             approver: Approver | None) -> tuple[Guard, dict[str, Any]]:
-    started = events[0].payload
-    policy = Policy.model_validate(started["policy"])
-    worktree = open_worktree(Path(started["repo"]), run_id, started["base_commit"])
+             approver: Approver | None) -> tuple[Guard, ev.RunStarted]:
+    started = events[0].data
+    if not isinstance(started, ev.RunStarted) or started.repo is None or started.base_commit is None:
+        raise RunError(f"run {run_id} was not started by Tether here; it cannot go on")
+    policy = Policy.model_validate(started.policy)
+    worktree = open_worktree(Path(started.repo), run_id, started.base_commit)
     if not worktree.path.is_dir():
         worktree = reattach_worktree(worktree, policy.writes.ignore)
-    provider = make_provider(started["model"], started.get("base_url"))
+    provider = make_provider(started.model or "", started.base_url)
     guard = _guard(ledger, run_id, policy, provider, worktree, on_event, approver)
     guard.replay_state(events)
     _environment(guard)
@@ -285,14 +287,13 @@ def _drive(ledger: Ledger, guard: Guard, owner: str, system_prompt: str, task: s
                 raise RunSucceeded("all required checks passed")
             run_agent(guard, system_prompt, task, events)
     except RunHeld as held:
-        guard.record("run_paused", {"reason": held.reason, "rule": held.rule, "status": held.status,
-                                    "retry_at": held.retry_at})
+        guard.record(ev.RunPaused(reason=held.reason, rule=held.rule, status=held.status, retry_at=held.retry_at))
         ledger.update_run(guard.run_id, status=held.status, owner=None)
         return _summary(ledger, guard.run_id)
     except RunEnded as ended:
         status, reason, rule = ended.status, ended.reason, ended.rule
     except KeyboardInterrupt:  # held, not ended: the person may resume it or cancel it (delivering its work)
-        guard.record("run_paused", {"reason": "interrupted by the user", "rule": "manual", "status": "stopped"})
+        guard.record(ev.RunPaused(reason="interrupted by the user", rule="manual", status=ev.RunStatus.STOPPED))
         ledger.update_run(guard.run_id, status="stopped", owner=None)
         return _summary(ledger, guard.run_id)
     except LedgerError:
@@ -301,7 +302,7 @@ def _drive(ledger: Ledger, guard: Guard, owner: str, system_prompt: str, task: s
         _finish(ledger, guard, "failed", f"internal error: {exc!r}", "internal")
         raise
     if status == "awaiting_approval":
-        guard.record("run_paused", {"reason": reason, "rule": rule})
+        guard.record(ev.RunPaused(reason=reason, rule=rule, status=ev.RunStatus.AWAITING_APPROVAL))
         ledger.update_run(guard.run_id, status=status, owner=None)
     else:
         _finish(ledger, guard, status, reason, rule)
@@ -324,9 +325,8 @@ def _finish(ledger: Ledger, guard: Guard, status: str, reason: str, rule: str) -
               f"Run: {run.id}\nStatus: {status}\nReason: {reason}\n"
     commit = worktree.commit(guard.tree, message)
     diffstat = worktree.diff(guard.base_tree, guard.tree).as_dict()
-    guard.record("run_finished", {"status": status, "reason": reason, "rule": rule, "branch": worktree.branch,
-                                  "commit": commit, "tree": guard.tree, "diffstat": diffstat,
-                                  "usage": guard.meters.as_dict()})
+    guard.record(ev.RunFinished(status=status, reason=reason, rule=rule, branch=worktree.branch, commit=commit,
+                                tree=guard.tree, diffstat=diffstat, usage=guard.meters.as_dict()))
     ledger.update_run(guard.run_id, status=status, owner=None)
     worktree.remove()
 

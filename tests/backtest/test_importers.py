@@ -25,12 +25,12 @@ def test_mini_v1_steps_observations_usage_and_timestamps(tmp_path: Path):
     assert run.steps[1].input_tokens == 1100 and run.steps[1].ts == 1_700_000_010
     costs_add_up(run)
     events = run.events()
-    types = [t for t, _, _ in events]
+    types = [p.type for p, _ in events]
     assert types[0] == "run_started" and types[-1] == "run_finished"
     assert types.count("model_response") == types.count("tool_call") == types.count("tool_result") == 3
-    results = [p for t, p, _ in events if t == "tool_result"]
-    assert [r["ok"] for r in results] == [True, False, True]
-    assert results[0]["tree"] == results[1]["tree"] != results[2]["tree"]  # only the sed edits
+    results = [p for p, _ in events if p.type == "tool_result"]
+    assert [r.ok for r in results] == [True, False, True]
+    assert results[0].tree == results[1].tree != results[2].tree  # only the sed edits
 
 
 def test_mini_v1_missing_costs_share_the_recorded_rest(tmp_path: Path):
@@ -46,8 +46,8 @@ def test_mini_v1_format_errors_become_turns_without_a_tool_call(tmp_path: Path):
     data["messages"][2]["content"] = "two actions ```bash\nls\n``` and ```bash\npwd\n```"
     run = import_file(write(tmp_path / "t.traj.json.gz", data))
     events = run.events()
-    assert [p["tool_calls"] for t, p, _ in events if t == "model_response"] == [[]]
-    assert "tool_call" not in [t for t, _, _ in events]
+    assert [p.tool_calls for p, _ in events if p.type == "model_response"] == [[]]
+    assert "tool_call" not in [p.type for p, _ in events]
 
 
 def test_mini_v2_tool_calls_and_exit_message(tmp_path: Path):
@@ -70,8 +70,8 @@ def test_swe_agent_totals_are_spread_over_steps_by_context(tmp_path: Path):
     assert run.steps[0].cost_usd < run.steps[1].cost_usd < run.steps[2].cost_usd  # context grows
     assert all(s.exit_code is None for s in run.steps)
     assert "spread" in run.notes[0]
-    results = [p for t, p, _ in run.events() if t == "tool_result"]
-    assert results[0]["ok"] is None and results[0]["tree"] != results[1]["tree"]  # `edit` changes the tree
+    results = [p for p, _ in run.events() if p.type == "tool_result"]
+    assert results[0].ok is None and results[0].tree != results[1].tree  # `edit` changes the tree
 
 
 def test_labels_from_index_csv_results_summary_and_results_json(tmp_path: Path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from tests.conftest import typed
 from tether.guard.brakes import Brakes
 from tether.policy.schema import BrakesPolicy
 
@@ -16,7 +17,7 @@ def result(ok: bool, tree: str | None) -> tuple[str, dict]:
 
 def feed(brakes: Brakes, events: list[tuple[str, dict]]):
     for index, (kind, payload) in enumerate(events):
-        hit = brakes.observe(kind, payload)
+        hit = brakes.observe(typed(kind, payload))
         if hit:
             return index, hit
     return None, None
@@ -43,7 +44,7 @@ def test_consecutive_failures_reset_on_success():
 
 def test_no_progress_counts_unchanged_trees_and_ignores_unknown_ones():
     brakes = Brakes(BrakesPolicy(repeat_max=None, max_consecutive_failures=None, max_steps_without_change=3))
-    brakes.observe("run_started", {"base_tree": "t0"})
+    brakes.observe(typed("run_started", {"base_tree": "t0"}))
     events = [result(True, "t0"), result(True, "t0"), result(True, "t1"), result(True, "t1"),
               result(True, None), result(True, "t1")]
     assert feed(brakes, events) == (None, None)
@@ -63,9 +64,9 @@ def only(**knobs) -> Brakes:
 
 
 def step(brakes: Brakes, n: int, command: str, observation: str, tree: str = "t0"):
-    hits = [brakes.observe("tool_call", {"call_id": f"c{n}", "name": "bash", "arguments": {"command": command}}),
-            brakes.observe("tool_result", {"call_id": f"c{n}", "ok": True, "tree": tree,
-                                           "observation": observation})]
+    hits = [brakes.observe(typed("tool_call", {"call_id": f"c{n}", "name": "bash", "arguments": {"command": command}})),
+            brakes.observe(typed("tool_result", {"call_id": f"c{n}", "ok": True, "tree": tree,
+                                                 "observation": observation}))]
     return next((h for h in hits if h), None)
 
 
@@ -103,16 +104,17 @@ def test_stale_tests_reset_when_the_output_changes():
 def test_burn_rate_compares_recent_steps_with_the_run_median():
     brakes = only(burn_rate_factor=3.0, burn_rate_window=2, burn_rate_min_steps=4)
     costs = [0.01, 0.01, 0.01, 0.01, 0.02, 0.02, 0.08]
-    hits = [brakes.observe("model_response", {"cost_usd": c}) for c in costs]
+    hits = [brakes.observe(typed("model_response", {"cost_usd": c})) for c in costs]
     assert hits[:6] == [None] * 6
     assert hits[6].detector == "burn_rate"  # (0.02 + 0.08) / 2 > 3 x median 0.01
 
 
 def test_turns_without_an_action_brake():
     brakes = only(max_turns_without_action=3)
-    assert brakes.observe("model_response", {"tool_calls": []}) is None
-    assert brakes.observe("model_response", {"tool_calls": []}) is None
-    assert brakes.observe("model_response", {"tool_calls": [{"id": "c"}]}) is None  # an action resets it
-    assert brakes.observe("model_response", {"tool_calls": []}) is None
-    assert brakes.observe("model_response", {"tool_calls": []}) is None
-    assert brakes.observe("model_response", {"tool_calls": []}).detector == "no_action"
+    assert brakes.observe(typed("model_response", {"tool_calls": []})) is None
+    assert brakes.observe(typed("model_response", {"tool_calls": []})) is None
+    action = {"tool_calls": [{"id": "c", "name": "bash", "arguments": {}}]}
+    assert brakes.observe(typed("model_response", action)) is None  # an action resets it
+    assert brakes.observe(typed("model_response", {"tool_calls": []})) is None
+    assert brakes.observe(typed("model_response", {"tool_calls": []})) is None
+    assert brakes.observe(typed("model_response", {"tool_calls": []})).detector == "no_action"

@@ -3,10 +3,12 @@ events, so a run continued after an approval (or a crash) sees exactly what it s
 
 from __future__ import annotations
 
-from tether.agents.tools import TOOL_SPECS, Toolbox
+from tether.agents.tools import Toolbox
 from tether.guard.guard import Guard
 from tether.ledger import StoredEvent
+from tether.ledger import events as ev
 from tether.models import Message, ToolCall
+from tether.models.tools import SPECS
 
 SYSTEM_PROMPT = """You are a careful software engineer working in a git repository.
 Use the tools to inspect the code, make the smallest change that does the task, and run the
@@ -22,17 +24,17 @@ def conversation(system_prompt: str, task: str, events: list[StoredEvent],
     messages: list[Message] = [{"role": "system", "content": system_prompt}, {"role": "user", "content": task}]
     pending: dict[str, ToolCall] = {}
     for event in events:
-        payload = event.payload
-        if event.type == "model_response":
-            calls = [ToolCall(c["id"], c["name"], c["arguments"]) for c in payload["tool_calls"]]
-            messages.append({"role": "assistant", "content": payload["content"],
+        data = event.data
+        if isinstance(data, ev.ModelResponse):
+            calls = [ToolCall(c.id, c.name, c.arguments) for c in data.tool_calls]
+            messages.append({"role": "assistant", "content": data.content,
                              "tool_calls": [c.as_dict() for c in calls]})
             pending = {c.id: c for c in calls}
             if not calls:
                 messages.append({"role": "user", "content": nudge})
-        elif event.type == "tool_result":
-            pending.pop(payload["call_id"], None)
-            messages.append({"role": "tool", "tool_call_id": payload["call_id"], "content": payload["observation"]})
+        elif isinstance(data, ev.ToolResult):
+            pending.pop(data.call_id, None)
+            messages.append({"role": "tool", "tool_call_id": data.call_id, "content": data.observation})
     return messages, list(pending.values())
 
 
@@ -46,7 +48,7 @@ def run_harness(guard: Guard, system_prompt: str, task: str, events: list[Stored
         for call in pending:
             observation = guard.tool_call(call, toolbox.execute)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": observation})
-        response = guard.model_call(messages, TOOL_SPECS)
+        response = guard.model_call(messages, SPECS)
         messages.append({"role": "assistant", "content": response.content,
                          "tool_calls": [c.as_dict() for c in response.tool_calls]})
         if not response.tool_calls:

@@ -20,6 +20,7 @@ from tether.agents.tools import failure_report
 from tether.guard.decisions import RoleDone, RunHeld, RunPaused, RunSucceeded
 from tether.guard.guard import Guard
 from tether.ledger import StoredEvent
+from tether.ledger import events as ev
 from tether.models import Provider
 from tether.workspace.git import GitError, git, merge_commits
 from tether.workspace.sandbox import worktree_sandbox
@@ -69,7 +70,7 @@ def parse_plan(text: str) -> Plan | None:
 
 
 def role_events(events: list[StoredEvent], role: str) -> list[StoredEvent]:
-    return [event for event in events if event.payload.get("role") == role]
+    return [event for event in events if event.data.role == role]
 
 
 def _for_role(provider: Provider, role: str) -> Provider:
@@ -83,7 +84,7 @@ def run_orchestrated(guard: Guard, system_prompt: str, task: str, events: list[S
     run_worktree, run_sandbox, provider = guard.worktree, guard.sandbox, guard.provider
     plan = _plan(guard, provider, task, events)
     groups = [group for group in (plan.subtasks[i::settings.executors] for i in range(settings.executors)) if group]
-    handed = {e.payload["name"]: e.payload for e in events if e.type == "handover"}
+    handed = {e.data.name: e.data for e in events if isinstance(e.data, ev.Handover)}
     for number, group in enumerate(groups, 1):
         role = f"executor-{number}"
         if role not in handed:
@@ -92,17 +93,17 @@ def run_orchestrated(guard: Guard, system_prompt: str, task: str, events: list[S
                 handed[role] = _execute(guard, provider, role, prompt, _subtask_text(task, group), events)
             finally:  # whatever ends or pauses the run is recorded and delivered from the run's worktree
                 guard.use_worktree(None, run_worktree, run_sandbox, guard.base_tree)
-        guard.unintegrated.append(run_worktree.diff(guard.base_tree, handed[role]["tree"]))
+        guard.unintegrated.append(run_worktree.diff(guard.base_tree, handed[role].tree))
 
     tree = guard.role_trees.get("reviewer", guard.base_tree)
     run_worktree.restore(tree)
     guard.use_worktree("reviewer", run_worktree, run_sandbox, tree)
     guard.provider = _for_role(provider, "reviewer")
-    merges = [e.payload for e in events if e.type == "merge"] or _integrate(guard, list(handed.values()))
+    merges = [e.data for e in events if isinstance(e.data, ev.Merge)] or _integrate(guard, list(handed.values()))
     guard.unintegrated.clear()
     own = role_events(events, "reviewer")
     failures: str | None = None
-    if not any(event.type == "model_response" for event in own):  # the reviewer's first act: the checks
+    if not any(isinstance(event.data, ev.ModelResponse) for event in own):  # the reviewer's first act: the checks
         failures = failure_report(guard.run_checks("reviewer.integration"))
         if failures is None:
             raise RunSucceeded("all required checks passed after integration")
@@ -110,9 +111,9 @@ def run_orchestrated(guard: Guard, system_prompt: str, task: str, events: list[S
 
 
 def _plan(guard: Guard, provider: Provider, task: str, events: list[StoredEvent]) -> Plan:
-    recorded = next((e.payload for e in events if e.type == "plan"), None)
+    recorded = next((e.data for e in events if isinstance(e.data, ev.Plan)), None)
     if recorded is not None:
-        return Plan.model_validate({"subtasks": recorded["subtasks"]})
+        return Plan.model_validate({"subtasks": recorded.subtasks})
     settings = guard.policy.orchestrated
     guard.use_worktree("planner", guard.worktree, guard.sandbox, guard.tree)
     guard.provider = _for_role(provider, "planner")
@@ -127,8 +128,8 @@ def _plan(guard: Guard, provider: Provider, task: str, events: list[StoredEvent]
     if plan is None:  # an unreadable plan is not worth a run: one subtask, the task itself
         plan = Plan(subtasks=[Subtask(title="the whole task", instruction=task)])
     plan = Plan(subtasks=plan.subtasks[:settings.max_subtasks])
-    guard.record("plan", {"step": guard.meters.steps, "fallback": fallback,
-                          "subtasks": [s.model_dump() for s in plan.subtasks]})
+    guard.record(ev.Plan(step=guard.meters.steps, fallback=fallback,
+                         subtasks=[s.model_dump() for s in plan.subtasks]))
     return plan
 
 
@@ -150,7 +151,7 @@ def _executor_worktree(guard: Guard, role: str) -> Worktree:
 
 
 def _execute(guard: Guard, provider: Provider, role: str, prompt: str, subtask: str,
-             events: list[StoredEvent]) -> dict:
+             events: list[StoredEvent]) -> ev.Handover:
     """One executor in its own worktree until it hands over; its work is committed on its branch."""
     settings = guard.policy.orchestrated
     own = role_events(events, role)
@@ -161,7 +162,7 @@ def _execute(guard: Guard, provider: Provider, role: str, prompt: str, subtask: 
                                project=guard.sandbox.project)
     guard.use_worktree(role, worktree, sandbox, tree, hands_over=True)
     guard.provider = _for_role(provider, role)
-    first_step = next((e.payload["step"] for e in own if e.type == "model_request"), guard.meters.steps + 1)
+    first_step = next((e.data.step for e in own if isinstance(e.data, ev.ModelRequest)), guard.meters.steps + 1)
     guard.role_step_limit = first_step - 1 + settings.executor_max_steps
     reason = "handed over"
     try:
@@ -177,43 +178,41 @@ def _execute(guard: Guard, provider: Provider, role: str, prompt: str, subtask: 
     finally:
         guard.role_step_limit = None
     commit = worktree.commit(guard.tree, f"tether {role}: {subtask.splitlines()[-1][:60]}")
-    payload = {"name": role, "tree": guard.tree, "commit": commit, "branch": worktree.branch, "reason": reason,
-               "diffstat": worktree.diff(guard.base_tree, guard.tree).as_dict()}
-    guard.record("handover", payload)
+    handover = ev.Handover(name=role, tree=guard.tree, commit=commit, branch=worktree.branch, reason=reason,
+                           diffstat=worktree.diff(guard.base_tree, guard.tree).as_dict())
+    guard.record(handover)
     worktree.remove()
-    return payload
+    return handover
 
 
-def _integrate(guard: Guard, handovers: list[dict]) -> list[dict]:
+def _integrate(guard: Guard, handovers: list[ev.Handover]) -> list[ev.Merge]:
     """Merge the executors' branches, in order, into the run's worktree. A branch that conflicts is
     merged with conflict markers for the reviewer to resolve, or rejected, as the policy says."""
     repo, on_conflict = guard.worktree.repo, guard.policy.orchestrated.on_conflict
     ours, tree = guard.worktree.base_commit, guard.base_tree
     merges = []
     for handover in handovers:
-        payload = {"name": handover["name"], "branch": handover["branch"]}
-        merged_tree, conflicts = merge_commits(repo, ours, handover["commit"])
-        if handover["tree"] == guard.base_tree:
-            payload |= {"merged": False, "conflicts": [], "tree": tree, "reason": "no changes"}
+        merged_tree, conflicts = merge_commits(repo, ours, handover.commit)
+        if handover.tree == guard.base_tree:
+            merged, conflicts, reason = False, [], "no changes"
         elif conflicts and on_conflict == "reject":
-            payload |= {"merged": False, "conflicts": conflicts, "tree": tree,
-                        "reason": f"rejected: conflicts in {', '.join(conflicts)}"}
+            merged, reason = False, f"rejected: conflicts in {', '.join(conflicts)}"
         else:
-            ours = git(repo, "commit-tree", merged_tree, "-p", ours, "-p", handover["commit"],
-                       "-m", f"merge {handover['name']}").strip()
-            tree = merged_tree
-            payload |= {"merged": True, "conflicts": conflicts, "tree": tree,
-                        "reason": f"conflicts left for the reviewer in {', '.join(conflicts)}" if conflicts else
-                        "merged cleanly"}
-        guard.record("merge", payload)
-        merges.append(payload)
+            ours = git(repo, "commit-tree", merged_tree, "-p", ours, "-p", handover.commit,
+                       "-m", f"merge {handover.name}").strip()
+            tree, merged = merged_tree, True
+            reason = f"conflicts left for the reviewer in {', '.join(conflicts)}" if conflicts else "merged cleanly"
+        merge = ev.Merge(name=handover.name, branch=handover.branch, merged=merged, conflicts=conflicts, tree=tree,
+                         reason=reason)
+        guard.record(merge)
+        merges.append(merge)
     guard.worktree.restore(tree)
     guard.tree = tree
     return merges
 
 
-def _review_text(task: str, merges: list[dict], failures: str | None) -> str:
-    lines = [f"- {m['name']} ({m['branch']}): {m['reason']}" for m in merges]
+def _review_text(task: str, merges: list[ev.Merge], failures: str | None) -> str:
+    lines = [f"- {m.name} ({m.branch}): {m.reason}" for m in merges]
     text = f"The task:\n\n{task}\n\nWhat was merged:\n" + "\n".join(lines)
     if failures:
         text += f"\n\nThe required checks fail on the merged work:\n\n{failures}"

@@ -1,6 +1,5 @@
-"""The harness's tools. Arguments are a stable interface: bash{command}, read_file{path},
-write_file{path, content}, edit_file{path, old, new}, submit{summary}. The guard has already
-checked scopes and resolved paths when these run."""
+"""The harness's tools, executed (models/tools.py names them and their arguments). The guard has
+already checked scopes and resolved paths when these run."""
 
 from __future__ import annotations
 
@@ -8,33 +7,12 @@ from dataclasses import dataclass
 
 from tether.guard.guard import CheckResult, Guard, ToolOutcome
 from tether.guard.scopes import resolve_in_worktree
-from tether.models import ToolCall, ToolSpec
+from tether.models import ToolCall
+from tether.models.tools import WRITE_TOOLS
 from tether.workspace.files import read_regular, write_regular
 
 READ_LIMIT = 100_000
 EDIT_LIMIT = 8 << 20  # a file is read whole to be edited: larger ones are refused
-
-
-def _spec(name: str, description: str, **properties: str) -> ToolSpec:
-    return ToolSpec(name, description, {
-        "type": "object",
-        "properties": {key: {"type": "string", "description": text} for key, text in properties.items()},
-        "required": list(properties),
-    })
-
-
-TOOL_SPECS = [
-    _spec("bash", "Run a shell command in the repository (sandboxed, no network).",
-          command="the command line"),
-    _spec("read_file", "Read a text file of the repository.", path="path relative to the repository root"),
-    _spec("write_file", "Create or overwrite a file with the given content.",
-          path="path relative to the repository root", content="the complete new file content"),
-    _spec("edit_file", "Replace one exact occurrence of `old` with `new` in a file.",
-          path="path relative to the repository root", old="exact text to replace (must occur once)",
-          new="replacement text"),
-    _spec("submit", "Finish: runs the required checks; the task is done only when they pass.",
-          summary="what you changed and why"),
-]
 
 
 @dataclass
@@ -45,7 +23,7 @@ class Toolbox:
         if call.name == "submit":
             return self._submit(call.id)
         outcome: ToolOutcome = getattr(self, f"_{call.name}")(call.arguments)
-        if outcome.ok and call.name in ("write_file", "edit_file") and self.guard.policy.agent.check_after_write:
+        if outcome.ok and call.name in WRITE_TOOLS and self.guard.policy.agent.check_after_write:
             return self._check_after_write(call.id, outcome)
         return outcome
 
@@ -115,7 +93,7 @@ class Toolbox:
         if failures is None:
             names = ", ".join(r.name for r in results) or "none configured"
             return ToolOutcome(True, f"submitted; required checks passed ({names})", finished=True)
-        return ToolOutcome(False, f"Required checks failed; fix and submit again.\n\n{failures}")
+        return ToolOutcome(False, f"Required checks failed; fix and submit again.\n\n{failures}", rework=True)
 
 
 def failure_report(results: list[CheckResult]) -> str | None:

@@ -9,11 +9,13 @@ from typing import Any
 
 from tether.backtest.trajectory import ImportedRun
 from tether.guard.brakes import Brakes
-from tether.guard.meters import Meters, check_model_call, check_tool_call
+from tether.guard.budgets import check_model_call, check_tool_call
+from tether.ledger import events as ev
+from tether.ledger.meters import Meters
 from tether.policy.schema import BudgetPolicy, Policy
 from tether.stats import bootstrap_share, wilson
 
-Event = tuple[str, dict[str, Any], float]
+Event = tuple[ev.Payload, float]
 
 
 @dataclass
@@ -45,19 +47,18 @@ def first_stop(events: Iterable[Event], budget: BudgetPolicy,
     learns a call's cost only after the call, so a USD budget can be passed by one step."""
     meters = Meters()
     step = 0
-    for type_, payload, ts in events:
-        if type_ == "model_response":
-            step = payload["step"]
-            usage = payload.get("usage") or {}
-            decision = check_model_call(meters, budget, int(usage.get("input_tokens", 0)), 0.0, ts)
+    for payload, ts in events:
+        if isinstance(payload, ev.ModelResponse):
+            step = payload.step
+            decision = check_model_call(meters, budget, payload.usage.input_tokens, 0.0, ts)
             if decision is not None:
                 return step, decision.rule, decision.reason, meters.usd, meters.steps
-        meters.observe(type_, payload, ts)
-        if type_ == "tool_call":
+        meters.observe(payload, ts)
+        if isinstance(payload, ev.ToolCall):
             decision = check_tool_call(meters, budget, ts)
             if decision is not None:
                 return step, decision.rule, decision.reason, meters.usd, meters.steps
-        hit = brakes.observe(type_, payload)
+        hit = brakes.observe(payload)
         if hit is not None:
             return step, f"brakes.{hit.detector}", hit.reason, meters.usd, meters.steps
     return None

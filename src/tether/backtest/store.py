@@ -23,8 +23,8 @@ def store_run(ledger: Ledger, run: ImportedRun) -> Imported:
         return Imported(run_id, 0, skipped=True)
     events = run.events()
     ledger.create_run(run_id, repo=run.path, instruction=run.task[:500] or run.instance_id,
-                      source=f"imported:{run.source}", status=events[-1][1]["status"], model=run.model,
+                      source=f"imported:{run.source}", status=events[-1][0].status, model=run.model,
                       architecture=run.agent)
-    count = ledger.append_many(run_id, events)
+    count = ledger.record_many(run_id, events)
     ledger.update_run(run_id, summary=summarize(ledger.get_run(run_id), ledger.events(run_id)))
     return Imported(run_id, count, skipped=False)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any
+
+from tether.ledger import events as ev
 
 # Commands that change files. Imported runs carry no worktree snapshots, so a step "changes the
 # tree" when its command looks like an edit; the tree id is then a hash chain of such commands.
@@ -57,41 +58,42 @@ class ImportedRun:
     def run_id(self) -> str:
         return f"imp-{digest(self.source + ':' + self.path)[:16]}"
 
-    def events(self) -> list[tuple[str, dict[str, Any], float]]:
-        """(type, payload, ts) in the order a live run would have written them."""
+    def events(self) -> list[tuple[ev.Payload, float]]:
+        """(payload, ts) in the order a live run would have written them."""
         start = next((s.ts for s in self.steps if s.ts is not None), 0.0)
-        out: list[tuple[str, dict[str, Any], float]] = [("run_started", {
-            "task": self.task, "imported": True, "source": self.source, "path": self.path,
-            "instance_id": self.instance_id, "agent": self.agent, "model": self.model,
-            "base_tree": "imported-0", "notes": self.notes,
-        }, start)]
+        out: list[tuple[ev.Payload, float]] = [(ev.RunStarted(
+            schema_version=ev.SCHEMA_VERSION, task=self.task, imported=True, source=self.source, path=self.path,
+            instance_id=self.instance_id, agent=self.agent, model=self.model, base_tree="imported-0",
+            notes=self.notes,
+        ), start)]
         tree = "imported-0"
         last_ts = start
         for index, step in enumerate(self.steps, start=1):
             ts = step.ts if step.ts is not None else last_ts
             last_ts = ts
             call_id = f"step{index}"
-            call = {"id": call_id, "name": "bash", "arguments": {"command": step.command}}
-            out.append(("model_response", {
-                "step": index, "model": self.model, "content": step.content,
-                "tool_calls": [call] if step.command else [],  # no single action: a format error
-                "usage": {"input_tokens": step.input_tokens, "output_tokens": step.output_tokens},
-                "cost_usd": step.cost_usd, "price_known": True, "latency_s": 0.0,
-            }, ts))
+            arguments = {"command": step.command}
+            out.append((ev.ModelResponse(
+                step=index, model=self.model, content=step.content,
+                tool_calls=[ev.RecordedCall(id=call_id, name="bash", arguments=arguments)] if step.command
+                else [],  # no single action: a format error
+                usage=ev.RecordedUsage(input_tokens=step.input_tokens, output_tokens=step.output_tokens),
+                cost_usd=step.cost_usd, price_known=True, latency_s=0.0,
+            ), ts))
             if not step.command:
                 continue
-            out.append(("tool_call", {"step": index, "call_id": call_id, "name": "bash",
-                                      "arguments": call["arguments"]}, ts))
+            out.append((ev.ToolCall(step=index, call_id=call_id, name="bash", arguments=arguments), ts))
             if looks_like_edit(step.command):
                 tree = digest(tree + step.command)[:40]
-            out.append(("tool_result", {
-                "step": index, "call_id": call_id, "executed": True,
-                "ok": None if step.exit_code is None else step.exit_code == 0, "exit_code": step.exit_code,
-                "output_digest": digest(step.output), "duration_s": 0.0, "tree": tree, "observation": step.output,
-            }, ts))
-        out.append(("run_finished", {
-            "status": {True: "succeeded", False: "failed"}.get(self.resolved, "unlabelled"),
-            "reason": f"imported; exit status {self.exit_status}", "resolved": self.resolved,
-            "total_cost_usd": self.total_cost_usd,
-        }, last_ts))
+            out.append((ev.ToolResult(
+                step=index, call_id=call_id, executed=True,
+                ok=None if step.exit_code is None else step.exit_code == 0, exit_code=step.exit_code,
+                output_digest=digest(step.output), duration_s=0.0, tree=tree, observation=step.output,
+            ), ts))
+        out.append((ev.RunFinished(
+            status={True: ev.RunStatus.SUCCEEDED, False: ev.RunStatus.FAILED}.get(
+                self.resolved, ev.RunStatus.UNLABELLED),
+            reason=f"imported; exit status {self.exit_status}", resolved=self.resolved,
+            total_cost_usd=self.total_cost_usd,
+        ), last_ts))
         return out

@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tether import runner
 from tether.evals.compare import compare_configs
 from tether.evals.metrics import cell_row, summarize_config
 from tether.evals.records import Cell, EvalRecords
 from tether.evals.score import rework_lines, score_delivery
 from tether.evals.suite import SuiteError, TaskSpec, prepare_repo
 from tether.ledger import Ledger
+from tether.ledger.queries import finished_of, held_reason, run_policy
 from tether.policy import Policy, load_policy
 from tether.policy.load import dump_policy
 from tether.policy.schema import EnvironmentPolicy, SandboxPolicy
@@ -129,17 +129,18 @@ def _ended(ledger: Ledger, run_id: str) -> bool:
     run = ledger.get_run(run_id)
     if run.status not in ENDED:
         return False
-    return run.status != "stopped" or runner.held_reason(ledger.events(run_id)) is None
+    return run.status != "stopped" or held_reason(ledger.events(run_id)) is None
 
 
 def _score(ev: Eval, ledger: Ledger, records: EvalRecords, cell: Cell, by_name: dict[str, TaskSpec]) -> dict[str, Any]:
     run = ledger.get_run(cell.run_id)
     events = ledger.events(run.id)
-    finished = next((e.payload for e in events if e.type == "run_finished"), {})
+    finished = finished_of(events)
     repo = Path(run.repo)
-    environment = Policy.model_validate(events[0].payload["policy"]).environment if events else EnvironmentPolicy()
-    score = score_delivery(by_name[cell.task], repo, run.base_commit or "", finished.get("commit"), SandboxPolicy(),
-                           environment)
+    policy = run_policy(events)
+    environment = policy.environment if policy is not None else EnvironmentPolicy()
+    score = score_delivery(by_name[cell.task], repo, run.base_commit or "", finished.commit if finished else None,
+                           SandboxPolicy(), environment)
     score["rework_lines"] = rework_lines(repo, run.id, run.base_commit or "", events)
     records.set_score(cell, score)
     return cell_row(cell.task, cell.config, cell.repeat, run, events, score)

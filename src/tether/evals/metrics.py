@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from tether.ledger import StoredEvent
-from tether.ledger.queries import summarize
+from tether.ledger import events as ev
+from tether.ledger.queries import finished_of, summarize
 from tether.ledger.store import RunRow
 from tether.stats import percentile, wilson
 
@@ -16,7 +17,7 @@ STOP_KINDS = ("brakes.", "budget.")
 
 def check_rework(events: list[StoredEvent]) -> int:
     """Required-check failures before the required checks last passed (all of them if they never did)."""
-    outcomes = [e.payload["passed"] for e in events if e.type == "check_finished" and e.payload["required"]]
+    outcomes = [e.data.passed for e in events if isinstance(e.data, ev.CheckFinished) and e.data.required]
     last_pass = max((i for i, passed in enumerate(outcomes) if passed), default=len(outcomes))
     return sum(1 for passed in outcomes[:last_pass] if not passed)
 
@@ -25,9 +26,9 @@ def _latency(events: list[StoredEvent]) -> float:
     """Seconds the run was being worked on: from each start or resume to the next pause or end."""
     total, since = 0.0, None
     for event in events:
-        if event.type in ("run_started", "run_continued", "run_resumed"):
+        if isinstance(event.data, ev.RunStarted | ev.RunContinued | ev.RunResumed):
             since = event.ts if since is None else since
-        elif event.type in ("run_paused", "run_finished") and since is not None:
+        elif isinstance(event.data, ev.RunPaused | ev.RunFinished) and since is not None:
             total, since = total + event.ts - since, None
     if since is not None and events:
         total += events[-1].ts - since
@@ -37,8 +38,8 @@ def _latency(events: list[StoredEvent]) -> float:
 def cell_row(task: str, config: str, repeat: int, run: RunRow, events: list[StoredEvent],
              score: dict[str, Any]) -> dict[str, Any]:
     summary = summarize(run, events)
-    finished = next((e.payload for e in events if e.type == "run_finished"), {})
-    rule = finished.get("rule", "")
+    finished = finished_of(events)
+    rule = finished.rule if finished else ""
     passed_visible, passed_hidden = score["visible"]["passed"], score["hidden"]["passed"]
     return {
         "task": task, "config": config, "repeat": repeat, "run_id": run.id,
@@ -51,7 +52,7 @@ def cell_row(task: str, config: str, repeat: int, run: RunRow, events: list[Stor
         "steps": summary["usage"]["steps"], "interrupts": summary["interrupts"],
         "stops": int(summary["status"] == "stopped" and rule.startswith(STOP_KINDS)),
         "rework": check_rework(events), "rework_lines": score.get("rework_lines", 0),
-        "cap_hits": sum(1 for e in events if e.type == "policy_decision" and e.payload["rule"] in CAP_RULES),
+        "cap_hits": sum(1 for e in events if isinstance(e.data, ev.PolicyDecision) and e.data.rule in CAP_RULES),
     }
 
 

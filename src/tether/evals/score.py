@@ -13,6 +13,8 @@ from typing import Any
 
 from tether.evals.suite import TaskSpec
 from tether.ledger import StoredEvent
+from tether.ledger import events as ev
+from tether.ledger.queries import finished_of
 from tether.policy.schema import EnvironmentPolicy, SandboxPolicy
 from tether.workspace.git import git
 from tether.workspace.project import ProjectEnv, SetupFailed, plan_for, prepare
@@ -84,15 +86,15 @@ def rework_lines(repo: Path, run_id: str, base_commit: str, events: list[StoredE
     churn = 0
     final = base
     for event in events:
-        if event.type not in ("tool_result", "merge") or not event.payload.get("tree"):
+        data = event.data
+        if not isinstance(data, ev.ToolResult | ev.Merge) or not data.tree:
             continue
-        role, tree = event.payload.get("role"), event.payload["tree"]
-        if event.type == "tool_result":
-            churn += worktree.diff(last.get(role, base), tree).lines
-        last[role] = tree
-        final = tree
-    finished = next((e.payload for e in events if e.type == "run_finished"), None)
-    if finished is not None:
-        final = finished["tree"]
+        if isinstance(data, ev.ToolResult):
+            churn += worktree.diff(last.get(data.role, base), data.tree).lines
+        last[data.role] = data.tree
+        final = data.tree
+    finished = finished_of(events)
+    if finished is not None and finished.tree:
+        final = finished.tree
     net = worktree.diff(base, final).lines
     return max(0, (churn - net) // 2)

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether.ledger import events as ev
 from tether.ledger.chain import canonical_json
 from tether.policy.schema import BrakesPolicy
 
@@ -49,49 +50,49 @@ class Brakes:
     idle_turns: int = 0
     sorted_costs: list[float] = field(default_factory=list)
 
-    def observe(self, type_: str, payload: dict[str, Any]) -> BrakeHit | None:
-        if type_ == "tool_call":
+    def observe(self, payload: ev.Payload) -> BrakeHit | None:
+        if isinstance(payload, ev.ToolCall):
             return self._repeat(payload)
-        if type_ == "tool_result":
+        if isinstance(payload, ev.ToolResult):
             return (self._failures(payload) or self._progress(payload) or self._repeat_output(payload)
                     or self._stale_tests(payload))
-        if type_ == "model_response":
+        if isinstance(payload, ev.ModelResponse):
             return self._idle_turns(payload) or self._burn_rate(payload)
-        if type_ == "run_started":
-            self.last_tree = payload.get("base_tree")
+        if isinstance(payload, ev.RunStarted):
+            self.last_tree = payload.base_tree
         return None
 
-    def _repeat(self, payload: dict[str, Any]) -> BrakeHit | None:
-        arguments = payload.get("arguments") or {}
-        if payload.get("name") == "bash":
-            self.commands[payload.get("call_id", "")] = str(arguments.get("command", ""))
+    def _repeat(self, payload: ev.ToolCall) -> BrakeHit | None:
+        arguments = payload.arguments
+        if payload.name == "bash":
+            self.commands[payload.call_id] = str(arguments.get("command", ""))
         limit = self.policy.repeat_max
         if limit is None:
             return None
-        action = canonical_json({"name": payload.get("name"), "arguments": arguments})
+        action = canonical_json({"name": payload.name, "arguments": arguments})
         self.recent.append(action)
         if len(self.recent) > self.policy.repeat_window:
             self.recent.popleft()
         count = self.recent.count(action)
         if count > limit:
             return BrakeHit("repeat", f"the same action {count} times in the last {len(self.recent)}",
-                            {"action": payload.get("name"), "arguments": arguments,
+                            {"action": payload.name, "arguments": arguments,
                              "count": count, "window": self.policy.repeat_window})
         return None
 
-    def _failures(self, payload: dict[str, Any]) -> BrakeHit | None:
-        ok = payload.get("ok")
+    def _failures(self, payload: ev.ToolResult) -> BrakeHit | None:
+        ok = payload.ok
         if ok is None:  # not recorded (some imported formats): says nothing either way
             return None
         self.failures = 0 if ok else self.failures + 1
         limit = self.policy.max_consecutive_failures
         if limit is not None and self.failures >= limit:
             return BrakeHit("consecutive_failures", f"{self.failures} failed tool calls in a row",
-                            {"count": self.failures, "last_call": payload.get("call_id")})
+                            {"count": self.failures, "last_call": payload.call_id})
         return None
 
-    def _progress(self, payload: dict[str, Any]) -> BrakeHit | None:
-        tree = payload.get("tree")
+    def _progress(self, payload: ev.ToolResult) -> BrakeHit | None:
+        tree = payload.tree
         if tree is None:  # an imported step with no snapshot says nothing about progress
             return None
         changed = tree != self.last_tree
@@ -105,12 +106,12 @@ class Brakes:
                             {"count": self.unchanged, "tree": self.last_tree})
         return None
 
-    def _repeat_output(self, payload: dict[str, Any]) -> BrakeHit | None:
+    def _repeat_output(self, payload: ev.ToolResult) -> BrakeHit | None:
         limit = self.policy.repeat_output_max
-        command = self.commands.get(payload.get("call_id", ""))
+        command = self.commands.get(payload.call_id)
         if limit is None or command is None:
             return None
-        seen = f"{command}\0{payload.get('output_digest') or masked_digest(payload.get('observation', ''))}"
+        seen = f"{command}\0{payload.output_digest or masked_digest(payload.observation)}"
         self.recent_outputs.append(seen)
         if len(self.recent_outputs) > self.policy.repeat_window:
             self.recent_outputs.popleft()
@@ -120,11 +121,11 @@ class Brakes:
                             {"command": command, "count": count, "window": self.policy.repeat_window})
         return None
 
-    def _stale_tests(self, payload: dict[str, Any]) -> BrakeHit | None:
-        command = self.commands.pop(payload.get("call_id", ""), None)
+    def _stale_tests(self, payload: ev.ToolResult) -> BrakeHit | None:
+        command = self.commands.pop(payload.call_id, None)
         if self.policy.stale_test_cycles is None or command is None or not TEST_COMMAND.search(command):
             return None
-        output = masked_digest(payload.get("observation", ""))
+        output = masked_digest(payload.observation)
         previous = self.tests.get(command)
         if previous is not None and self.edited_since_test.get(command):
             self.stale_cycles = self.stale_cycles + 1 if output == previous else 0
@@ -135,17 +136,17 @@ class Brakes:
                             "unchanged", {"command": command, "cycles": self.stale_cycles})
         return None
 
-    def _idle_turns(self, payload: dict[str, Any]) -> BrakeHit | None:
-        self.idle_turns = 0 if payload.get("tool_calls") else self.idle_turns + 1
+    def _idle_turns(self, payload: ev.ModelResponse) -> BrakeHit | None:
+        self.idle_turns = 0 if payload.tool_calls else self.idle_turns + 1
         limit = self.policy.max_turns_without_action
         if limit is not None and self.idle_turns >= limit:
             return BrakeHit("no_action", f"{self.idle_turns} model turns in a row without an action",
                             {"count": self.idle_turns})
         return None
 
-    def _burn_rate(self, payload: dict[str, Any]) -> BrakeHit | None:
+    def _burn_rate(self, payload: ev.ModelResponse) -> BrakeHit | None:
         factor = self.policy.burn_rate_factor
-        cost = float(payload.get("cost_usd") or 0.0)
+        cost = payload.cost_usd
         self.costs.append(cost)
         if factor is None:
             return None

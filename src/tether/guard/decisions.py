@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from tether.ledger import events as ev
 
 Verdict = Literal["allow", "deny", "ask", "stop"]
 
@@ -16,13 +18,9 @@ class Decision:
     paths: list[str] = field(default_factory=list)
     owners: list[str] = field(default_factory=list)
 
-    def as_payload(self) -> dict[str, Any]:
-        payload: dict[str, Any] = {"verdict": self.verdict, "rule": self.rule, "reason": self.reason}
-        if self.paths:
-            payload["paths"] = self.paths
-        if self.owners:
-            payload["owners"] = self.owners
-        return payload
+    def as_event(self, step: int | None, call_id: str | None = None, rolled_back: bool = False) -> ev.PolicyDecision:
+        return ev.PolicyDecision(verdict=self.verdict, rule=self.rule, reason=self.reason, paths=self.paths,
+                                 owners=self.owners, step=step, call_id=call_id, rolled_back=rolled_back)
 
 
 ALLOW = Decision("allow")

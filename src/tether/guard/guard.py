@@ -15,14 +15,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tether.guard.brakes import BrakeHit, Brakes
+from tether.guard.budgets import check_model_call, check_tool_call, check_wall
 from tether.guard.decisions import ALLOW, Decision, RoleDone, RunFailed, RunHeld, RunPaused, RunStopped, RunSucceeded
 from tether.guard.fleet import FleetGate
-from tether.guard.meters import Meters, check_model_call, check_tool_call, check_wall
 from tether.guard.scopes import CommandRules, PathDenied, WriteRules, resolve_in_worktree
 from tether.ledger import Ledger, StoredEvent, canonical_json
+from tether.ledger import events as ev
+from tether.ledger.meters import Meters
 from tether.models import Message, ModelError, ModelResponse, Provider, ToolCall, ToolSpec, TransientModelError
 from tether.models.base import Usage, estimate_tokens
 from tether.models.prices import price_usd
+from tether.models.tools import TOOLS, WRITE_TOOLS
 from tether.policy.approvers import may_approve
 from tether.policy.ownership import Ownership
 from tether.policy.schema import Policy
@@ -30,35 +33,26 @@ from tether.workspace.files import read_regular
 from tether.workspace.sandbox import ExecResult, Sandbox
 from tether.workspace.worktree import DiffStat, WorkspaceTampered, Worktree
 
-WRITE_TOOLS = ("write_file", "edit_file")
 # File ctimes come from the kernel's coarse clock, which may lag time.time_ns() by a tick or so.
 CTIME_SLACK_NS = 50_000_000
 DIFF_LIMIT = 20_000  # characters of a proposed write's diff shown to its approver
 DESTRUCTIVE_MIN_LINES = 10  # smaller files (stubs) may be rewritten whole
 DESTRUCTIVE_LIMIT = 1 << 20  # larger files are not compared line by line
-REQUIRED_ARGS: dict[str, tuple[str, ...]] = {
-    "bash": ("command",),
-    "read_file": ("path",),
-    "write_file": ("path", "content"),
-    "edit_file": ("path", "old", "new"),
-    "submit": (),
-}
-
 # An approval decision: (approved, who decided, why).
 Approval = tuple[bool, str, str]
 Approver = Callable[[dict[str, Any]], Approval]
-UNATTENDED_DECIDER = "tether (unattended)"  # a "tether" decider is not a person: no second interrupt
+UNATTENDED_DECIDER = "tether (unattended)"
 EventSink = Callable[[StoredEvent, Meters], None]
 
 
-def event_key(type_: str, payload: dict[str, Any]) -> tuple[Any, ...]:
+def event_key(payload: ev.Payload) -> tuple[Any, ...]:
     """What makes an event the same event when a crashed run is resumed and redoes its last step."""
-    return (type_, payload.get("step"), payload.get("call_id"), payload.get("attempt"), payload.get("name"),
-            payload.get("rule"))
+    return (payload.type, *(getattr(payload, name, None) for name in ("step", "call_id", "attempt", "name", "rule")))
 
 
 # Markers of a run's life that may legitimately repeat; everything else is written at most once.
-REPEATABLE = {"run_continued", "run_resumed", "run_paused", "approval_decided"}
+REPEATABLE = {ev.EventType.RUN_CONTINUED, ev.EventType.RUN_RESUMED, ev.EventType.RUN_PAUSED,
+              ev.EventType.APPROVAL_DECIDED}
 
 
 @dataclass(frozen=True)
@@ -70,6 +64,7 @@ class ToolOutcome:
     duration_s: float = 0.0
     finished: bool = False  # submit with every required check passing
     write_limited: bool = False  # the command was killed for writing more than the step may
+    rework: bool = False  # a submit the required checks sent back
 
 
 @dataclass(frozen=True)
@@ -125,37 +120,38 @@ class Guard:
         from the event log, so a continued or resumed run goes on exactly where it was."""
         names: dict[str, str] = {}
         for event in events:
-            payload = event.payload
-            self.meters.observe(event.type, payload, event.ts)
-            hit = self.brakes.observe(event.type, payload)
+            payload = event.data
+            self.meters.observe(payload, event.ts)
+            hit = self.brakes.observe(payload)
             if hit is not None:
-                self.pending_hit = (payload.get("call_id"), hit)
-            if event.type not in REPEATABLE:
-                self.recorded.add(event_key(event.type, payload))
-            if event.type == "tool_call":
-                names[payload["call_id"]] = payload["name"]
-            elif event.type == "tool_result" or event.type == "merge":
-                if payload.get("tree"):
-                    self.tree = payload["tree"]
-                    self.role_trees[payload.get("role")] = payload["tree"]
-                self.submitted = names.get(payload["call_id"]) == "submit" and payload["ok"]
-            elif event.type in ("brake", "run_finished"):
+                self.pending_hit = (getattr(payload, "call_id", None), hit)
+            if payload.type not in REPEATABLE:
+                self.recorded.add(event_key(payload))
+            if isinstance(payload, ev.ToolCall):
+                names[payload.call_id] = payload.name
+            elif isinstance(payload, ev.ToolResult | ev.Merge):
+                if payload.tree:
+                    self.tree = payload.tree
+                    self.role_trees[payload.role] = payload.tree
+                self.submitted = isinstance(payload, ev.ToolResult) and names.get(payload.call_id) == "submit" \
+                    and bool(payload.ok)
+            elif isinstance(payload, ev.Brake | ev.RunFinished):
                 self.pending_hit = None
-            elif event.type == "approval_decided":
-                self.decided[payload["call_id"]] = (payload["approved"], payload["by"], payload["reason"])
+            elif isinstance(payload, ev.ApprovalDecided):
+                self.decided[payload.call_id] = (payload.approved, payload.by, payload.reason)
 
-    def record(self, type_: str, payload: dict[str, Any]) -> BrakeHit | None:
+    def record(self, payload: ev.Payload) -> BrakeHit | None:
         """Append an event (unless a resumed step already recorded it) and feed the brakes."""
         if self.role is not None:
-            payload = {**payload, "role": self.role}
-        if type_ not in REPEATABLE:
-            key = event_key(type_, payload)
+            payload = payload.model_copy(update={"role": self.role})
+        if payload.type not in REPEATABLE:
+            key = event_key(payload)
             if key in self.recorded:
                 return None
             self.recorded.add(key)
-        event = self.ledger.append(self.run_id, type_, payload)
-        self.meters.observe(type_, payload, event.ts)
-        hit = self.brakes.observe(type_, payload)
+        event = self.ledger.record(self.run_id, payload)
+        self.meters.observe(payload, event.ts)
+        hit = self.brakes.observe(payload)
         if self.on_event is not None:
             self.on_event(event, self.meters)
         return hit
@@ -166,10 +162,7 @@ class Guard:
         self.role, self.worktree, self.sandbox, self.tree, self.hands_over = role, worktree, sandbox, tree, hands_over
 
     def _stop(self, decision: Decision, call: ToolCall | None = None) -> RunStopped:
-        payload = decision.as_payload() | {"step": self.meters.steps}
-        if call is not None:
-            payload["call_id"] = call.id
-        self.record("policy_decision", payload)
+        self.record(decision.as_event(self.meters.steps, call.id if call is not None else None))
         return RunStopped(decision.reason, decision.rule)
 
     # model calls ----------------------------------------------------------------------------
@@ -195,10 +188,8 @@ class Guard:
 
     def _model_call(self, step: int, messages: list[Message], tools: list[ToolSpec], prompt_text: str,
                     prompt_tokens: int) -> ModelResponse:
-        self.record("model_request", {
-            "step": step, "messages": len(messages), "prompt_tokens_est": prompt_tokens,
-            "messages_digest": hashlib.sha256(prompt_text.encode()).hexdigest(),
-        })
+        self.record(ev.ModelRequest(step=step, messages=len(messages), prompt_tokens_est=prompt_tokens,
+                                    messages_digest=hashlib.sha256(prompt_text.encode()).hexdigest()))
         attempt = 0
         while True:
             attempt += 1
@@ -209,8 +200,8 @@ class Guard:
             except TransientModelError as exc:
                 delay = min(60.0, exc.retry_after_s or self.policy.agent.retry_base_s * 2 ** (attempt - 1))
                 give_up = attempt > self.policy.agent.max_retries
-                self.record("model_error", {"step": step, "attempt": attempt, "error": str(exc),
-                                            "transient": True, "retry_in_s": None if give_up else delay})
+                self.record(ev.ModelError(step=step, attempt=attempt, error=str(exc), transient=True,
+                                          retry_in_s=None if give_up else delay))
                 if give_up:  # not the task's fault: hold the run and try again later
                     raise RunHeld(f"model kept failing after {attempt} attempts: {exc}", "model.transient",
                                   "waiting", time.time() + delay) from exc
@@ -219,24 +210,20 @@ class Guard:
                 if wall is not None:
                     raise self._stop(wall) from exc
             except ModelError as exc:
-                self.record("model_error", {"step": step, "attempt": attempt, "error": str(exc), "transient": False})
+                self.record(ev.ModelError(step=step, attempt=attempt, error=str(exc), transient=False))
                 raise RunFailed(str(exc), "model.error") from exc
         latency = time.perf_counter() - started
         if self.role is not None:  # call ids must be unique in the run, and each role counts from 0
             response = replace(response, tool_calls=[replace(c, id=f"{self.role}.{c.id}")
                                                      for c in response.tool_calls])
         cost = response.cost_usd if response.cost_usd is not None else self._cost(response.usage)
-        hit = self.record("model_response", {
-            "step": step,
-            "model": response.model,
-            "content": response.content,
-            "tool_calls": [call.as_dict() for call in response.tool_calls],
-            "usage": {"input_tokens": response.usage.input_tokens, "output_tokens": response.usage.output_tokens,
-                      "estimated": response.usage.estimated},
-            "cost_usd": cost or 0.0,
-            "price_known": cost is not None,
-            "latency_s": round(latency, 4),
-        })
+        hit = self.record(ev.ModelResponse(
+            step=step, model=response.model, content=response.content,
+            tool_calls=[ev.RecordedCall(**call.as_dict()) for call in response.tool_calls],
+            usage=ev.RecordedUsage(input_tokens=response.usage.input_tokens,
+                                   output_tokens=response.usage.output_tokens, estimated=response.usage.estimated),
+            cost_usd=cost or 0.0, price_known=cost is not None, latency_s=round(latency, 4),
+        ))
         self.last_reply = response.content  # the model's stated reason, for an approver
         if hit is not None:  # e.g. too many replies without an action
             raise self.brake(None, hit)
@@ -252,8 +239,7 @@ class Guard:
 
     def tool_call(self, call: ToolCall, execute: Callable[[ToolCall], ToolOutcome]) -> str:
         step = self.meters.steps
-        hit = self.record("tool_call", {"step": step, "call_id": call.id, "name": call.name,
-                                        "arguments": call.arguments})
+        hit = self.record(ev.ToolCall(step=step, call_id=call.id, name=call.name, arguments=call.arguments))
         if hit is not None:
             raise self._brake(call, hit)
         stop = check_tool_call(self.meters, self.policy.budget, time.time())
@@ -264,7 +250,7 @@ class Guard:
         if decision.verdict == "ask":
             decision = self._approval(step, call, decision)
         if decision.verdict == "deny":
-            self.record("policy_decision", decision.as_payload() | {"call_id": call.id, "step": step})
+            self.record(decision.as_event(step, call.id))
             observation = f"Denied by policy ({decision.rule}): {decision.reason}"
             hit = self._unexecuted(call, observation)
             if hit is not None:
@@ -293,18 +279,16 @@ class Guard:
             if refusal is not None:
                 self.worktree.restore(previous)
                 self.worktree.remove_files(ignored)
-                self.record("policy_decision", refusal.as_payload() | {"call_id": call.id, "step": step,
-                                                                       "rolled_back": True})
+                self.record(refusal.as_event(step, call.id, rolled_back=True))
                 observation += f"\n\n[tether] This step was rolled back: {refusal.reason}"
                 tree, changed = previous, []
                 outcome = ToolOutcome(False, observation, outcome.exit_code, outcome.output_digest, outcome.duration_s)
         self.tree = tree
-        hit = self.record("tool_result", {
-            "step": step, "call_id": call.id, "executed": True, "ok": outcome.ok,
-            "exit_code": outcome.exit_code, "output_digest": outcome.output_digest,
-            "duration_s": round(outcome.duration_s, 4), "tree": tree, "changed": changed,
-            "observation": observation,
-        })
+        hit = self.record(ev.ToolResult(
+            step=step, call_id=call.id, executed=True, ok=outcome.ok, exit_code=outcome.exit_code,
+            output_digest=outcome.output_digest, duration_s=round(outcome.duration_s, 4), tree=tree,
+            changed=changed, observation=observation, rework=outcome.rework,
+        ))
         if self.fleet is not None and refusal is not None and refusal.rule == "fleet.max_lines_per_day_per_repo":
             raise self.fleet.over_lines(refusal.reason)
         if outcome.finished:
@@ -318,30 +302,28 @@ class Guard:
         return observation
 
     def _unexecuted(self, call: ToolCall, observation: str) -> BrakeHit | None:
-        return self.record("tool_result", {
-            "step": self.meters.steps, "call_id": call.id, "executed": False, "ok": False,
-            "exit_code": None, "output_digest": None, "duration_s": 0.0, "tree": self.tree,
-            "changed": [], "observation": observation,
-        })
+        return self.record(ev.ToolResult(
+            step=self.meters.steps, call_id=call.id, executed=False, ok=False, exit_code=None, output_digest=None,
+            duration_s=0.0, tree=self.tree, changed=[], observation=observation, rework=False,
+        ))
 
     def _brake(self, call: ToolCall, hit: BrakeHit) -> RunStopped:
         return self.brake(call.id, hit)
 
     def brake(self, call_id: str | None, hit: BrakeHit) -> RunStopped:
-        self.record("brake", {"detector": hit.detector, "reason": hit.reason, "evidence": hit.evidence,
-                              "call_id": call_id, "step": self.meters.steps})
+        self.record(ev.Brake(detector=hit.detector, reason=hit.reason, evidence=hit.evidence, call_id=call_id,
+                             step=self.meters.steps))
         return RunStopped(f"brake {hit.detector}: {hit.reason}", f"brakes.{hit.detector}")
 
     def preflight(self, call: ToolCall) -> Decision:
         """Scopes and ownership for a call, before anything runs."""
-        required = REQUIRED_ARGS.get(call.name)
-        if required is None:
-            return Decision("deny", "tools.unknown", f"unknown tool {call.name!r}; use one of "
-                                                     f"{', '.join(REQUIRED_ARGS)}")
+        tool = TOOLS.get(call.name)
+        if tool is None:
+            return Decision("deny", "tools.unknown", f"unknown tool {call.name!r}; use one of {', '.join(TOOLS)}")
         if "_invalid_arguments" in call.arguments:
             return Decision("deny", "tools.arguments", f"arguments are not valid JSON: "
                                                        f"{call.arguments['_invalid_arguments']}")
-        bad = [name for name in required if not isinstance(call.arguments.get(name), str)]
+        bad = [name for name in tool.required if not isinstance(call.arguments.get(name), str)]
         if bad:
             return Decision("deny", "tools.arguments",
                             f"{call.name} needs string argument(s) {', '.join(bad)}")
@@ -371,26 +353,29 @@ class Guard:
     def _approval(self, step: int, call: ToolCall, ask: Decision) -> Decision:
         if call.id not in self.decided:
             timeout = self.policy.approvals.timeout_s
-            request = ask.as_payload() | {"call_id": call.id, "step": step, "tool": call.name,
-                                          "action": _describe_action(call), "diff": self._proposed_diff(call),
-                                          "model_reason": self.last_reply[-2000:],
-                                          "deadline": time.time() + timeout if timeout else None}
-            self.record("policy_decision", ask.as_payload() | {"call_id": call.id, "step": step})
-            self.record("approval_requested", request)
+            request = ev.ApprovalRequested(
+                verdict=ask.verdict, rule=ask.rule, reason=ask.reason, paths=ask.paths, owners=ask.owners,
+                call_id=call.id, step=step, tool=call.name, action=_describe_action(call),
+                diff=self._proposed_diff(call), model_reason=self.last_reply[-2000:],
+                deadline=time.time() + timeout if timeout else None)
+            self.record(ask.as_event(step, call.id))
+            self.record(request)
+            by_person = True
             if self.approver is not None:
-                approved, by, reason = self.approver(request)
+                approved, by, reason = self.approver(request.as_json())
                 if approved and not may_approve(by, ask.owners, self.policy.approvals):
                     refusal = f"{by} may not approve: owners are {', '.join(ask.owners)} (or an admin)"
-                    self.record("policy_decision", {"verdict": "ask", "rule": "approvals.not_owner",
-                                                    "reason": refusal, "call_id": call.id, "step": step,
-                                                    "paths": ask.paths, "owners": ask.owners})
+                    self.record(Decision("ask", "approvals.not_owner", refusal, ask.paths, ask.owners)
+                                .as_event(step, call.id))
                     raise RunPaused(f"{refusal}; the run waits for an owner's decision", ask.rule)
             elif self.policy.approvals.unattended == "deny":
                 approved, by, reason = False, UNATTENDED_DECIDER, "nobody attends this run (approvals.unattended)"
+                by_person = False
             else:
                 raise RunPaused(f"waiting for approval from {', '.join(ask.owners)} to write "
                                 f"{', '.join(ask.paths)}", ask.rule)
-            self.record("approval_decided", {"call_id": call.id, "approved": approved, "by": by, "reason": reason})
+            self.record(ev.ApprovalDecided(call_id=call.id, approved=approved, by=by, reason=reason,
+                                           by_person=by_person))
             self.decided[call.id] = (approved, by, reason)
         approved, by, reason = self.decided[call.id]
         if approved:
@@ -508,24 +493,21 @@ class Guard:
                 changed = [*self.worktree.diff(before, after).paths, *ignored]
                 self.worktree.restore(before)
                 self.worktree.remove_files(ignored)
-                self.record("policy_decision", {
-                    "verdict": "deny", "rule": "checks.wrote", "call_id": call_id, "step": self.meters.steps,
-                    "reason": f"the checks changed {', '.join(changed[:10])}; checks may not change the "
-                              "delivered tree, so these changes were undone", "paths": changed,
-                    "owners": [], "rolled_back": True})
+                self.record(Decision("deny", "checks.wrote", f"the checks changed {', '.join(changed[:10])}; "
+                                     "checks may not change the delivered tree, so these changes were undone",
+                                     changed).as_event(self.meters.steps, call_id, rolled_back=True))
 
     def _run_checks(self, call_id: str) -> list[CheckResult]:
         results = []
         for check in self.policy.checks:
-            self.record("check_started", {"name": check.name, "command": check.command, "call_id": call_id})
+            self.record(ev.CheckStarted(name=check.name, command=check.command, call_id=call_id))
             result: ExecResult = self.sandbox.run(check.command, check.timeout_s)
             passed = result.exit_code == 0 and not result.timed_out
-            self.record("check_finished", {
-                "name": check.name, "call_id": call_id, "required": check.required, "passed": passed,
-                "exit_code": result.exit_code, "timed_out": result.timed_out,
-                "duration_s": round(result.duration_s, 4), "output_digest": result.output_digest,
-                "output_tail": result.output[-2000:],
-            })
+            self.record(ev.CheckFinished(
+                name=check.name, call_id=call_id, required=check.required, passed=passed,
+                exit_code=result.exit_code, timed_out=result.timed_out, duration_s=round(result.duration_s, 4),
+                output_digest=result.output_digest, output_tail=result.output[-2000:],
+            ))
             results.append(CheckResult(check.name, check.required, passed, result.exit_code, result.output))
         return results
 

@@ -6,7 +6,10 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
+
+from tether.ledger.events import Payload, read_payload
 
 GENESIS = "0" * 64
 
@@ -37,9 +40,14 @@ class StoredEvent:
     prev_hash: str
     hash: str
 
-    @property
+    @cached_property
     def payload(self) -> dict[str, Any]:
         return json.loads(self.payload_json)
+
+    @cached_property
+    def data(self) -> Payload:
+        """The payload as its typed model (see ledger/events.py)."""
+        return read_payload(self.type, self.payload)
 
 
 @dataclass(frozen=True)

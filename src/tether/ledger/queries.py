@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from tether.guard.meters import Meters
+from tether.ledger import events as ev
 from tether.ledger.chain import StoredEvent
+from tether.ledger.meters import Meters
 from tether.ledger.store import RunRow
+from tether.policy.schema import Policy
 
 
 def pending_approval(events: list[StoredEvent]) -> dict[str, Any] | None:
@@ -14,27 +16,40 @@ def pending_approval(events: list[StoredEvent]) -> dict[str, Any] | None:
     included), or None."""
     open_requests: dict[str, dict[str, Any]] = {}
     for event in events:
-        payload = event.payload
-        if event.type == "approval_requested":
-            open_requests[payload["call_id"]] = dict(payload, requested_at=event.ts, escalated=False)
-        elif event.type == "approval_escalated" and payload["call_id"] in open_requests:
-            open_requests[payload["call_id"]].update(owners=payload["owners"], deadline=payload["deadline"],
-                                                     escalated=True)
-        elif event.type == "approval_decided":
-            open_requests.pop(payload["call_id"], None)
+        data = event.data
+        if isinstance(data, ev.ApprovalRequested):
+            open_requests[data.call_id] = data.model_dump(mode="json") | {"requested_at": event.ts,
+                                                                          "escalated": False}
+        elif isinstance(data, ev.ApprovalEscalated) and data.call_id in open_requests:
+            open_requests[data.call_id].update(owners=data.owners, deadline=data.deadline, escalated=True)
+        elif isinstance(data, ev.ApprovalDecided):
+            open_requests.pop(data.call_id, None)
     return next(iter(open_requests.values()), None)
 
 
-HELD = ("stopped", "waiting")
-LIFECYCLE = ("run_paused", "run_continued", "run_resumed", "run_finished")
+HELD = (ev.RunStatus.STOPPED, ev.RunStatus.WAITING)
 
 
-def held_reason(events: list[StoredEvent]) -> dict[str, Any] | None:
-    """The run_paused payload of a run held by the kill switch, a fleet limit or a failing model."""
-    last = next((e for e in reversed(events) if e.type in LIFECYCLE), None)
-    if last is None or last.type != "run_paused" or last.payload.get("rule") == "ownership.protected":
-        return None
-    return last.payload
+def started_of(events: list[StoredEvent]) -> ev.RunStarted | None:
+    first = events[0].data if events else None
+    return first if isinstance(first, ev.RunStarted) else None
+
+
+def run_policy(events: list[StoredEvent]) -> Policy | None:
+    """The policy a run was started with (its snapshot in run_started); None for an imported run."""
+    started = started_of(events)
+    return Policy.model_validate(started.policy) if started is not None and started.policy is not None else None
+
+
+def finished_of(events: list[StoredEvent]) -> ev.RunFinished | None:
+    return next((e.data for e in reversed(events) if isinstance(e.data, ev.RunFinished)), None)
+
+
+def held_reason(events: list[StoredEvent]) -> ev.RunPaused | None:
+    """Why a run is held at a step (the kill switch, a fleet limit, a failing model, Ctrl-C), or None
+    when it is not: it runs, it ended, or it waits on an approval instead."""
+    last = next((e.data for e in reversed(events) if e.type in ev.LIFECYCLE), None)
+    return last if isinstance(last, ev.RunPaused) and last.held else None
 
 
 def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
@@ -43,75 +58,70 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
     checks: dict[str, dict[str, Any]] = {}
     denials: list[dict[str, Any]] = []
     brakes: list[dict[str, Any]] = []
-    approvals: list[dict[str, Any]] = []
+    approvals: dict[str, dict[str, Any]] = {}
     model_errors = 0
     rework = 0
     interrupts = 0  # approval requests, denials by a person, manual stops
-    finished: dict[str, Any] = {}
-    paused: dict[str, Any] = {}  # why the run is paused or held now
+    finished: ev.RunFinished | None = None
+    paused: ev.RunPaused | None = None  # why the run is paused or held now
     step = 0
     for event in events:
-        payload = event.payload
-        meters.observe(event.type, payload, event.ts)
-        if event.type == "model_request":
-            step = payload["step"]
-        elif event.type == "policy_decision" and payload["verdict"] in ("deny", "stop"):
-            denials.append({"step": step, "verdict": payload["verdict"], "rule": payload["rule"],
-                            "reason": payload["reason"], "call_id": payload.get("call_id")})
-        elif event.type == "brake":
-            brakes.append({"step": step, "detector": payload["detector"], "reason": payload["reason"],
-                           "evidence": payload["evidence"]})
-        elif event.type == "approval_requested":
+        data = event.data
+        meters.observe(data, event.ts)
+        if isinstance(data, ev.ModelRequest):
+            step = data.step
+        elif isinstance(data, ev.PolicyDecision) and data.verdict in ("deny", "stop"):
+            denials.append({"step": step, "verdict": data.verdict, "rule": data.rule, "reason": data.reason,
+                            "call_id": data.call_id})
+        elif isinstance(data, ev.Brake):
+            brakes.append({"step": step, "detector": data.detector, "reason": data.reason, "evidence": data.evidence})
+        elif isinstance(data, ev.ApprovalRequested):
             interrupts += 1
-            approvals.append({"call_id": payload["call_id"], "step": payload["step"], "paths": payload["paths"],
-                              "owners": payload["owners"], "action": payload["action"], "decision": "pending",
-                              "diff": payload.get("diff", "")})  # requests recorded before diffs had none
-        elif event.type == "approval_escalated":
-            for approval in approvals:
-                if approval["call_id"] == payload["call_id"]:
-                    approval.update(owners=payload["owners"], escalated_from=payload["from_owners"])
-        elif event.type == "approval_decided":
-            if not payload["approved"] and not payload["by"].startswith("tether"):
-                interrupts += 1
-            for approval in approvals:
-                if approval["call_id"] == payload["call_id"]:
-                    approval.update(decision="approved" if payload["approved"] else "denied",
-                                    by=payload["by"], reason=payload["reason"])
-        elif event.type == "check_finished":
-            checks[payload["name"]] = {"name": payload["name"], "required": payload["required"],
-                                       "passed": payload["passed"], "exit_code": payload["exit_code"],
-                                       "output_tail": "" if payload["passed"] else payload.get("output_tail", "")}
-        elif event.type == "tool_result" and payload["observation"].startswith("Required checks failed"):
-            rework += 1
-        elif event.type == "model_error":
+            approvals[data.call_id] = {"call_id": data.call_id, "step": data.step, "paths": data.paths,
+                                       "owners": data.owners, "action": data.action, "decision": "pending",
+                                       "diff": data.diff}
+        elif isinstance(data, ev.ApprovalEscalated) and data.call_id in approvals:
+            approvals[data.call_id].update(owners=data.owners, escalated_from=data.from_owners)
+        elif isinstance(data, ev.ApprovalDecided):
+            interrupts += not data.approved and data.by_person
+            if data.call_id in approvals:
+                approvals[data.call_id].update(decision="approved" if data.approved else "denied", by=data.by,
+                                               reason=data.reason)
+        elif isinstance(data, ev.CheckFinished):
+            checks[data.name] = {"name": data.name, "required": data.required, "passed": data.passed,
+                                 "exit_code": data.exit_code, "output_tail": "" if data.passed else data.output_tail}
+        elif isinstance(data, ev.ToolResult):
+            rework += data.rework
+        elif isinstance(data, ev.ModelError):
             model_errors += 1
-        elif event.type == "run_paused":
-            paused = payload
-            interrupts += payload.get("rule") in ("fleet.kill_switch", "manual")
-        elif event.type in ("run_continued", "run_resumed"):
-            paused = {}
-        elif event.type == "run_finished":
-            finished = payload
-            interrupts += payload.get("rule") == "manual" and paused.get("rule") != "manual"  # counted at Ctrl-C
-    status = finished.get("status", run.status)
+        elif isinstance(data, ev.RunPaused):
+            paused = data
+            interrupts += data.rule in ("fleet.kill_switch", "manual")
+        elif isinstance(data, ev.RunContinued | ev.RunResumed):
+            paused = None
+        elif isinstance(data, ev.RunFinished):
+            finished = data
+            interrupts += data.rule == "manual" and (paused is None or paused.rule != "manual")  # counted at Ctrl-C
+    status = str(finished.status) if finished else run.status
     return {
         "run_id": run.id,
         "status": status,
-        "reason": finished.get("reason") or paused.get("reason") or ("in progress" if status == "running" else ""),
+        "reason": (finished and finished.reason) or (paused and paused.reason)
+        or ("in progress" if status == "running" else ""),
         "branch": run.branch,
-        "commit": finished.get("commit"),
+        "commit": finished.commit if finished else None,
         "base_commit": run.base_commit,
         "instruction": run.instruction,
         "model": run.model,
         "usage": meters.as_dict(),
-        "diffstat": finished.get("diffstat", {"files": 0, "added": 0, "removed": 0}),
+        "diffstat": (finished and finished.diffstat) or {"files": 0, "added": 0, "removed": 0},
         "checks": list(checks.values()),
         "denials": denials,
         "brakes": brakes,
-        "approvals": approvals,
+        "approvals": list(approvals.values()),
         "rework": rework,
         "interrupts": interrupts,
-        "held": bool(paused) and not finished and status in ("stopped", "waiting"),  # resume or cancel it
+        "held": paused is not None and finished is None and paused.held,  # resume or cancel it
         "model_errors": model_errors,
         "events": len(events),
     }

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, create_engine, event, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from tether.ledger import events as ev
 from tether.ledger import migrate
 from tether.ledger.chain import (
     GENESIS,
@@ -197,6 +198,14 @@ class Ledger:
                 raise UnknownRun(f"no run {run_id!r} in {self.url}")
             self._heads[run_id] = (row.event_count, row.head_hash)
         return self._heads[run_id]
+
+    def record(self, run_id: str, payload: ev.Payload) -> StoredEvent:
+        """Append one typed event (see ledger/events.py): how every writer of a run's log appends."""
+        return self.append(run_id, payload.type, payload.as_json())
+
+    def record_many(self, run_id: str, batch: list[tuple[ev.Payload, float]]) -> int:
+        """Append a whole recorded history of typed events (an import) in one transaction."""
+        return self.append_many(run_id, [(payload.type, payload.as_json(), ts) for payload, ts in batch])
 
     def append(self, run_id: str, type_: str, payload: dict[str, Any]) -> StoredEvent:
         """Append one event in one transaction: the event row and the run's head move together,

@@ -16,6 +16,8 @@ import json
 import re
 from typing import Any
 
+from tether.models.tools import TOOLS
+
 INSTRUCTIONS = """Reply with a short thought, then exactly ONE action in one of these three forms.
 
 1. Run one shell command:
@@ -46,7 +48,6 @@ _JSON_BLOCK = re.compile(r"```(?:json)?\s*\n(\{.*?\})\s*\n?```", re.DOTALL)
 _SUBMIT = re.compile(r"^\s*\**SUBMIT\**\s*$", re.MULTILINE)
 # Small models echo the format's own labels: the label of form 3 alone means form 3.
 _FINISH_LABEL = re.compile(r"^\s*(?:3\.\s*)?Finish, when the task is done\b", re.MULTILINE)
-TOOLS = {"bash", "read_file", "write_file", "edit_file", "submit"}
 # The format's own placeholders ("<the command>", "<the complete content of the file>") echoed back.
 _PLACEHOLDER = re.compile(r"\s*<[^<>\n]{1,80}>\s*")
 

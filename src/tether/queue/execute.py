@@ -25,7 +25,7 @@ def _outcome(summary: dict[str, Any], ledger: Ledger, task_id: str) -> dict[str,
         return _wait(status, "waiting for an approval decision")
     held = runner.held_reason(ledger.events(task_id)) if status in runner.HELD else None
     if held is not None:  # the kill switch or a fleet limit: resume when it lifts
-        return _wait(status, held["reason"], held.get("retry_at"))
+        return _wait(status, held.reason, held.retry_at)
     return {"status": status, "wait": False, "reason": summary.get("reason", ""), "run_id": task_id}
 
 

@@ -14,6 +14,7 @@ from dbos import DBOSClient
 from dbos._utils import INTERNAL_QUEUE_NAME
 
 from tether.ledger import Ledger
+from tether.ledger import events as ev
 from tether.ledger.fleet import Fleet
 from tether.policy import find_policy
 from tether.queue import engine
@@ -120,7 +121,8 @@ class Tasks:
             state = "queued" if status.status in ("ENQUEUED", "DELAYED") else "running"
         attempts = 0
         if run is not None:
-            attempts = sum(1 for e in self.ledger.events(run.id) if e.type in ("run_started", "run_resumed"))
+            attempts = sum(1 for e in self.ledger.events(run.id)
+                           if e.type in (ev.EventType.RUN_STARTED, ev.EventType.RUN_RESUMED))
         return Task(id=status.workflow_id, state=state, instruction=task.get("instruction", ""),
                     repo=task.get("repo", ""), key=task.get("key"), priority=max(0, (status.priority or 1) - 1),
                     submitted_at=task.get("submitted_at", (status.created_at or 0) / 1000), attempts=attempts,

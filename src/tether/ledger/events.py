@@ -1,0 +1,385 @@
+"""The event vocabulary: every event type a run's log may hold and the shape of its payload.
+
+This is the public contract of the log (`tether schema events` prints it as JSON Schema). Writers
+build payloads from these models, which refuse unknown fields and wrong types; a payload is stored
+with the fields its writer set. Readers read typed fields through `read_payload`, which is
+tolerant: logs written by earlier versions (fields missing, fields since removed, conventions
+that lived in strings) still load, and `run_started.schema_version` says which version wrote them.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+SCHEMA_VERSION = 1  # 0: logs written before the vocabulary was typed
+
+
+class EventType(StrEnum):
+    RUN_STARTED = "run_started"
+    ENVIRONMENT_SETUP = "environment_setup"
+    ENVIRONMENT = "environment"
+    MODEL_REQUEST = "model_request"
+    MODEL_RESPONSE = "model_response"
+    MODEL_ERROR = "model_error"
+    TOOL_CALL = "tool_call"
+    TOOL_RESULT = "tool_result"
+    POLICY_DECISION = "policy_decision"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVAL_ESCALATED = "approval_escalated"
+    APPROVAL_DECIDED = "approval_decided"
+    CHECK_STARTED = "check_started"
+    CHECK_FINISHED = "check_finished"
+    BRAKE = "brake"
+    PLAN = "plan"
+    HANDOVER = "handover"
+    MERGE = "merge"
+    RUN_PAUSED = "run_paused"
+    RUN_CONTINUED = "run_continued"
+    RUN_RESUMED = "run_resumed"
+    RUN_FINISHED = "run_finished"
+
+
+class RunStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    STOPPED = "stopped"  # by a brake, a budget, a person or the kill switch; work kept
+    AWAITING_APPROVAL = "awaiting_approval"
+    WAITING = "waiting"  # held by a fleet limit or a failing model, resumed when it clears
+    UNLABELLED = "unlabelled"  # an imported run whose outcome its source did not say
+
+
+FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.STOPPED)
+Verdict = Literal["allow", "deny", "ask", "stop"]
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: ClassVar[EventType]
+    role: str | None = Field(None, description="the acting role of the orchestrated architecture")
+
+    def as_json(self) -> dict[str, Any]:
+        """What is stored: the fields the writer set (readers fill in the defaults)."""
+        return self.model_dump(mode="json", exclude_unset=True)
+
+
+class RunStarted(Payload):
+    type = EventType.RUN_STARTED
+    schema_version: int = 0
+    task: str
+    repo: str | None = None
+    base_commit: str | None = None
+    base_tree: str | None = None
+    branch: str | None = None
+    worktree: str | None = None
+    model: str | None = None
+    base_url: str | None = None
+    architecture: str | None = None
+    policy: dict[str, Any] | None = None
+    policy_file: str | None = None
+    policy_sha256: str | None = None
+    system_prompt: str | None = None
+    sandbox: dict[str, Any] | None = None
+    user: str | None = None
+    source: str = "live"
+    parent_run_id: str | None = None
+    # imported runs (backtests): another agent's trajectory
+    imported: bool = False
+    path: str | None = None
+    instance_id: str | None = None
+    agent: str | None = None
+    notes: list[str] = Field(default_factory=list)
+
+
+class EnvironmentSetup(Payload):
+    type = EventType.ENVIRONMENT_SETUP
+    name: str = Field(description="the setup command")
+    exit_code: int | None
+    ok: bool
+    duration_s: float
+    output_tail: str = ""
+
+
+class Environment(Payload):
+    type = EventType.ENVIRONMENT
+    kind: str
+    note: str
+    built: bool
+    folder: str | None
+    setup: list[str]
+    inputs: list[str]
+
+
+class ModelRequest(Payload):
+    type = EventType.MODEL_REQUEST
+    step: int
+    messages: int
+    prompt_tokens_est: int
+    messages_digest: str
+
+
+class RecordedCall(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+class RecordedUsage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    estimated: bool = False
+
+
+class ModelResponse(Payload):
+    type = EventType.MODEL_RESPONSE
+    step: int
+    model: str
+    content: str
+    tool_calls: list[RecordedCall]
+    usage: RecordedUsage
+    cost_usd: float
+    price_known: bool
+    latency_s: float
+
+
+class ModelError(Payload):
+    type = EventType.MODEL_ERROR
+    step: int
+    attempt: int
+    error: str
+    transient: bool
+    retry_in_s: float | None = None
+
+
+class ToolCall(Payload):
+    type = EventType.TOOL_CALL
+    step: int
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+class ToolResult(Payload):
+    type = EventType.TOOL_RESULT
+    step: int
+    call_id: str
+    executed: bool
+    ok: bool | None = Field(description="None: an imported step whose format does not say")
+    exit_code: int | None
+    output_digest: str | None
+    duration_s: float
+    tree: str | None
+    changed: list[str] = Field(default_factory=list)
+    observation: str
+    rework: bool = Field(False, description="a submit the required checks sent back")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rework_from_text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "rework" not in data:  # before v1 only the text said so
+            data = {**data, "rework": str(data.get("observation", "")).startswith("Required checks failed")}
+        return data
+
+
+class PolicyDecision(Payload):
+    type = EventType.POLICY_DECISION
+    verdict: Verdict
+    rule: str = ""
+    reason: str = ""
+    paths: list[str] = Field(default_factory=list)
+    owners: list[str] = Field(default_factory=list)
+    call_id: str | None = None
+    step: int | None = None
+    rolled_back: bool = False
+
+
+class ApprovalRequested(Payload):
+    type = EventType.APPROVAL_REQUESTED
+    verdict: Verdict = "ask"
+    rule: str
+    reason: str
+    paths: list[str] = Field(default_factory=list)
+    owners: list[str] = Field(default_factory=list)
+    call_id: str
+    step: int
+    tool: str = ""
+    action: str
+    diff: str = ""
+    model_reason: str = ""
+    deadline: float | None = None
+
+
+class ApprovalEscalated(Payload):
+    type = EventType.APPROVAL_ESCALATED
+    call_id: str
+    owners: list[str]
+    from_owners: list[str]
+    deadline: float | None
+
+
+class ApprovalDecided(Payload):
+    type = EventType.APPROVAL_DECIDED
+    call_id: str
+    approved: bool
+    by: str
+    reason: str
+    by_person: bool = Field(description="False when Tether decided (a timeout, an unattended run)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _person_from_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "by_person" not in data:  # before v1 Tether's names began "tether"
+            data = {**data, "by_person": not str(data.get("by", "")).startswith("tether")}
+        return data
+
+
+class CheckStarted(Payload):
+    type = EventType.CHECK_STARTED
+    name: str
+    command: str
+    call_id: str | None
+
+
+class CheckFinished(Payload):
+    type = EventType.CHECK_FINISHED
+    name: str
+    call_id: str | None
+    required: bool
+    passed: bool
+    exit_code: int | None
+    timed_out: bool = False
+    duration_s: float = 0.0
+    output_digest: str | None = None
+    output_tail: str = ""
+
+
+class Brake(Payload):
+    type = EventType.BRAKE
+    detector: str
+    reason: str
+    evidence: dict[str, Any]
+    call_id: str | None
+    step: int
+
+
+class Plan(Payload):
+    type = EventType.PLAN
+    step: int
+    fallback: bool
+    subtasks: list[dict[str, Any]]
+
+
+class Handover(Payload):
+    type = EventType.HANDOVER
+    name: str
+    tree: str
+    commit: str
+    branch: str
+    reason: str
+    diffstat: dict[str, int]
+
+
+class Merge(Payload):
+    type = EventType.MERGE
+    name: str
+    branch: str
+    merged: bool
+    conflicts: list[str]
+    tree: str
+    reason: str
+
+
+class RunPaused(Payload):
+    type = EventType.RUN_PAUSED
+    reason: str
+    rule: str
+    status: RunStatus = Field(description="awaiting_approval, or stopped/waiting for a run held at a step")
+    retry_at: float | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _approval_when_unsaid(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("status") is None:  # before v1 an approval pause had none
+            data = {**data, "status": RunStatus.AWAITING_APPROVAL}
+        return data
+
+    @property
+    def held(self) -> bool:
+        """Held at a step (resume it) rather than waiting on an approval (decide it)."""
+        return self.status != RunStatus.AWAITING_APPROVAL
+
+
+class RunContinued(Payload):
+    type = EventType.RUN_CONTINUED
+    reason: str
+    user: str
+
+
+class RunResumed(Payload):
+    type = EventType.RUN_RESUMED
+    user: str
+    tree: str | None
+    reexecuting: list[str] = Field(default_factory=list)
+    after: str | None = None
+
+
+class RunFinished(Payload):
+    type = EventType.RUN_FINISHED
+    status: RunStatus
+    reason: str
+    rule: str = ""
+    branch: str | None = None
+    commit: str | None = None
+    tree: str | None = None
+    diffstat: dict[str, int] | None = None
+    usage: dict[str, Any] | None = None
+    resolved: bool | None = None  # imported runs: the outcome label
+    total_cost_usd: float | None = None
+
+
+class Unknown(Payload):
+    """An event type this version does not know (written by a later one): its fields are kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+PAYLOADS: dict[str, type[Payload]] = {model.type: model for model in Payload.__subclasses__()
+                                      if model is not Unknown}
+LIFECYCLE = (EventType.RUN_PAUSED, EventType.RUN_CONTINUED, EventType.RUN_RESUMED, EventType.RUN_FINISHED)
+
+
+class UnreadableEvent(ValueError):
+    pass
+
+
+def read_payload(type_: str, payload: dict[str, Any]) -> Payload:
+    """A stored payload as its typed model. Fields this version does not know are left out; one
+    that a payload lacks takes its default (or, for conventions older logs kept in strings, is
+    derived from them). Raises UnreadableEvent naming the type and the field when a required field
+    is missing or has the wrong type."""
+    model = PAYLOADS.get(type_)
+    if model is None:
+        return Unknown(**payload)
+    known = {name: value for name, value in payload.items() if name in model.model_fields}
+    try:
+        return model.model_validate(known)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise UnreadableEvent(f"{type_} event: {where}: {first['msg']}") from exc
+
+
+def json_schemas() -> dict[str, Any]:
+    """The JSON Schema of every event type's payload, keyed by type."""
+    return {str(type_): model.model_json_schema() for type_, model in PAYLOADS.items()}
+
+
+def schema_document() -> str:
+    return json.dumps({"schema_version": SCHEMA_VERSION, "event_types": json_schemas(),
+                       "run_statuses": [str(s) for s in RunStatus]}, indent=2)
