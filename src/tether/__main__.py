@@ -1,3 +1,3 @@
-from tether.cli import app
+from tether.cli import run
 
-app()
+run()

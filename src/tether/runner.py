@@ -13,25 +13,25 @@ from typing import Any
 from tether import lease
 from tether.agents import run_agent
 from tether.agents.harness import SYSTEM_PROMPT
+from tether.errors import TetherError
 from tether.guard.decisions import RunEnded, RunHeld, RunSucceeded
 from tether.guard.fleet import FleetGate
 from tether.guard.guard import Approver, EventSink, Guard
 from tether.ledger import Ledger, LedgerError
 from tether.ledger import events as ev
-from tether.ledger.fleet import ORG_POLICY, Fleet
+from tether.ledger.fleet import Fleet
 from tether.ledger.queries import HELD, held_reason, pending_approval, summarize
 from tether.models import Provider, make_provider
 from tether.policy import Policy
-from tether.policy.load import ORG_POLICY_NAME, parse_policy
+from tether.policy.load import org_limits
 from tether.policy.ownership import CODEOWNERS_LOCATIONS, Ownership
-from tether.policy.schema import FleetPolicy
 from tether.workspace.git import GitError, head_commit, repo_root, show_file
 from tether.workspace.project import SetupFailed, plan_for, prepare
 from tether.workspace.sandbox import for_setup, require_sandbox, worktree_sandbox
 from tether.workspace.worktree import Worktree, create_worktree, open_worktree, reattach_worktree
 
 
-class RunError(Exception):
+class RunError(TetherError):
     """A run that cannot start or continue; nothing was changed."""
 
 
@@ -70,19 +70,9 @@ def _ownership(policy: Policy, repo: Path, base_commit: str) -> Ownership:
     return Ownership.build(policy.ownership, text)
 
 
-def org_policy(ledger: Ledger) -> str | None:
-    """The org policy TOML every run of this store is layered on (tether fleet set)."""
-    return Fleet(ledger).setting(ORG_POLICY)
-
-
-def org_limits(ledger: Ledger) -> FleetPolicy:
-    """The fleet limits of the org policy (the defaults, none set, when there is no org policy)."""
-    text = org_policy(ledger)
-    return parse_policy(text, ORG_POLICY_NAME).fleet if text is not None else FleetPolicy()
-
-
 def _fleet_gate(ledger: Ledger, repo: Path, run_id: str) -> FleetGate:
-    return FleetGate(Fleet(ledger), org_limits(ledger), str(repo), run_id)
+    fleet = Fleet(ledger)
+    return FleetGate(fleet, org_limits(fleet.org_policy()), str(repo), run_id)
 
 
 def _guard(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, worktree: Worktree,

@@ -12,7 +12,7 @@ from tests.conftest import call, parse_policy_text, script
 from tether.ledger import Ledger
 from tether.models import make_provider, progress
 from tether.models.base import Message, ModelResponse, ToolSpec
-from tether.render import StepPrinter
+from tether.render.steps import StepPrinter
 from tether.runner import RunSpec, start_run
 
 

@@ -13,11 +13,12 @@ import pytest
 from tests.conftest import CHECK, FIX, event_types, git, payloads
 from tests.models.fake_api import anthropic_reply, api_server, openai_reply
 from tether.ledger import Ledger
+from tether.ledger.queries import held_reason
 from tether.models import ModelError, ToolSpec, TransientModelError, make_provider
 from tether.models.base import Usage
 from tether.models.prices import price_usd
 from tether.policy import parse_policy
-from tether.runner import RunSpec, held_reason, start_run
+from tether.runner import RunSpec, start_run
 
 TOOLS = [ToolSpec("bash", "run", {"type": "object", "properties": {"command": {"type": "string"}},
                                   "required": ["command"]})]

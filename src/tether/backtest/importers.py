@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tether.backtest.trajectory import ImportedRun, ImportedStep
+from tether.errors import TetherError
 
 _BASH_BLOCK = re.compile(r"```bash\s*\n(.*?)\n```", re.DOTALL)
 _RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")
@@ -25,7 +26,7 @@ _TRAJECTORY_NAME = re.compile(r"\.traj(\.json)?(\.gz)?$")
 T = TypeVar("T")
 
 
-class ImportError_(Exception):
+class ImportError_(TetherError):
     pass
 
 

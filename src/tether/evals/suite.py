@@ -25,13 +25,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tether.errors import TetherError
 from tether.policy.load import describe_errors
 from tether.workspace.git import git
 
 TASK_FILE = "task.toml"
 
 
-class SuiteError(Exception):
+class SuiteError(TetherError):
     """A suite or task that cannot be used; the message names the file and the key."""
 
 

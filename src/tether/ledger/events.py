@@ -15,6 +15,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from tether.errors import TetherError
+
 SCHEMA_VERSION = 1  # 0: logs written before the vocabulary was typed
 
 
@@ -354,7 +356,7 @@ PAYLOADS: dict[str, type[Payload]] = {model.type: model for model in Payload.__s
 LIFECYCLE = (EventType.RUN_PAUSED, EventType.RUN_CONTINUED, EventType.RUN_RESUMED, EventType.RUN_FINISHED)
 
 
-class UnreadableEvent(ValueError):
+class UnreadableEvent(TetherError):
     pass
 
 

@@ -170,6 +170,10 @@ class Fleet:
             conn.execute(statement.on_conflict_do_update(
                 index_elements=["name"], set_={"value": value, "updated_at": time.time()}))
 
+    def org_policy(self) -> str | None:
+        """The org policy TOML every run of this store is layered on (tether fleet set)."""
+        return self.setting(ORG_POLICY)
+
     def setting(self, name: str) -> str | None:
         with self.engine.connect() as conn:
             return conn.execute(select(settings.c.value).where(settings.c.name == name)).scalar_one_or_none()

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, bindparam, create_engine, event, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from tether.errors import TetherError
 from tether.ledger import events as ev
 from tether.ledger import migrate
 from tether.ledger.chain import (
@@ -28,7 +29,7 @@ from tether.redact import mask, mask_payload, secret_values
 DB_ENV = "TETHER_DB"
 
 
-class LedgerError(Exception):
+class LedgerError(TetherError):
     pass
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from tether.errors import TetherError
+
 # A message is a plain dict in OpenAI chat shape, which every provider converts from:
 # {"role": "system"|"user"|"assistant"|"tool", "content": str,
 #  "tool_calls": [ToolCall.as_dict()...] (assistant), "tool_call_id": str (tool)}
@@ -55,7 +57,7 @@ class Provider(Protocol):
         ...
 
 
-class ModelError(Exception):
+class ModelError(TetherError):
     """A model call that failed for good (bad key, bad request, script exhausted)."""
 
 

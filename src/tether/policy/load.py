@@ -9,13 +9,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tether.policy.schema import Policy
+from tether.errors import TetherError
+from tether.policy.schema import FleetPolicy, Policy
 
 POLICY_FILE = "tether.toml"
 ORG_POLICY_NAME = Path("<org policy>")
 
 
-class PolicyError(Exception):
+class PolicyError(TetherError):
     """A policy file that cannot be used. str() is the full, user-facing explanation."""
 
     def __init__(self, path: Path, problems: list[str]):
@@ -100,6 +101,11 @@ def read_policy_text(path: Path) -> str:
 
 def load_policy(path: Path) -> Policy:
     return parse_policy(read_policy_text(path), path)
+
+
+def org_limits(org_text: str | None) -> FleetPolicy:
+    """The fleet limits of the org policy (the defaults, none set, when there is none)."""
+    return parse_policy(org_text, ORG_POLICY_NAME).fleet if org_text is not None else FleetPolicy()
 
 
 def find_policy(repo: Path, explicit: Path | None, org_text: str | None = None) -> tuple[Policy, Path | None]:

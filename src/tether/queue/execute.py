@@ -9,8 +9,9 @@ from typing import Any
 from tether import lease, runner
 from tether.ledger import Ledger
 from tether.ledger.fleet import Fleet
-from tether.ledger.queries import pending_approval
+from tether.ledger.queries import HELD, held_reason, pending_approval
 from tether.policy import find_policy
+from tether.policy.load import org_limits
 
 TERMINAL = ("succeeded", "failed", "stopped")
 
@@ -23,7 +24,7 @@ def _outcome(summary: dict[str, Any], ledger: Ledger, task_id: str) -> dict[str,
     status = summary["status"]
     if status == "awaiting_approval":
         return _wait(status, "waiting for an approval decision")
-    held = runner.held_reason(ledger.events(task_id)) if status in runner.HELD else None
+    held = held_reason(ledger.events(task_id)) if status in HELD else None
     if held is not None:  # the kill switch or a fleet limit: resume when it lifts
         return _wait(status, held.reason, held.retry_at)
     return {"status": status, "wait": False, "reason": summary.get("reason", ""), "run_id": task_id}
@@ -32,7 +33,7 @@ def _outcome(summary: dict[str, Any], ledger: Ledger, task_id: str) -> dict[str,
 def execute(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
     task_id, repo = task["id"], task["repo"]
     fleet = Fleet(ledger)
-    limit = runner.org_limits(ledger).max_concurrent_per_repo
+    limit = org_limits(fleet.org_policy()).max_concurrent_per_repo
     if not fleet.acquire_slot(repo, task_id, lease.owner_id(), limit, lease.holder_alive):
         return _wait("queued", f"{repo} already runs {limit} task(s), its limit")
     try:
@@ -50,12 +51,12 @@ def _drive(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
     if not ledger.has_run(task_id):
         repo = Path(task["repo"])
         policy, policy_path = find_policy(repo, Path(task["policy"]) if task.get("policy") else None,
-                                          runner.org_policy(ledger))
+                                          Fleet(ledger).org_policy())
         spec = runner.RunSpec(task["instruction"], repo, policy, policy_path, task.get("model"),
                               source=task.get("source", "queue"), run_id=task_id)
         return runner.start_run(ledger, spec)
     run = ledger.get_run(task_id)
-    if run.status in TERMINAL and runner.held_reason(ledger.events(task_id)) is None:
+    if run.status in TERMINAL and held_reason(ledger.events(task_id)) is None:
         return run.summary or {"status": run.status}
     if run.status == "awaiting_approval":
         if pending_approval(ledger.events(task_id)) is not None:

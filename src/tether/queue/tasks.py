@@ -13,16 +13,17 @@ from typing import Any
 from dbos import DBOSClient
 from dbos._utils import INTERNAL_QUEUE_NAME
 
+from tether.errors import TetherError
 from tether.ledger import Ledger
 from tether.ledger import events as ev
 from tether.ledger.fleet import Fleet
 from tether.policy import find_policy
 from tether.queue import engine
-from tether.runner import current_user, org_policy
+from tether.runner import current_user
 from tether.workspace.git import repo_root
 
 
-class TaskError(Exception):
+class TaskError(TetherError):
     pass
 
 
@@ -70,7 +71,7 @@ class Tasks:
         if not 0 <= priority <= 2_000_000_000:
             raise TaskError(f"priority must be between 0 (first) and 2000000000, got {priority}")
         root = repo_root(repo.resolve())
-        find_policy(root, policy.resolve() if policy else None, org_policy(self.ledger))  # refuse a bad one now
+        find_policy(root, policy.resolve() if policy else None, Fleet(self.ledger).org_policy())  # refuse a bad one now
         task_id = task_id_for(key)
         nonce = secrets.token_hex(8)
         task = {"id": task_id, "instruction": instruction, "repo": str(root), "key": key, "priority": priority,

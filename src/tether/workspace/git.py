@@ -6,8 +6,10 @@ import os
 import subprocess
 from pathlib import Path
 
+from tether.errors import TetherError
 
-class GitError(Exception):
+
+class GitError(TetherError):
     pass
 
 

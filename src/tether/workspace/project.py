@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tether.errors import TetherError
 from tether.policy.schema import EnvironmentPolicy
 
 ENV_VARIABLE = "TETHER_ENV"  # the environment's folder, as setup commands see it
@@ -216,7 +217,7 @@ def prepare(plan: Plan, worktree: Path, run_setup: SetupRunner) -> tuple[Project
                       {target: folder / source for target, source in plan.mounts.items()}), built
 
 
-class SetupFailed(Exception):
+class SetupFailed(TetherError):
     def __init__(self, command: str, tail: str):
         super().__init__(f"environment setup failed at `{command}`:\n{tail}")
         self.command = command

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tether.errors import TetherError
 from tether.paths import tether_dir
 from tether.policy.schema import SandboxPolicy
 from tether.workspace import limits
@@ -35,7 +36,7 @@ _PROC_MASKED = ("/proc/sysrq-trigger", "/proc/kcore", "/proc/kallsyms", "/proc/t
 _WATCH_INTERVAL_S = 0.05
 
 
-class SandboxUnavailable(Exception):
+class SandboxUnavailable(TetherError):
     pass
 
 

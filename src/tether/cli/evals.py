@@ -9,18 +9,17 @@ from typing import Annotated, Any
 
 import click
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from typer.core import TyperGroup
 
+from tether.cli.common import app, err, fail, out
 from tether.evals.exercism import import_exercism
 from tether.evals.matrix import Eval, build_results, load_configs, open_eval, run_eval
 from tether.evals.matrix import Progress as CellProgress
 from tether.evals.report import write_reports
-from tether.evals.suite import SuiteError, load_suite
-from tether.ledger import Ledger, LedgerError
-from tether.policy import PolicyError
-from tether.render import print_eval
+from tether.evals.suite import load_suite
+from tether.ledger import Ledger
+from tether.render.reports import print_eval
 
 
 class EvalGroup(TyperGroup):
@@ -33,13 +32,7 @@ class EvalGroup(TyperGroup):
 eval_app = typer.Typer(cls=EvalGroup, help="Compare agent configs on a suite of tasks with hidden checks.\n\n"
                        "Example: tether eval run evals/suite.toml --config a.toml --config b.toml",
                        no_args_is_help=True)
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(2)
+app.add_typer(eval_app, name="eval")
 
 
 def _report(results: dict[str, Any], out_dir: Path, as_json: bool) -> None:
@@ -69,11 +62,8 @@ def run(
 
     Example: tether eval run evals/suite.toml --config a.toml --config b.toml --repeats 3
     """
-    try:
-        chosen, configs = load_suite(suite, tasks), load_configs(config)  # refuse bad input before anything
-        ev: Eval = open_eval(out_dir, db)
-    except (SuiteError, PolicyError) as exc:
-        raise _fail(str(exc)) from exc
+    chosen, configs = load_suite(suite, tasks), load_configs(config)  # refuse bad input before anything
+    ev: Eval = open_eval(out_dir, db)
     ev.suite, ev.tasks, ev.configs, ev.repeats = suite.resolve(), chosen, configs, repeats
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
@@ -92,10 +82,7 @@ def run(
                               f"{row['tokens']:,} tokens) run {row['run_id']}", highlight=False)
             bar.update(job, completed=update.done)
 
-        try:
-            results = run_eval(ev, workers, on_progress)
-        except (SuiteError, LedgerError) as exc:
-            raise _fail(str(exc)) from exc
+        results = run_eval(ev, workers, on_progress)
     _report(results, out_dir, as_json)
     err.print(f"runs are in {ev.db_url}: tether show RUN_ID --db {ev.db_url}")
 
@@ -110,16 +97,11 @@ def report(
     Example: tether eval report evals/out
     """
     if not (out_dir / "eval.json").is_file():
-        raise _fail(f"{out_dir} holds no eval (no eval.json)")
+        raise fail(f"{out_dir} holds no eval (no eval.json)")
     ev = open_eval(out_dir)
-    try:
-        ledger = Ledger(ev.db_url)
-    except LedgerError as exc:
-        raise _fail(str(exc)) from exc
+    ledger = Ledger(ev.db_url)
     try:
         results = build_results(ledger, ev.id)
-    except SuiteError as exc:
-        raise _fail(str(exc)) from exc
     finally:
         ledger.close()
     _report(results, out_dir, as_json)
@@ -141,10 +123,7 @@ def import_exercism_cmd(
     Example: tether eval import-exercism ~/exercism/python evals/exercism
     """
     names = [n.strip() for n in tasks.split(",")] if tasks else None
-    try:
-        imported = import_exercism(source, out_dir, names, validate, limit, agent_s)
-    except SuiteError as exc:
-        raise _fail(str(exc)) from exc
+    imported = import_exercism(source, out_dir, names, validate, limit, agent_s)
     for item in imported:
         if not item.kept:
             err.print(f"left out {item.name}: {item.reason}", highlight=False)

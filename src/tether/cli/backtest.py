@@ -1,0 +1,104 @@
+"""Commands for other agents' trajectories: import them, backtest the brakes on them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+
+from tether.cli.common import (
+    DbOpt,
+    JsonOpt,
+    RepoOpt,
+    app,
+    err,
+    fail,
+    open_ledger,
+    out,
+)
+from tether.policy import load_policy
+
+
+@app.command("import")
+def import_(paths: Annotated[list[Path], typer.Argument(help="Trajectory files or folders (.gz read as is).")],
+            repo: RepoOpt = Path("."), db: DbOpt = None) -> None:
+    """Store other agents' trajectories in the ledger as imported runs (idempotent).
+
+    Example: tether import ../trajectories/swe-agent --format swe-agent
+    """
+    from tether.backtest.importers import discover, load_runs
+    from tether.backtest.store import store_run
+
+    with open_ledger(db, repo) as ledger:
+        total = sum(1 for _ in discover(paths))
+        stored = skipped = events = 0
+        with Progress(console=err) as progress:
+            task = progress.add_task("importing", total=total)
+            for run in load_runs(paths):
+                result = store_run(ledger, run)
+                stored += not result.skipped
+                skipped += result.skipped
+                events += result.events
+                progress.advance(task)
+    out.print(f"imported {stored} runs ({events} events); {skipped} were already in the store")
+
+
+@app.command()
+def backtest(
+    data: Annotated[list[Path], typer.Argument(help="Trajectory files or folders.")],
+    policy: Annotated[Path | None, typer.Option("--policy", help="Policy whose budgets and brakes to test.")] = None,
+    sweep_: Annotated[bool, typer.Option("--sweep", help="Sweep thresholds: Pareto frontier, fit/test.")] = False,
+    max_false_stops: Annotated[float, typer.Option(help="Target false-stop rate for the chosen policy.")] = 0.05,
+    test_share: Annotated[float, typer.Option(help="Share of runs held out for the report.")] = 0.5,
+    out_html: Annotated[Path | None, typer.Option("--html", help="Write the sweep's HTML page here.")] = None,
+    as_json: JsonOpt = False,
+    show_all: Annotated[bool, typer.Option("--all", help="List every run, not only stopped ones.")] = False,
+) -> None:
+    """Replay other agents' runs through a policy's budgets and brakes: what would it have stopped,
+    saved and killed?
+
+    Example: tether backtest --policy tether.toml --sweep
+    """
+    from tether.backtest.engine import backtest_run, summarize
+    from tether.backtest.importers import load_runs
+    from tether.backtest.report import sweep_html
+    from tether.backtest.sweep import sweep
+    from tether.render.reports import print_backtest, print_sweep
+
+    loaded = load_policy(policy) if policy else None
+    runs = list(load_runs(data))
+    if not runs:
+        raise fail("no trajectories found in " + ", ".join(map(str, data)))
+    if sweep_:
+        result = sweep(runs, max_false_stops, test_share)
+        if out_html:
+            out_html.write_text(sweep_html(result, f"Brake sweep over {len(runs)} runs"))
+            err.print(f"wrote {out_html}")
+        if as_json:
+            out.print_json(json.dumps({
+                "fit_runs": result.fit_runs, "test_runs": result.test_runs, "configs": result.configs,
+                "target_false_stop_rate": max_false_stops,
+                "frontier": [{"policy": p.policy_toml(), "fit": p.fit, "test": p.test} for p in result.frontier],
+                "chosen": None if result.chosen is None else {"policy": result.chosen.policy_toml(),
+                                                              "fit": result.chosen.fit, "test": result.chosen.test},
+            }))
+        else:
+            print_sweep(out, result)
+        return
+    if loaded is None:
+        raise fail("give --policy FILE (or --sweep)")
+    verdicts = [backtest_run(loaded, run) for run in runs]
+    by_source = {source: summarize([v for v in verdicts if v.source == source])
+                 for source in sorted({v.source for v in verdicts})}
+    overall = summarize(verdicts)
+    if as_json:
+        out.print_json(json.dumps({
+            "policy": str(policy), "summary": overall.as_dict(),
+            "by_source": {k: v.as_dict() for k, v in by_source.items()},
+            "runs": [dict(vars(v), saved_usd=v.saved_usd) for v in verdicts],
+        }))
+        return
+    print_backtest(out, verdicts, overall, by_source, show_all)

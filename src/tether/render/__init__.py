@@ -1,0 +1,1 @@
+"""How Tether looks in a terminal, one module per kind of view."""

@@ -1,0 +1,108 @@
+"""Measurements: backtests, brake sweeps and evals as terminal tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from tether.backtest.engine import RunVerdict
+from tether.backtest.engine import Summary as BacktestSummary
+from tether.backtest.sweep import SweepResult
+from tether.evals.report import fmt_interval, fmt_value
+
+
+def _rate(count: int, total: int, interval: tuple[float, float]) -> str:
+    share = count / total if total else 0.0
+    return f"{count}/{total} = {share:.1%} ({interval[0]:.1%}–{interval[1]:.1%})"
+
+
+def print_backtest(console: Console, verdicts: list[RunVerdict], overall: BacktestSummary,
+                   by_source: dict[str, BacktestSummary], show_all: bool) -> None:
+    listed = [v for v in verdicts if v.stopped or show_all]
+    table = Table("run", "resolved", "stopped at", "rule", "USD at stop / total", "steps at stop / total",
+                  title=f"{len([v for v in verdicts if v.stopped])} of {len(verdicts)} runs would have stopped")
+    for v in listed:
+        table.add_row(f"{v.instance_id} [dim]({v.source})[/]", {True: "yes", False: "no", None: "?"}[v.resolved],
+                      f"step {v.stop_step}" if v.stopped else "-", v.rule or "-",
+                      f"{v.cost_at_stop or 0:.2f} / {v.cost_usd:.2f}" if v.stopped else f"- / {v.cost_usd:.2f}",
+                      f"{v.steps_at_stop} / {v.steps}" if v.stopped else f"- / {v.steps}")
+    console.print(table)
+    totals = Table("", "failed runs stopped", "USD saved on failed runs", "resolved runs stopped (false stops)",
+                   "USD spent on killed resolved runs", title="overall (95% intervals: Wilson; bootstrap for USD)")
+    for name, s in [*by_source.items(), ("all", overall)]:
+        totals.add_row(name, _rate(s.unresolved_stopped, s.unresolved, s.unresolved_stopped_ci),
+                       f"${s.saved_usd:.2f} of ${s.unresolved_usd:.2f} = {s.saved_share:.1%} "
+                       f"({s.saved_share_ci[0]:.1%}–{s.saved_share_ci[1]:.1%})",
+                       _rate(s.false_stops, s.resolved, s.false_stop_ci),
+                       f"${s.resolved_usd_spent_before_kill:.2f} (of ${s.resolved_usd_of_killed:.2f})")
+    console.print(totals)
+    if overall.unlabelled:
+        console.print(f"[dim]{overall.unlabelled} runs without a label are left out of the rates[/]")
+    if overall.stops_by_rule:
+        console.print("stops by rule: " + ", ".join(f"{rule} {n}" for rule, n in overall.stops_by_rule.items()))
+
+
+def print_sweep(console: Console, result: SweepResult) -> None:
+    console.print(f"fitted on {result.fit_runs} labelled runs, reported on {result.test_runs} held-out runs; "
+                  f"{result.configs} configurations")
+    table = Table("policy", "false stops fit", "saved fit", "false stops test", "saved test",
+                  title="Pareto frontier (fit), measured on the held-out runs")
+    for p in result.frontier:
+        style = "bold red" if p is result.chosen else ""
+        table.add_row(p.policy_toml().replace("\n", "  "), f"{p.fit['false_stop_rate']:.1%}",
+                      f"{p.fit['saved_share']:.1%}", f"{p.test['false_stop_rate']:.1%}",
+                      f"{p.test['saved_share']:.1%}", style=style)
+    console.print(table)
+    if result.chosen is None:
+        console.print(f"no frontier policy keeps false stops under {result.target_false_stop_rate:.0%} on the fit runs")
+    else:
+        t = result.chosen.test
+        console.print(f"[bold]chosen at ≤{result.target_false_stop_rate:.0%} false stops (fit):[/]\n"
+                      f"{result.chosen.policy_toml()}\non held-out runs: saves {t['saved_share']:.1%} of failed "
+                      f"runs' USD ({t['saved_share_ci'][0]:.1%}–{t['saved_share_ci'][1]:.1%}), stops "
+                      f"{t['false_stops']}/{t['resolved']} resolved runs ({t['false_stop_ci'][0]:.1%}–"
+                      f"{t['false_stop_ci'][1]:.1%})")
+
+
+def print_eval(console: Console, results: dict[str, Any]) -> None:
+    """One column per config (configs are few, metrics many), then the paired comparisons."""
+    summary = results["summary"]
+    table = Table(title=f"eval {results['eval_id']}: {len(results['rows'])} scored runs")
+    table.add_column("metric")
+    for name in summary:
+        table.add_column(name, justify="right")
+
+    def pass_rate(s: dict[str, Any]) -> str:
+        low, high = s["pass_rate_ci"]
+        return f"{s['pass_rate']:.0%} [{low:.0%}, {high:.0%}]"
+
+    metrics: list[tuple[str, Any]] = [
+        ("solved (hidden)", lambda s: f"{s['solved']}/{s['runs']}"), ("pass rate [95% CI]", pass_rate),
+        ("visible pass rate", lambda s: f"{s['visible_pass_rate']:.0%}"),
+        ("latency p50 / p95 s",
+         lambda s: f"{fmt_value(s['latency_p50_s'], '.1f')} / {fmt_value(s['latency_p95_s'], '.1f')}"),
+        ("tokens per task", lambda s: fmt_value(s["tokens_per_task"], ",.0f")),
+        ("tokens per solved task", lambda s: fmt_value(s["tokens_per_solved"], ",.0f")),
+        ("USD per task", lambda s: fmt_value(s["usd_per_task"], ".4f")),
+        ("human interrupts", lambda s: str(s["interrupts"])),
+        ("brake / budget stops", lambda s: f"{s['brake_stops']} / {s['budget_stops']}"),
+        ("rework: check failures / lines", lambda s: f"{s['rework']} / {s['rework_lines']}"),
+        ("escaped defects", lambda s: str(s["escaped_defects"])),
+        ("false successes (of runs ended succeeded)", lambda s: f"{s['false_successes']} of {s['succeeded']}"),
+        ("write-cap hits", lambda s: str(s["cap_hits"])),
+    ]
+    for label, cell in metrics:
+        table.add_row(label, *(cell(s) for s in summary.values()))
+    console.print(table)
+    for c in results["comparisons"]:
+        console.print(f"[bold]{escape(c['second'])} vs {escape(c['first'])}[/] on {c['pairs']} pairs: pass rate "
+                      f"{fmt_interval(c['pass_rate_diff'], '+.0%')} (solved only by {escape(c['first'])}: "
+                      f"{c['only_first_passed']}, only by {escape(c['second'])}: {c['only_second_passed']}, McNemar "
+                      f"p={c['mcnemar_p']:.3f}); tokens {fmt_interval(c['tokens_diff'], '+,.0f')}; latency "
+                      f"{fmt_interval(c['latency_diff_s'], '+.1f')} s; escaped defects "
+                      f"{fmt_interval(c['escaped_defects_diff'], '+.0%')}; false successes "
+                      f"{fmt_interval(c['false_successes_diff'], '+.0%')}; "
+                      f"rework {fmt_interval(c['rework_diff'], '+.2f')}")
