@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.guard.brakes import VOLATILE
-from tether.guard.guard import EventSink
+from tether.guard.runlog import EventSink
 from tether.ledger import Ledger, StoredEvent
 from tether.ledger import events as ev
 from tether.models import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
@@ -22,6 +22,8 @@ from tether.runner import RunError, RunSpec, start_run
 class RecordedProvider:
     """The recorded model turns of a run, in order; the turn index is the number of assistant
     messages so far, exactly as when the run was recorded."""
+
+    format_hint = None
 
     def __init__(self, run_id: str, responses: list[ev.ModelResponse]):
         self.name = f"replay:{run_id}"

@@ -13,10 +13,13 @@ from typing import Any
 from tether import lease
 from tether.agents import run_agent
 from tether.agents.harness import SYSTEM_PROMPT
+from tether.agents.session import Approver, Session
 from tether.errors import TetherError
+from tether.guard.brakes import Brakes
 from tether.guard.decisions import RunEnded, RunHeld, RunSucceeded
 from tether.guard.fleet import FleetGate
-from tether.guard.guard import Approver, EventSink, Guard
+from tether.guard.guard import Guard
+from tether.guard.runlog import EventSink, RunLog
 from tether.ledger import Ledger, LedgerError
 from tether.ledger import events as ev
 from tether.ledger.fleet import Fleet
@@ -75,16 +78,16 @@ def _fleet_gate(ledger: Ledger, repo: Path, run_id: str) -> FleetGate:
     return FleetGate(fleet, org_limits(fleet.org_policy()), str(repo), run_id)
 
 
-def _guard(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, worktree: Worktree,
-           on_event: EventSink | None, approver: Approver | None) -> Guard:
-    """The run's guard; its sandbox gets the project's environment once `_environment` prepared it."""
-    return Guard(
-        run_id=run_id, ledger=ledger, policy=policy, provider=provider,
-        worktree=worktree,
+def _session(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, worktree: Worktree,
+             on_event: EventSink | None, approver: Approver | None) -> Session:
+    """The run's session; its sandbox gets the project's environment once `_environment` prepared it."""
+    guard = Guard(policy=policy, ownership=_ownership(policy, worktree.repo, worktree.base_commit),
+                  root=worktree.path, fleet=_fleet_gate(ledger, worktree.repo, run_id))
+    log = RunLog(run_id=run_id, ledger=ledger, brakes=Brakes(policy.brakes), on_event=on_event)
+    return Session(
+        log=log, guard=guard, policy=policy, provider=provider, worktree=worktree,
         sandbox=worktree_sandbox(policy.sandbox, policy.commands.network, worktree.path, worktree.repo),
-        ownership=_ownership(policy, worktree.repo, worktree.base_commit),
-        base_tree=worktree.base_tree(), on_event=on_event, approver=approver,
-        fleet=_fleet_gate(ledger, worktree.repo, run_id),
+        base_tree=worktree.base_tree(), approver=approver,
     )
 
 
@@ -108,29 +111,29 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     except GitError:
         ledger.update_run(run_id, status="failed", owner=None)  # never started: nothing to resume
         raise
-    guard = _guard(ledger, run_id, policy, provider, worktree, on_event, approver)
+    session = _session(ledger, run_id, policy, provider, worktree, on_event, approver)
     system_prompt = spec.system_prompt or policy.agent.system_prompt or SYSTEM_PROMPT
     policy_digest = hashlib.sha256(spec.policy_path.read_bytes()).hexdigest() if spec.policy_path else None
-    guard.record(ev.RunStarted(
+    session.record(ev.RunStarted(
         schema_version=ev.SCHEMA_VERSION, task=spec.instruction, repo=str(repo), base_commit=base_commit,
-        base_tree=guard.base_tree, branch=worktree.branch, worktree=str(worktree.path), model=model,
+        base_tree=session.base_tree, branch=worktree.branch, worktree=str(worktree.path), model=model,
         base_url=spec.base_url, architecture=policy.agent.architecture, policy=policy.model_dump(mode="json"),
         policy_file=str(spec.policy_path) if spec.policy_path else None, policy_sha256=policy_digest,
-        system_prompt=system_prompt, sandbox=guard.sandbox.describe(), user=current_user(), source=spec.source,
+        system_prompt=system_prompt, sandbox=session.sandbox.describe(), user=current_user(), source=spec.source,
         parent_run_id=spec.parent_run_id,
     ))
     try:
-        _environment(guard)
+        _environment(session)
     except SetupFailed as exc:
-        _finish(ledger, guard, "failed", str(exc), "environment.setup")
+        _finish(ledger, session, "failed", str(exc), "environment.setup")
         return _summary(ledger, run_id)
-    return _drive(ledger, guard, owner, system_prompt, spec.instruction, [])
+    return _drive(ledger, session, owner, system_prompt, spec.instruction, [])
 
 
-def _environment(guard: Guard) -> None:
+def _environment(session: Session) -> None:
     """Prepare the project's environment (from the cache, or by running its setup in the sandbox,
     each command recorded) and give it to the run's sandbox. Before the first model call."""
-    policy, worktree = guard.policy, guard.worktree
+    policy, worktree = session.policy, session.worktree
     plan = plan_for(policy.environment, worktree.path)
 
     def run_setup(command: str, folder: Path) -> tuple[bool, str]:
@@ -138,18 +141,18 @@ def _environment(guard: Guard) -> None:
                                    worktree.repo, building=folder)
         result = sandbox.run(command, policy.environment.timeout_s)
         ok = result.exit_code == 0 and not result.timed_out
-        guard.record(ev.EnvironmentSetup(name=command, exit_code=result.exit_code, ok=ok,
+        session.record(ev.EnvironmentSetup(name=command, exit_code=result.exit_code, ok=ok,
                                          duration_s=round(result.duration_s, 3), output_tail=result.output[-2000:]))
         return ok, result.output[-2000:]
 
     project, built = prepare(plan, worktree.path, run_setup)
-    guard.record(ev.Environment(kind=plan.kind, note=plan.note, built=built,
+    session.record(ev.Environment(kind=plan.kind, note=plan.note, built=built,
                                 folder=str(project.folder) if project else None, setup=plan.setup,
                                 inputs=plan.inputs))
-    guard.sandbox = worktree_sandbox(policy.sandbox, policy.commands.network, worktree.path, worktree.repo,
+    session.sandbox = worktree_sandbox(policy.sandbox, policy.commands.network, worktree.path, worktree.repo,
                                      project=project)
     if built:  # the build ran as the sandbox user in this worktree: files it left there are its own
-        guard.worktree.restore(guard.tree)
+        session.worktree.restore(session.tree)
 
 
 def continue_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
@@ -163,9 +166,9 @@ def continue_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None
         raise RunError(f"run {run.id} is {ledger.get_run(run.id).status}; only a run awaiting approval "
                        "can be continued")
     events = ledger.events(run.id)
-    guard, started = _rebuild(ledger, run.id, events, on_event, approver)
-    guard.record(ev.RunContinued(reason="approval decided", user=current_user()))
-    return _drive(ledger, guard, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
+    session, started = _rebuild(ledger, run.id, events, on_event, approver)
+    session.record(ev.RunContinued(reason="approval decided", user=current_user()))
+    return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
 
 
 def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
@@ -199,10 +202,10 @@ def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
             worktree.remove()
         ledger.claim_run(run.id, "running", finished[-1].status, from_owner=owner)
         return _summary(ledger, run.id)
-    guard, started = _rebuild(ledger, run.id, events, on_event, approver)
+    session, started = _rebuild(ledger, run.id, events, on_event, approver)
     in_flight = _in_flight(events)
-    guard.record(ev.RunResumed(user=current_user(), tree=guard.tree, reexecuting=in_flight))
-    return _drive(ledger, guard, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
+    session.record(ev.RunResumed(user=current_user(), tree=session.tree, reexecuting=in_flight))
+    return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
 
 
 def cancel_run(ledger: Ledger, run_ref: str, reason: str, by: str) -> dict[str, Any]:
@@ -216,8 +219,8 @@ def cancel_run(ledger: Ledger, run_ref: str, reason: str, by: str) -> dict[str, 
     owner = lease.owner_id()
     if not ledger.claim_run(run.id, run.status, "running", owner=owner):
         raise RunError(f"run {run.id} was taken by another process just now")
-    guard, _ = _rebuild(ledger, run.id, events, None, None)
-    _finish(ledger, guard, "stopped", f"cancelled by {by}: {reason}", "manual")
+    session, _ = _rebuild(ledger, run.id, events, None, None)
+    _finish(ledger, session, "stopped", f"cancelled by {by}: {reason}", "manual")
     return _summary(ledger, run.id)
 
 
@@ -235,9 +238,9 @@ def _resume_held(ledger: Ledger, run_id: str, on_event: EventSink | None,
     owner = lease.owner_id()
     if not ledger.claim_run(run_id, run.status, "running", owner=owner):
         raise RunError(f"run {run_id} was resumed by another process just now")
-    guard, started = _rebuild(ledger, run_id, events, on_event, approver)
-    guard.record(ev.RunResumed(user=current_user(), tree=guard.tree, reexecuting=[], after=held.rule))
-    return _drive(ledger, guard, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
+    session, started = _rebuild(ledger, run_id, events, on_event, approver)
+    session.record(ev.RunResumed(user=current_user(), tree=session.tree, reexecuting=[], after=held.rule))
+    return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
 
 
 def _in_flight(events: list) -> list[str]:
@@ -248,7 +251,7 @@ def _in_flight(events: list) -> list[str]:
 
 
 def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | None,
-             approver: Approver | None) -> tuple[Guard, ev.RunStarted]:
+             approver: Approver | None) -> tuple[Session, ev.RunStarted]:
     started = events[0].data
     if not isinstance(started, ev.RunStarted) or started.repo is None or started.base_commit is None:
         raise RunError(f"run {run_id} was not started by Tether here; it cannot go on")
@@ -257,46 +260,47 @@ def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | No
     if not worktree.path.is_dir():
         worktree = reattach_worktree(worktree, policy.writes.ignore)
     provider = make_provider(started.model or "", started.base_url)
-    guard = _guard(ledger, run_id, policy, provider, worktree, on_event, approver)
-    guard.replay_state(events)
-    _environment(guard)
-    guard.worktree.restore(guard.tree)  # undo whatever a dead process changed after its last record
-    if guard.fleet is not None:  # its diff was counted against the repository's day as it grew
-        guard.fleet.lines_counted = guard.worktree.diff(guard.base_tree, guard.tree).lines
-    return guard, started
+    session = _session(ledger, run_id, policy, provider, worktree, on_event, approver)
+    session.log.replay(events)
+    session.tree = session.log.last_tree or session.base_tree
+    _environment(session)
+    session.worktree.restore(session.tree)  # undo whatever a dead process changed after its last record
+    if session.guard.fleet is not None:  # its diff was counted against the repository's day as it grew
+        session.guard.fleet.lines_counted = session.worktree.diff(session.base_tree, session.tree).lines
+    return session, started
 
 
-def _drive(ledger: Ledger, guard: Guard, owner: str, system_prompt: str, task: str,
+def _drive(ledger: Ledger, session: Session, owner: str, system_prompt: str, task: str,
            events: list) -> dict[str, Any]:
     status, reason, rule = "failed", "", ""
     try:
-        with lease.Heartbeat(ledger, guard.run_id, owner):
-            if guard.pending_hit is not None:  # the brake fired just before a crash
-                raise guard.brake(*guard.pending_hit)
-            if guard.submitted:  # the checks passed just before a crash
+        with lease.Heartbeat(ledger, session.run_id, owner):
+            if session.log.pending_hit is not None:  # the brake fired just before a crash
+                raise session.brake(*session.log.pending_hit)
+            if session.log.submitted:  # the checks passed just before a crash
                 raise RunSucceeded("all required checks passed")
-            run_agent(guard, system_prompt, task, events)
+            run_agent(session, system_prompt, task, events)
     except RunHeld as held:
-        guard.record(ev.RunPaused(reason=held.reason, rule=held.rule, status=held.status, retry_at=held.retry_at))
-        ledger.update_run(guard.run_id, status=held.status, owner=None)
-        return _summary(ledger, guard.run_id)
+        session.record(ev.RunPaused(reason=held.reason, rule=held.rule, status=held.status, retry_at=held.retry_at))
+        ledger.update_run(session.run_id, status=held.status, owner=None)
+        return _summary(ledger, session.run_id)
     except RunEnded as ended:
         status, reason, rule = ended.status, ended.reason, ended.rule
     except KeyboardInterrupt:  # held, not ended: the person may resume it or cancel it (delivering its work)
-        guard.record(ev.RunPaused(reason="interrupted by the user", rule="manual", status=ev.RunStatus.STOPPED))
-        ledger.update_run(guard.run_id, status="stopped", owner=None)
-        return _summary(ledger, guard.run_id)
+        session.record(ev.RunPaused(reason="interrupted by the user", rule="manual", status=ev.RunStatus.STOPPED))
+        ledger.update_run(session.run_id, status="stopped", owner=None)
+        return _summary(ledger, session.run_id)
     except LedgerError:
         raise  # the record itself failed: nothing more can be written honestly
     except Exception as exc:
-        _finish(ledger, guard, "failed", f"internal error: {exc!r}", "internal")
+        _finish(ledger, session, "failed", f"internal error: {exc!r}", "internal")
         raise
     if status == "awaiting_approval":
-        guard.record(ev.RunPaused(reason=reason, rule=rule, status=ev.RunStatus.AWAITING_APPROVAL))
-        ledger.update_run(guard.run_id, status=status, owner=None)
+        session.record(ev.RunPaused(reason=reason, rule=rule, status=ev.RunStatus.AWAITING_APPROVAL))
+        ledger.update_run(session.run_id, status=status, owner=None)
     else:
-        _finish(ledger, guard, status, reason, rule)
-    return _summary(ledger, guard.run_id)
+        _finish(ledger, session, status, reason, rule)
+    return _summary(ledger, session.run_id)
 
 
 def _summary(ledger: Ledger, run_id: str) -> dict[str, Any]:
@@ -305,18 +309,17 @@ def _summary(ledger: Ledger, run_id: str) -> dict[str, Any]:
     return summary
 
 
-def _finish(ledger: Ledger, guard: Guard, status: str, reason: str, rule: str) -> None:
+def _finish(ledger: Ledger, session: Session, status: str, reason: str, rule: str) -> None:
     """Deliver whatever the worktree holds as a commit on the run's branch (work is kept on every
     outcome), record the end, and remove the worktree."""
-    worktree = guard.worktree
-    guard.role = None  # the end belongs to the run, not to the role that was acting
-    run = ledger.get_run(guard.run_id)
+    worktree = session.worktree
+    run = ledger.get_run(session.run_id)
     message = f"tether: {run.instruction.splitlines()[0][:72] if run.instruction else 'run'}\n\n" \
               f"Run: {run.id}\nStatus: {status}\nReason: {reason}\n"
-    commit = worktree.commit(guard.tree, message)
-    diffstat = worktree.diff(guard.base_tree, guard.tree).as_dict()
-    guard.record(ev.RunFinished(status=status, reason=reason, rule=rule, branch=worktree.branch, commit=commit,
-                                tree=guard.tree, diffstat=diffstat, usage=guard.meters.as_dict()))
-    ledger.update_run(guard.run_id, status=status, owner=None)
+    commit = worktree.commit(session.tree, message)
+    diffstat = worktree.diff(session.base_tree, session.tree).as_dict()
+    session.record(ev.RunFinished(status=status, reason=reason, rule=rule, branch=worktree.branch, commit=commit,
+                                tree=session.tree, diffstat=diffstat, usage=session.meters.as_dict()))
+    ledger.update_run(session.run_id, status=status, owner=None)
     worktree.remove()
 

@@ -19,6 +19,8 @@ from tether.runner import RunSpec, start_run
 class SlowStreaming:
     """A scripted model that takes its time and reports tokens as a streaming provider does."""
 
+    format_hint = None
+
     def __init__(self, model: str, streams: bool):
         self.inner = make_provider(model)
         self.name = self.inner.name
@@ -30,6 +32,9 @@ class SlowStreaming:
                 progress.report(tokens)
             time.sleep(0.6)
         return self.inner.complete(messages, tools, max_output_tokens)
+
+    def for_role(self, role: str) -> SlowStreaming:
+        return self
 
 
 def _run(ledger: Ledger, repo: Path, tmp_path: Path, console: Console, streams: bool) -> str:

@@ -3,8 +3,8 @@ events, so a run continued after an approval (or a crash) sees exactly what it s
 
 from __future__ import annotations
 
+from tether.agents.session import Session
 from tether.agents.tools import Toolbox
-from tether.guard.guard import Guard
 from tether.ledger import StoredEvent
 from tether.ledger import events as ev
 from tether.models import Message, ToolCall
@@ -38,17 +38,16 @@ def conversation(system_prompt: str, task: str, events: list[StoredEvent],
     return messages, list(pending.values())
 
 
-def run_harness(guard: Guard, system_prompt: str, task: str, events: list[StoredEvent]) -> None:
+def run_harness(session: Session, system_prompt: str, task: str, events: list[StoredEvent]) -> None:
     """Loop until the guard ends the run (success, stop, pause or failure) by raising RunEnded."""
-    # A provider with its own action format explains it when a reply has no action.
-    nudge = getattr(guard.provider, "format_hint", NUDGE)
+    nudge = session.provider.format_hint or NUDGE
     messages, pending = conversation(system_prompt, task, events, nudge)
-    toolbox = Toolbox(guard)
+    toolbox = Toolbox(session)
     while True:
         for call in pending:
-            observation = guard.tool_call(call, toolbox.execute)
+            observation = session.tool_call(call, toolbox.execute)
             messages.append({"role": "tool", "tool_call_id": call.id, "content": observation})
-        response = guard.model_call(messages, SPECS)
+        response = session.model_call(messages, SPECS)
         messages.append({"role": "assistant", "content": response.content,
                          "tool_calls": [c.as_dict() for c in response.tool_calls]})
         if not response.tool_calls:

@@ -16,12 +16,11 @@ import re
 from pydantic import BaseModel, Field, ValidationError
 
 from tether.agents.harness import run_harness
+from tether.agents.session import Session
 from tether.agents.tools import failure_report
 from tether.guard.decisions import RoleDone, RunHeld, RunPaused, RunSucceeded
-from tether.guard.guard import Guard
 from tether.ledger import StoredEvent
 from tether.ledger import events as ev
-from tether.models import Provider
 from tether.workspace.git import GitError, git, merge_commits
 from tether.workspace.sandbox import worktree_sandbox
 from tether.workspace.worktree import Worktree, create_worktree, open_worktree, reattach_worktree
@@ -73,63 +72,52 @@ def role_events(events: list[StoredEvent], role: str) -> list[StoredEvent]:
     return [event for event in events if event.data.role == role]
 
 
-def _for_role(provider: Provider, role: str) -> Provider:
-    """Providers that serve several roles from one script or recording give each role its own turns."""
-    for_role = getattr(provider, "for_role", None)
-    return for_role(role) if for_role is not None else provider
-
-
-def run_orchestrated(guard: Guard, system_prompt: str, task: str, events: list[StoredEvent]) -> None:
-    settings = guard.policy.orchestrated
-    run_worktree, run_sandbox, provider = guard.worktree, guard.sandbox, guard.provider
-    plan = _plan(guard, provider, task, events)
+def run_orchestrated(session: Session, system_prompt: str, task: str, events: list[StoredEvent]) -> None:
+    settings = session.policy.orchestrated
+    plan = _plan(session, task, events)
     groups = [group for group in (plan.subtasks[i::settings.executors] for i in range(settings.executors)) if group]
     handed = {e.data.name: e.data for e in events if isinstance(e.data, ev.Handover)}
     for number, group in enumerate(groups, 1):
         role = f"executor-{number}"
         if role not in handed:
             prompt = settings.executor_prompt or f"{system_prompt}\n\n{EXECUTOR_NOTE}"
-            try:
-                handed[role] = _execute(guard, provider, role, prompt, _subtask_text(task, group), events)
-            finally:  # whatever ends or pauses the run is recorded and delivered from the run's worktree
-                guard.use_worktree(None, run_worktree, run_sandbox, guard.base_tree)
-        guard.unintegrated.append(run_worktree.diff(guard.base_tree, handed[role].tree))
+            handed[role] = _execute(session, role, prompt, _subtask_text(task, group), events)
+        session.unintegrated.append(session.worktree.diff(session.base_tree, handed[role].tree))
 
-    tree = guard.role_trees.get("reviewer", guard.base_tree)
-    run_worktree.restore(tree)
-    guard.use_worktree("reviewer", run_worktree, run_sandbox, tree)
-    guard.provider = _for_role(provider, "reviewer")
-    merges = [e.data for e in events if isinstance(e.data, ev.Merge)] or _integrate(guard, list(handed.values()))
-    guard.unintegrated.clear()
-    own = role_events(events, "reviewer")
-    failures: str | None = None
-    if not any(isinstance(event.data, ev.ModelResponse) for event in own):  # the reviewer's first act: the checks
-        failures = failure_report(guard.run_checks("reviewer.integration"))
-        if failures is None:
-            raise RunSucceeded("all required checks passed after integration")
-    run_harness(guard, settings.reviewer_prompt or REVIEWER_PROMPT, _review_text(task, merges, failures), own)
+    tree = session.log.trees.get("reviewer", session.base_tree)
+    session.worktree.restore(tree)
+    with session.role("reviewer", tree=tree):
+        merges = [e.data for e in events if isinstance(e.data, ev.Merge)] or _integrate(session, list(handed.values()))
+        session.unintegrated.clear()
+        own = role_events(events, "reviewer")
+        failures: str | None = None
+        if not any(isinstance(event.data, ev.ModelResponse) for event in own):  # the reviewer's first act: checks
+            failures = failure_report(session.run_checks("reviewer.integration"))
+            if failures is None:
+                raise RunSucceeded("all required checks passed after integration")
+        run_harness(session, settings.reviewer_prompt or REVIEWER_PROMPT, _review_text(task, merges, failures), own)
 
 
-def _plan(guard: Guard, provider: Provider, task: str, events: list[StoredEvent]) -> Plan:
+def _plan(session: Session, task: str, events: list[StoredEvent]) -> Plan:
     recorded = next((e.data for e in events if isinstance(e.data, ev.Plan)), None)
     if recorded is not None:
         return Plan.model_validate({"subtasks": recorded.subtasks})
-    settings = guard.policy.orchestrated
-    guard.use_worktree("planner", guard.worktree, guard.sandbox, guard.tree)
-    guard.provider = _for_role(provider, "planner")
-    files = git(guard.worktree.repo, "ls-tree", "-r", "--name-only", guard.worktree.base_commit).split("\n")
+    settings = session.policy.orchestrated
+    worktree = session.worktree
+    files = git(worktree.repo, "ls-tree", "-r", "--name-only", worktree.base_commit).split("\n")
     listing = "\n".join(f for f in files[:FILES_SHOWN] if f)
     prompt = settings.planner_prompt or PLANNER_PROMPT.format(limit=settings.max_subtasks)
     messages = [{"role": "system", "content": prompt},
                 {"role": "user", "content": f"{task}\n\nFiles in the repository:\n{listing}"}]
-    response = guard.model_call(messages, [])  # no tools: the reply is the plan
-    plan = parse_plan(response.content)
-    fallback = plan is None
-    if plan is None:  # an unreadable plan is not worth a run: one subtask, the task itself
-        plan = Plan(subtasks=[Subtask(title="the whole task", instruction=task)])
-    plan = Plan(subtasks=plan.subtasks[:settings.max_subtasks])
-    guard.record(ev.Plan(step=guard.meters.steps, fallback=fallback,
-                         subtasks=[s.model_dump() for s in plan.subtasks]))
+    with session.role("planner"):
+        response = session.model_call(messages, [])  # no tools: the reply is the plan
+        plan = parse_plan(response.content)
+        fallback = plan is None
+        if plan is None:  # an unreadable plan is not worth a run: one subtask, the task itself
+            plan = Plan(subtasks=[Subtask(title="the whole task", instruction=task)])
+        plan = Plan(subtasks=plan.subtasks[:settings.max_subtasks])
+        session.record(ev.Plan(step=session.meters.steps, fallback=fallback,
+                               subtasks=[s.model_dump() for s in plan.subtasks]))
     return plan
 
 
@@ -138,62 +126,58 @@ def _subtask_text(task: str, group: list[Subtask]) -> str:
     return f"The whole task, for context:\n\n{task}\n\nYour subtask:\n{mine}"
 
 
-def _executor_worktree(guard: Guard, role: str) -> Worktree:
-    repo, ignores = guard.worktree.repo, guard.policy.writes.ignore
-    worktree = open_worktree(repo, f"{guard.run_id}.{role}", guard.worktree.base_commit)
+def _executor_worktree(session: Session, role: str) -> Worktree:
+    repo, ignores = session.worktree.repo, session.policy.writes.ignore
+    worktree = open_worktree(repo, f"{session.run_id}.{role}", session.worktree.base_commit)
     if worktree.path.is_dir():
         return worktree
     try:
         git(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{worktree.branch}")
     except GitError:
-        return create_worktree(repo, f"{guard.run_id}.{role}", guard.worktree.base_commit, ignores)
+        return create_worktree(repo, f"{session.run_id}.{role}", session.worktree.base_commit, ignores)
     return reattach_worktree(worktree, ignores)
 
 
-def _execute(guard: Guard, provider: Provider, role: str, prompt: str, subtask: str,
-             events: list[StoredEvent]) -> ev.Handover:
+def _execute(session: Session, role: str, prompt: str, subtask: str, events: list[StoredEvent]) -> ev.Handover:
     """One executor in its own worktree until it hands over; its work is committed on its branch."""
-    settings = guard.policy.orchestrated
+    settings = session.policy.orchestrated
     own = role_events(events, role)
-    worktree = _executor_worktree(guard, role)
-    tree = guard.role_trees.get(role, guard.base_tree)
+    worktree = _executor_worktree(session, role)
+    tree = session.log.trees.get(role, session.base_tree)
     worktree.restore(tree)  # undo whatever a dead process changed after its last record
-    sandbox = worktree_sandbox(guard.policy.sandbox, guard.policy.commands.network, worktree.path, worktree.repo,
-                               project=guard.sandbox.project)
-    guard.use_worktree(role, worktree, sandbox, tree, hands_over=True)
-    guard.provider = _for_role(provider, role)
-    first_step = next((e.data.step for e in own if isinstance(e.data, ev.ModelRequest)), guard.meters.steps + 1)
-    guard.role_step_limit = first_step - 1 + settings.executor_max_steps
-    reason = "handed over"
-    try:
-        run_harness(guard, prompt, subtask, own)
-    except RoleDone as done:
-        reason = done.reason
-    except (RunPaused, RunHeld):
-        raise  # the run waits in this role; its worktree stays for the continuation
-    except BaseException:  # the run ends here: keep the executor's work on its branch
-        worktree.commit(guard.tree, f"tether {role} (the run ended during this subtask)")
-        worktree.remove()
-        raise
-    finally:
-        guard.role_step_limit = None
-    commit = worktree.commit(guard.tree, f"tether {role}: {subtask.splitlines()[-1][:60]}")
-    handover = ev.Handover(name=role, tree=guard.tree, commit=commit, branch=worktree.branch, reason=reason,
-                           diffstat=worktree.diff(guard.base_tree, guard.tree).as_dict())
-    guard.record(handover)
+    sandbox = worktree_sandbox(session.policy.sandbox, session.policy.commands.network, worktree.path, worktree.repo,
+                               project=session.sandbox.project)
+    first_step = next((e.data.step for e in own if isinstance(e.data, ev.ModelRequest)), session.meters.steps + 1)
+    with session.role(role, worktree, sandbox, tree=tree, hands_over=True,
+                      step_limit=first_step - 1 + settings.executor_max_steps):
+        reason = "handed over"
+        try:
+            run_harness(session, prompt, subtask, own)
+        except RoleDone as done:
+            reason = done.reason
+        except (RunPaused, RunHeld):
+            raise  # the run waits in this role; its worktree stays for the continuation
+        except BaseException:  # the run ends here: keep the executor's work on its branch
+            worktree.commit(session.tree, f"tether {role} (the run ended during this subtask)")
+            worktree.remove()
+            raise
+        commit = worktree.commit(session.tree, f"tether {role}: {subtask.splitlines()[-1][:60]}")
+        handover = ev.Handover(name=role, tree=session.tree, commit=commit, branch=worktree.branch, reason=reason,
+                               diffstat=worktree.diff(session.base_tree, session.tree).as_dict())
+        session.record(handover)
     worktree.remove()
     return handover
 
 
-def _integrate(guard: Guard, handovers: list[ev.Handover]) -> list[ev.Merge]:
+def _integrate(session: Session, handovers: list[ev.Handover]) -> list[ev.Merge]:
     """Merge the executors' branches, in order, into the run's worktree. A branch that conflicts is
     merged with conflict markers for the reviewer to resolve, or rejected, as the policy says."""
-    repo, on_conflict = guard.worktree.repo, guard.policy.orchestrated.on_conflict
-    ours, tree = guard.worktree.base_commit, guard.base_tree
+    repo, on_conflict = session.worktree.repo, session.policy.orchestrated.on_conflict
+    ours, tree = session.worktree.base_commit, session.base_tree
     merges = []
     for handover in handovers:
         merged_tree, conflicts = merge_commits(repo, ours, handover.commit)
-        if handover.tree == guard.base_tree:
+        if handover.tree == session.base_tree:
             merged, conflicts, reason = False, [], "no changes"
         elif conflicts and on_conflict == "reject":
             merged, reason = False, f"rejected: conflicts in {', '.join(conflicts)}"
@@ -204,10 +188,10 @@ def _integrate(guard: Guard, handovers: list[ev.Handover]) -> list[ev.Merge]:
             reason = f"conflicts left for the reviewer in {', '.join(conflicts)}" if conflicts else "merged cleanly"
         merge = ev.Merge(name=handover.name, branch=handover.branch, merged=merged, conflicts=conflicts, tree=tree,
                          reason=reason)
-        guard.record(merge)
+        session.record(merge)
         merges.append(merge)
-    guard.worktree.restore(tree)
-    guard.tree = tree
+    session.worktree.restore(tree)
+    session.tree = tree
     return merges
 
 

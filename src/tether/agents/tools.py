@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tether.guard.guard import CheckResult, Guard, ToolOutcome
+from tether.agents.session import CheckResult, Session, ToolOutcome
 from tether.guard.scopes import resolve_in_worktree
 from tether.models import ToolCall
 from tether.models.tools import WRITE_TOOLS
@@ -17,19 +17,19 @@ EDIT_LIMIT = 8 << 20  # a file is read whole to be edited: larger ones are refus
 
 @dataclass
 class Toolbox:
-    guard: Guard
+    session: Session
 
     def execute(self, call: ToolCall) -> ToolOutcome:
         if call.name == "submit":
             return self._submit(call.id)
         outcome: ToolOutcome = getattr(self, f"_{call.name}")(call.arguments)
-        if outcome.ok and call.name in WRITE_TOOLS and self.guard.policy.agent.check_after_write:
+        if outcome.ok and call.name in WRITE_TOOLS and self.session.policy.agent.check_after_write:
             return self._check_after_write(call.id, outcome)
         return outcome
 
     def _run_checks(self, call_id: str) -> tuple[list[CheckResult], str | None]:
         """The checks' results, and the report of the required ones that failed (None: all passed)."""
-        results = self.guard.run_checks(call_id)
+        results = self.session.run_checks(call_id)
         return results, failure_report(results)
 
     def _check_after_write(self, call_id: str, written: ToolOutcome) -> ToolOutcome:
@@ -39,14 +39,14 @@ class Toolbox:
         return ToolOutcome(True, f"{written.observation}\nThe required checks fail:\n\n{failures}")
 
     def _path(self, path: str):
-        return self.guard.worktree.path / resolve_in_worktree(self.guard.worktree.path, path)
+        return self.session.worktree.path / resolve_in_worktree(self.session.worktree.path, path)
 
     def _bash(self, args: dict) -> ToolOutcome:
-        budget = self.guard.policy.budget
-        timeout = self.guard.policy.commands.timeout_s
+        budget = self.session.policy.budget
+        timeout = self.session.policy.commands.timeout_s
         if budget.max_wall_s is not None:
-            timeout = max(1.0, min(timeout, budget.max_wall_s - self.guard.meters.wall_s()))
-        result = self.guard.sandbox.run(args["command"], timeout)
+            timeout = max(1.0, min(timeout, budget.max_wall_s - self.session.meters.wall_s()))
+        result = self.session.sandbox.run(args["command"], timeout)
         return ToolOutcome(result.exit_code == 0, f"exit code {result.exit_code}\n{result.output}",
                            result.exit_code, result.output_digest, result.duration_s,
                            write_limited=result.write_limited)
@@ -63,7 +63,7 @@ class Toolbox:
         return ToolOutcome(True, text)
 
     def _write(self, relative: str, text: str, verb: str) -> ToolOutcome:
-        root = self.guard.worktree.path
+        root = self.session.worktree.path
         try:
             write_regular(root, self._path(relative), text.encode("utf-8", "replace"))
         except OSError as exc:
@@ -87,7 +87,7 @@ class Toolbox:
         return self._write(args["path"], text.replace(args["old"], args["new"], 1), f"edited {args['path']}")
 
     def _submit(self, call_id: str) -> ToolOutcome:
-        if self.guard.hands_over:  # an executor's part is judged with everyone's, by the reviewer
+        if self.session.hands_over:  # an executor's part is judged with everyone's, by the reviewer
             return ToolOutcome(True, "handed over to the reviewer", finished=True)
         results, failures = self._run_checks(call_id)
         if failures is None:

@@ -17,7 +17,7 @@ from rich.progress import Progress
 from rich.prompt import Confirm, Prompt
 
 from tether import runner
-from tether.guard.guard import Approver
+from tether.agents.session import Approver
 from tether.ledger import DB_ENV, Ledger, default_db_url
 from tether.ledger.fleet import Fleet
 from tether.ledger.queries import run_policy

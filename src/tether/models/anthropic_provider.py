@@ -36,6 +36,8 @@ def to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
 
 
 class AnthropicProvider:
+    format_hint = None
+
     def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 300):
         self.name = f"anthropic:{model}"
         self.model = model
@@ -67,3 +69,6 @@ class AnthropicProvider:
                  for b in response.content if b.type == "tool_use"]
         usage = Usage(response.usage.input_tokens, response.usage.output_tokens)
         return ModelResponse(content=text, tool_calls=calls, usage=usage, model=response.model)
+
+    def for_role(self, role: str) -> AnthropicProvider:
+        return self  # the same model for every role

@@ -52,8 +52,16 @@ class ModelResponse:
 
 class Provider(Protocol):
     name: str  # the spec that built it, e.g. "openai:gpt-4o-mini"
+    # What to tell the model when its reply had no action Tether could read (a provider with its own
+    # text action format explains the format); None: the agent's own nudge.
+    format_hint: str | None
 
     def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+        ...
+
+    def for_role(self, role: str) -> Provider:
+        """The provider one role of a multi-role architecture talks to (a script or a recording
+        gives each role its own turns; a real model is the same for every role)."""
         ...
 
 

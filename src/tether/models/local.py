@@ -101,3 +101,6 @@ class LocalProvider:
         usage = out.get("usage") or {}
         return ModelResponse(content=text, tool_calls=calls, model=self.name, cost_usd=0.0,
                              usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))))
+
+    def for_role(self, role: str) -> LocalProvider:
+        return self  # the same model for every role

@@ -51,6 +51,8 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
 
 
 class OpenAIProvider:
+    format_hint = None
+
     def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 300):
         self.name = f"openai:{model}"
         self.model = model
@@ -95,3 +97,6 @@ class OpenAIProvider:
         usage = Usage(response.usage.prompt_tokens, response.usage.completion_tokens) if response.usage else Usage()
         return ModelResponse(content=message.content or "", tool_calls=calls, usage=usage,
                              model=response.model or self.model)
+
+    def for_role(self, role: str) -> OpenAIProvider:
+        return self  # the same model for every role

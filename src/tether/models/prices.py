@@ -28,3 +28,12 @@ def price_usd(model: str, provider: str | None, usage: Usage) -> float | None:
         model_ref=model, provider_id=provider,
     )
     return float(calculation.total_price)
+
+
+def cost_of(provider: str, usage: Usage) -> float | None:
+    """USD for a call to `provider` ("openai:gpt-4o-mini"), None when its price is unknown. Scripted,
+    local and replayed models cost no money."""
+    scheme, _, model = provider.partition(":")
+    if scheme not in ("openai", "anthropic"):
+        return 0.0
+    return price_usd(model, scheme, usage)

@@ -62,6 +62,8 @@ def load_script(path: Path) -> list[ScriptedTurn]:
 
 
 class ScriptedProvider:
+    format_hint = None
+
     def __init__(self, path: Path, turns: list[ScriptedTurn] | None = None):
         self.name = f"scripted:{path}"
         self.path = path

@@ -1,0 +1,83 @@
+"""A run's log as the guard's memory: it appends typed events to the ledger (once each, even when a
+resumed run redoes its last step), keeps the meters and brake tallies as folds over them, and
+rebuilds all of it, with the approval decisions and the trees, from a recorded log."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tether.guard.brakes import BrakeHit, Brakes
+from tether.ledger import Ledger, StoredEvent
+from tether.ledger import events as ev
+from tether.ledger.meters import Meters
+
+EventSink = Callable[[StoredEvent, Meters], None]
+# An approval decision: (approved, who decided, why).
+Approval = tuple[bool, str, str]
+
+# Markers of a run's life that may legitimately repeat; everything else is written at most once.
+REPEATABLE = {ev.EventType.RUN_CONTINUED, ev.EventType.RUN_RESUMED, ev.EventType.RUN_PAUSED,
+              ev.EventType.APPROVAL_DECIDED}
+
+
+def event_key(payload: ev.Payload) -> tuple[Any, ...]:
+    """What makes an event the same event when a crashed run is resumed and redoes its last step."""
+    return (payload.type, *(getattr(payload, name, None) for name in ("step", "call_id", "attempt", "name", "rule")))
+
+
+@dataclass
+class RunLog:
+    run_id: str
+    ledger: Ledger
+    brakes: Brakes
+    on_event: EventSink | None = None
+    role: str | None = None  # the acting role, stamped on every event (see Session.role)
+    meters: Meters = field(default_factory=Meters)
+    recorded: set[tuple[Any, ...]] = field(default_factory=set)  # event keys already in the log
+    decided: dict[str, Approval] = field(default_factory=dict)  # call id -> decision
+    trees: dict[str | None, str] = field(default_factory=dict)  # role -> its last recorded tree
+    last_tree: str | None = None  # the last tree recorded by anyone
+    pending_hit: tuple[str | None, BrakeHit] | None = None  # (call id, brake) fired just before a crash
+    submitted: bool = False  # a submit whose checks passed, recorded just before a crash
+
+    def record(self, payload: ev.Payload) -> BrakeHit | None:
+        """Append an event (unless a resumed step already recorded it) and feed the brakes."""
+        if self.role is not None:
+            payload = payload.model_copy(update={"role": self.role})
+        if payload.type not in REPEATABLE:
+            key = event_key(payload)
+            if key in self.recorded:
+                return None
+            self.recorded.add(key)
+        event = self.ledger.record(self.run_id, payload)
+        self.meters.observe(payload, event.ts)
+        hit = self.brakes.observe(payload)
+        if self.on_event is not None:
+            self.on_event(event, self.meters)
+        return hit
+
+    def replay(self, events: list[StoredEvent]) -> None:
+        """Rebuild meters, brakes, trees, approval decisions and what has been recorded from the log,
+        so a continued or resumed run goes on exactly where it was."""
+        names: dict[str, str] = {}
+        for event in events:
+            payload = event.data
+            self.meters.observe(payload, event.ts)
+            hit = self.brakes.observe(payload)
+            if hit is not None:
+                self.pending_hit = (getattr(payload, "call_id", None), hit)
+            if payload.type not in REPEATABLE:
+                self.recorded.add(event_key(payload))
+            if isinstance(payload, ev.ToolCall):
+                names[payload.call_id] = payload.name
+            elif isinstance(payload, ev.ToolResult | ev.Merge):
+                if payload.tree:
+                    self.last_tree = self.trees[payload.role] = payload.tree
+                self.submitted = isinstance(payload, ev.ToolResult) and bool(payload.ok) \
+                    and names.get(payload.call_id) == "submit"
+            elif isinstance(payload, ev.Brake | ev.RunFinished):
+                self.pending_hit = None
+            elif isinstance(payload, ev.ApprovalDecided):
+                self.decided[payload.call_id] = (payload.approved, payload.by, payload.reason)
