@@ -55,9 +55,14 @@ def timed(owner: Any, name: str, totals: dict[str, float]) -> Callable[[], None]
     return lambda: setattr(owner, name, original)
 
 
-def make_repo(root: Path) -> Path:
+def make_repo(root: Path, files: int = 0) -> Path:
+    """The raindrops sample, padded with `files` small files in nested folders (a larger project)."""
     repo = root / "repo"
     shutil.copytree(SAMPLE, repo)
+    for index in range(files):
+        folder = repo / "pad" / f"d{index % 97}" / f"e{index % 13}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{index}.py").write_text(f"x = {index}\n")
     for args in (["init", "-q"], ["add", "-A"], ["-c", "user.email=b@b", "-c", "user.name=b", "commit", "-qm", "s"]):
         subprocess.run(["git", *args], cwd=repo, check=True)
     return repo
@@ -72,10 +77,10 @@ def turns(steps: int, tool: str) -> list[dict[str, Any]]:
     return [{"tool_calls": [step(i)], "usage": {"input_tokens": 10, "output_tokens": 5}} for i in range(steps)]
 
 
-def bench_steps(steps: int, root: Path, tool: str) -> dict[str, float]:
-    root = root / tool
+def bench_steps(steps: int, root: Path, tool: str, files: int = 0) -> dict[str, float]:
+    root = root / f"{tool}-{files}"
     root.mkdir()
-    repo = make_repo(root)
+    repo = make_repo(root, files)
     script = root / "turns.json"
     script.write_text(json.dumps(turns(steps, tool)))
 
@@ -97,6 +102,8 @@ def bench_steps(steps: int, root: Path, tool: str) -> dict[str, float]:
 
     totals: dict[str, float] = defaultdict(float)
     undo = [timed(Ledger, "append", totals), timed(Worktree, "snapshot", totals), timed(Worktree, "diff", totals)]
+    if hasattr(Worktree, "snapshot_file"):  # absent before file writes were snapshotted in-process
+        undo.append(timed(Worktree, "snapshot_file", totals))
     sandbox = "[ownership.protected]\n'docs/' = ['@docs']\n" if tool == "bash" else "[sandbox]\nmode = 'none'\n"
     policy = parse_policy(f"[budget]\nmax_steps = {steps + 1}\nmax_tool_calls = {steps + 1}\n"
                           f"[writes]\nmax_lines = 100000\n{sandbox}"
@@ -117,7 +124,7 @@ def bench_steps(steps: int, root: Path, tool: str) -> dict[str, float]:
     ledger.close()
     loop = last - first
     return {"bare": bare, "guarded": loop / steps, "setup": total - loop, "ledger": totals["append"] / steps,
-            "git": (totals["snapshot"] + totals["diff"]) / steps}
+            "git": (totals["snapshot"] + totals["diff"] + totals["snapshot_file"]) / steps}
 
 
 def bench_sandbox(n: int, root: Path) -> tuple[float, float]:
@@ -151,13 +158,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--files", default="200,5000,50000",
+                        help="repository sizes (files) for the per-step cost as the repository grows")
     args = parser.parse_args()
+    sizes = [int(n) for n in args.files.split(",") if n]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         steps = bench_steps(args.steps, root, "write_file")
         bash_steps = bench_steps(max(20, args.steps // 5), root, "bash")
         plain, boxed = bench_sandbox(50, root)
         sqlite_rate = bench_appends(f"sqlite:///{root / 'appends.db'}", 2000)
+        by_size = {n: (bench_steps(50, root, "write_file", n), bench_steps(20, root, "bash", n)) for n in sizes}
     try:
         pg_rate: float | None = bench_appends(args.pg, 1000)
     except Exception as exc:  # a benchmark reports what it could not measure
@@ -188,6 +199,12 @@ def main() -> None:
     table.add_row("appends/s PostgreSQL", f"{pg_rate:,.0f}" if pg_rate else "n/a",
                   f"{pg_rate / sqlite_rate:.2f}x SQLite" if pg_rate else "")
     console.print(table)
+    grown = Table("files", "write step: overhead", "of it git", "bash step: overhead", "of it git",
+                  title="per-step cost as the repository grows (overhead = guarded - bare, same run)")
+    for n, (write, bash) in by_size.items():
+        grown.add_row(f"{n:,}", f"{(write['guarded'] - write['bare']) * 1e3:.2f} ms", f"{write['git'] * 1e3:.2f} ms",
+                      f"{(bash['guarded'] - bash['bare']) * 1e3:.2f} ms", f"{bash['git'] * 1e3:.2f} ms")
+    console.print(grown)
 
 
 if __name__ == "__main__":

@@ -209,8 +209,15 @@ class Session:
         observation = outcome.observation
         previous = self.tree
         try:
-            # read_file cannot change the worktree; everything else may (checks cannot: see run_checks).
-            tree = previous if call.name == "read_file" else self.worktree.snapshot()
+            # read_file cannot change the worktree; a write tool changes its one file; a command may
+            # change anything (checks cannot: see run_checks).
+            if call.name == "read_file":
+                tree = previous
+            elif call.name in WRITE_TOOLS and outcome.ok:
+                tree = self.worktree.snapshot_file(previous, resolve_in_worktree(self.worktree.path,
+                                                                                 call.arguments["path"]))
+            else:
+                tree = self.worktree.snapshot()
         except WorkspaceTampered as exc:
             self.worktree.restore(previous)
             self._unexecuted(call, f"{observation}\n\n[tether] This step was rolled back and the run stopped: {exc}")

@@ -15,8 +15,10 @@ from functools import cached_property
 from pathlib import Path
 
 from tether.paths import tether_dir
+from tether.workspace.files import read_regular
 from tether.workspace.git import GitError, common_dir, git
 from tether.workspace.identity import hand_over
+from tether.workspace.objects import TreeWriter, attributes_on_way
 
 # Caches and build output that tools leave behind: never part of a snapshot, a cap or a commit.
 DEFAULT_IGNORES = [
@@ -38,6 +40,7 @@ def worktree_lock(repo: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+SNAPSHOT_FILE_LIMIT = 8 << 20  # larger written files take the full snapshot
 _EMPTY_REPOSITORY = re.compile(r"error: '.*' does not have a commit checked out")
 
 
@@ -124,6 +127,38 @@ class Worktree:
         self.check_pointer()
         self._stage_all()
         return self._git("write-tree").strip()
+
+    def snapshot_file(self, tree: str, relative: str) -> str:
+        """The tree after a write tool replaced the file `relative` (nothing else changed since `tree`):
+        written in-process when the file is tracked and git would store its bytes as they are, else
+        a full snapshot. The worktree's index is left behind; the next full snapshot catches up."""
+        self.check_pointer()
+        writer = self._tree_writer
+        if writer is not None and not attributes_on_way(self.path, relative):
+            try:
+                mode = os.lstat(self.path / relative).st_mode
+                data, size = read_regular(self.path / relative, SNAPSHOT_FILE_LIMIT)
+            except OSError:
+                mode, data, size = 0, b"", -1
+            if stat.S_ISREG(mode) and size == len(data):
+                written = writer.with_file(tree, relative, data, bool(mode & stat.S_IXUSR))
+                if written is not None:
+                    return written
+        return self.snapshot()
+
+    @cached_property
+    def _tree_writer(self) -> TreeWriter | None:
+        """None where git may store other bytes than a file's (line-ending conversion, attributes
+        for the whole repository): every snapshot is then a full one."""
+        common = common_dir(self.repo)
+        if (common / "info" / "attributes").exists():
+            return None
+        try:
+            if self._git("config", "--get", "core.autocrlf").strip().lower() not in ("", "false"):
+                return None
+        except GitError:
+            pass  # not set
+        return TreeWriter(self.repo, common / "objects")
 
     def _stage_all(self) -> None:
         """`git add -A`, except that a repository the agent made inside the worktree with no commit
