@@ -13,7 +13,7 @@ LAYERS = [
     {"ledger"},
     {"workspace", "models", "lease"},
     {"guard"},
-    {"agents", "backtest"},
+    {"agents", "backtest", "gateway"},
     {"runner"},
     {"replay", "approvals", "gc", "queue", "demo", "doctor"},
     {"evals"},

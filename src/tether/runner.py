@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import hashlib
-import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from tether.ledger import Ledger, LedgerError
 from tether.ledger import events as ev
 from tether.ledger.fleet import Fleet
 from tether.ledger.queries import HELD, held_reason, pending_approval, summarize
+from tether.ledger.store import new_run_id
 from tether.models import Provider, make_provider
 from tether.policy import Policy
 from tether.policy.load import org_limits
@@ -51,10 +51,6 @@ class RunSpec:
     source: str = "live"
     parent_run_id: str | None = None
     run_id: str | None = None  # default: a new time-ordered id; a queued task passes its own
-
-
-def new_run_id() -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 def current_user() -> str:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tether.cli.common import (
-    app,
-)
+from tether.cli.common import app
 
 schema_app = typer.Typer(help="The public contracts: the event log's vocabulary. Example: tether schema events",
                          no_args_is_help=True)

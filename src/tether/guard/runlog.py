@@ -42,11 +42,11 @@ class RunLog:
     pending_hit: tuple[str | None, BrakeHit] | None = None  # (call id, brake) fired just before a crash
     submitted: bool = False  # a submit whose checks passed, recorded just before a crash
 
-    def record(self, payload: ev.Payload) -> BrakeHit | None:
-        """Append an event (unless a resumed step already recorded it) and feed the brakes."""
+    def record(self, payload: ev.Payload, once: bool = True) -> BrakeHit | None:
+        """Append an event (unless a resumed step already recorded it: `once`) and feed the brakes."""
         if self.role is not None:
             payload = payload.model_copy(update={"role": self.role})
-        if payload.type not in REPEATABLE:
+        if once and payload.type not in REPEATABLE:
             key = event_key(payload)
             if key in self.recorded:
                 return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,11 @@ class RunRow:
     owner: str | None = None
     heartbeat_at: float | None = None
     parent_run_id: str | None = None
+
+
+def new_run_id() -> str:
+    """A time-ordered run id: when it started, then a random part."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 def default_db_url(repo: Path) -> str:

@@ -18,10 +18,16 @@ from tether.models.base import (
 SCHEMES = ("scripted", "openai", "anthropic", "local")
 
 
-def make_provider(spec: str, base_url: str | None = None) -> Provider:
+def check_spec(spec: str) -> tuple[str, str]:
+    """(scheme, detail) of a model spec, or ModelError saying what a spec looks like."""
     scheme, _, detail = spec.partition(":")
     if scheme not in SCHEMES or not detail:
         raise ModelError(f"model spec {spec!r}: expected one of {', '.join(s + ':...' for s in SCHEMES)}")
+    return scheme, detail
+
+
+def make_provider(spec: str, base_url: str | None = None) -> Provider:
+    scheme, detail = check_spec(spec)
     if scheme == "scripted":
         from tether.models.scripted import ScriptedProvider
 
@@ -48,5 +54,6 @@ __all__ = [
     "ToolSpec",
     "TransientModelError",
     "Usage",
+    "check_spec",
     "make_provider",
 ]

@@ -1,0 +1,77 @@
+"""Commands for the model gateway: serve it, issue and revoke the tokens agents use as their key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tether.cli.common import DbOpt, JsonOpt, RepoOpt, app, err, fail, open_ledger, out
+from tether.policy import load_policy
+
+gateway_app = typer.Typer(help="The model gateway for Claude Code, Codex and other agents. Example: tether gateway "
+                          "token --user alice --upstream anthropic:claude-sonnet-4-5", no_args_is_help=True)
+app.add_typer(gateway_app, name="gateway")
+
+
+@gateway_app.command("serve")
+def serve(host: Annotated[str, typer.Option(help="Listen on this address (loopback by default).")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(min=1, max=65535, help="Listen on this port.")] = 8787,
+          repo: RepoOpt = Path("."), db: DbOpt = None) -> None:
+    """Serve the Anthropic Messages, OpenAI Responses and Chat Completions APIs: each request's
+    token names its run, passes its budgets, the developer's daily USD and the fleet's kill switch,
+    goes to the upstream the token was issued for, and is recorded.
+
+    Example: tether gateway serve --db postgresql://tether@db/tether --port 8787
+    """
+    import uvicorn
+
+    from tether.gateway.app import make_app
+    from tether.gateway.core import Gateway
+
+    with open_ledger(db, repo) as ledger:
+        err.print(f"gateway on http://{host}:{port} (Anthropic: ANTHROPIC_BASE_URL=http://{host}:{port}; "
+                  f"OpenAI: base URL http://{host}:{port}/v1); the token is the API key")
+        uvicorn.run(make_app(Gateway(ledger)), host=host, port=port, log_level="warning")
+
+
+@gateway_app.command("token")
+def token(user: Annotated[str, typer.Option(help="Who the token is for (shown in refusals and records).")],
+          upstream: Annotated[str, typer.Option(help="The model behind the gateway (openai:..., anthropic:..., "
+                                                     "local:..., scripted:FILE).")],
+          policy: Annotated[Path | None, typer.Option(help="Budgets and brakes for the token's run (a "
+                                                           "tether.toml).")] = None,
+          max_usd_per_day: Annotated[float | None, typer.Option(min=0, help="The user's daily USD.")] = None,
+          repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False) -> None:
+    """Issue a token: the only key an agent needs. Its requests are recorded in a run of their own.
+
+    Example: tether gateway token --user alice --upstream openai:gpt-4o-mini --max-usd-per-day 5
+    """
+    from tether.gateway.core import issue_token
+    from tether.models import check_spec
+
+    check_spec(upstream)  # refuse a malformed upstream before anything is stored (its key is the gateway's)
+    loaded = load_policy(policy) if policy else None
+    with open_ledger(db, repo) as ledger:
+        issued, run_id = issue_token(ledger, user, upstream, loaded, max_usd_per_day)
+    if as_json:
+        out.print_json(data={"token": issued, "run_id": run_id, "user": user})
+    else:
+        out.print(issued, highlight=False)
+        err.print(f"run {run_id} records {user}'s requests (tether show {run_id} --events)")
+
+
+@gateway_app.command("revoke")
+def revoke(issued: Annotated[str, typer.Argument(metavar="TOKEN", help="The token to revoke.")],
+           repo: RepoOpt = Path("."), db: DbOpt = None) -> None:
+    """Revoke a token; its run and records stay.
+
+    Example: tether gateway revoke tg-3f9...
+    """
+    from tether.gateway.core import revoke_token
+
+    with open_ledger(db, repo) as ledger:
+        if not revoke_token(ledger, issued):
+            raise fail("no such token")
+    err.print("revoked")

@@ -1,0 +1,55 @@
+"""The gateway over HTTP: Anthropic Messages, OpenAI Responses and Chat Completions on loopback,
+streaming (server-sent events) and not. Every error comes back in the client's own format."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request as HttpRequest
+
+from tether.gateway import wire
+from tether.gateway.core import Gateway, Refused
+
+ROUTES: dict[str, wire.Wire] = {"/v1/messages": "anthropic", "/v1/responses": "responses",
+                                "/v1/chat/completions": "chat"}
+
+
+def _token(http: HttpRequest) -> str:
+    bearer = http.headers.get("authorization", "")
+    return http.headers.get("x-api-key") or (bearer[7:] if bearer.lower().startswith("bearer ") else "")
+
+
+def make_app(gateway: Gateway) -> FastAPI:
+    app = FastAPI(title="Tether model gateway", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def endpoint(kind: wire.Wire) -> Any:
+        async def handle(http: HttpRequest) -> Any:
+            try:
+                body = json.loads(await http.body() or b"null")
+                request = wire.parse(kind, body)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                return JSONResponse(wire.error(kind, 400, f"Tether: the body is not JSON: {exc}"), status_code=400)
+            except wire.BadRequest as exc:
+                return JSONResponse(wire.error(kind, 400, f"Tether: {exc}"), status_code=400)
+            try:
+                response = await run_in_threadpool(gateway.complete, _token(http), request)
+            except Refused as refused:
+                status = wire.refusal_status(kind, refused.kind)
+                return JSONResponse(wire.error(kind, status, str(refused)), status_code=status)
+            if request.stream:
+                return StreamingResponse(wire.stream(request, response), media_type="text/event-stream")
+            return JSONResponse(wire.render(request, response))
+        return handle
+
+    for path, kind in ROUTES.items():
+        app.post(path)(endpoint(kind))
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:  # some clients list models before they start
+        return {"object": "list", "data": [{"id": "tether-gateway", "object": "model", "owned_by": "tether"}]}
+
+    return app

@@ -1,0 +1,184 @@
+"""The model gateway on loopback, driven by the official anthropic and openai SDKs (streaming and
+not), with a scripted upstream: what the agent gets, what is refused and why, what is recorded."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+from tests.conftest import script
+from tests.gateway.serve import serving
+from tether.gateway.core import Gateway, issue_token, revoke_token
+from tether.ledger import Ledger
+from tether.ledger.fleet import Fleet
+from tether.policy import parse_policy
+
+BASH = {"tool_calls": [{"name": "Bash", "arguments": {"command": "ls -la"}}]}
+
+
+def setup(ledger: Ledger, tmp_path: Path, turns: list[dict], policy: str = "", **grant) -> tuple[str, str]:
+    model = script(tmp_path / "turns.json", turns)
+    return issue_token(ledger, "alice", model, parse_policy(policy, Path("gw.toml")) if policy else None, **grant)
+
+
+def post(url: str, data: bytes, headers: dict[str, str]) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as failed:
+        return failed.code, json.loads(failed.read())
+
+
+def types(ledger: Ledger, run_id: str) -> list[str]:
+    return [e.type for e in ledger.events(run_id)]
+
+
+def test_anthropic_messages_plain_and_streamed_with_a_tool_call(ledger: Ledger, tmp_path: Path):
+    token, run_id = setup(ledger, tmp_path, [{"content": "hi from upstream", "usage": {"input_tokens": 9,
+                                                                                        "output_tokens": 4}}, BASH])
+    with serving(Gateway(ledger)) as url:
+        client = anthropic.Anthropic(base_url=url, api_key=token, max_retries=0)
+        reply = client.messages.create(model="claude-x", max_tokens=100, system="be brief",
+                                       messages=[{"role": "user", "content": "hello"}])
+        assert reply.content[0].text == "hi from upstream" and reply.stop_reason == "end_turn"
+        assert (reply.usage.input_tokens, reply.usage.output_tokens) == (9, 4)
+        history = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi from upstream"},
+                   {"role": "user", "content": "list files"}]
+        with client.messages.stream(model="claude-x", max_tokens=100, messages=history) as stream:
+            final = stream.get_final_message()
+        (use,) = [block for block in final.content if block.type == "tool_use"]
+        assert (use.name, use.input, final.stop_reason) == ("Bash", {"command": "ls -la"}, "tool_use")
+    assert types(ledger, run_id) == ["run_started", "model_request", "model_response", "model_request",
+                                     "model_response"]
+    recorded = ledger.events(run_id)[-1].data
+    assert recorded.tool_calls[0].name == "Bash" and ledger.verify(run_id).ok
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_openai_chat_completions(ledger: Ledger, tmp_path: Path, streamed: bool):
+    token, run_id = setup(ledger, tmp_path, [BASH])
+    with serving(Gateway(ledger)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
+        ask = {"model": "m", "messages": [{"role": "user", "content": "list"}],
+               "tools": [{"type": "function", "function": {"name": "Bash", "parameters": {"type": "object"}}}]}
+        if streamed:
+            chunks = list(client.chat.completions.create(**ask, stream=True))
+            call = next(c.choices[0].delta.tool_calls[0] for c in chunks if c.choices and c.choices[0].delta.tool_calls)
+            assert chunks[-1].choices[0].finish_reason == "tool_calls"
+        else:
+            call = client.chat.completions.create(**ask).choices[0].message.tool_calls[0]
+    assert (call.function.name, json.loads(call.function.arguments)) == ("Bash", {"command": "ls -la"})
+    assert ledger.verify(run_id).ok
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_openai_responses(ledger: Ledger, tmp_path: Path, streamed: bool):
+    token, run_id = setup(ledger, tmp_path, [{"content": "done", "usage": {"input_tokens": 5, "output_tokens": 2}}])
+    with serving(Gateway(ledger)) as url:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
+        if streamed:
+            events = list(client.responses.create(model="m", input="hi", instructions="brief", stream=True))
+            assert events[0].type == "response.created" and events[-1].type == "response.completed"
+            response = events[-1].response
+        else:
+            response = client.responses.create(model="m", input="hi")
+    assert response.output_text == "done" and response.usage.total_tokens == 7
+    assert types(ledger, run_id)[-1] == "model_response"
+
+
+def test_a_budget_reached_is_refused_in_the_clients_format_and_recorded(ledger: Ledger, tmp_path: Path):
+    token, run_id = setup(ledger, tmp_path, [{"content": "one"}, {"content": "two"}], "[budget]\nmax_steps = 1\n")
+    with serving(Gateway(ledger)) as url:
+        client = anthropic.Anthropic(base_url=url, api_key=token, max_retries=0)
+        client.messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "a"}])
+        with pytest.raises(anthropic.APIStatusError, match=r"Tether: budget\.max_steps: step budget of 1 used") as no:
+            client.messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "b"}])
+        assert no.value.status_code == 402 and no.value.body["error"]["type"] == "billing_error"  # shown, not retried
+        chat = openai.OpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
+        with pytest.raises(openai.BadRequestError, match=r"budget\.max_steps"):
+            chat.chat.completions.create(model="m", messages=[{"role": "user", "content": "c"}])
+    decisions = [e.data for e in ledger.events(run_id) if e.type == "policy_decision"]
+    assert [(d.verdict, d.rule) for d in decisions] == [("stop", "budget.max_steps")] * 2
+    assert types(ledger, run_id).count("model_request") == 1  # the refused calls never went upstream
+
+
+def test_a_developers_daily_usd_and_the_kill_switch(ledger: Ledger, tmp_path: Path):
+    priced = {"content": "x", "cost_usd": 0.03}
+    token, run_id = setup(ledger, tmp_path, [priced, priced, priced], max_usd_per_day=0.05)
+    with serving(Gateway(ledger)) as url:
+        client = anthropic.Anthropic(base_url=url, api_key=token, max_retries=0)
+        ask = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "a"}]}
+        client.messages.create(**ask)
+        client.messages.create(**ask)  # 0.03 spent: the next may still start
+        with pytest.raises(anthropic.APIStatusError, match=r"gateway.max_usd_per_day: alice spent \$0.0600"):
+            client.messages.create(**ask)
+        other, _ = setup(ledger, tmp_path, [priced])
+        Fleet(ledger).set_switch("all", "incident 42", "oncall")
+        with pytest.raises(anthropic.APIStatusError, match=r"fleet\.kill_switch.*incident 42"):
+            anthropic.Anthropic(base_url=url, api_key=other, max_retries=0).messages.create(**ask)
+    assert ledger.verify(run_id).ok
+
+
+def test_bad_tokens_bodies_and_upstreams_get_clear_errors_and_the_record_stays_whole(ledger: Ledger,
+                                                                                        tmp_path: Path):
+    token, run_id = setup(ledger, tmp_path, [{"content": "only turn"}])
+    gateway = Gateway(ledger)
+    with serving(gateway) as url:
+        for key in ("sk-not-ours", "tg-forged"):
+            with pytest.raises(anthropic.AuthenticationError, match="unknown or revoked"):
+                anthropic.Anthropic(base_url=url, api_key=key, max_retries=0).messages.create(
+                    model="m", max_tokens=5, messages=[{"role": "user", "content": "a"}])
+        status, body = post(f"{url}/v1/messages", b"{not json", {"x-api-key": token})
+        assert status == 400 and body["error"]["type"] == "invalid_request_error"
+        status, body = post(f"{url}/v1/chat/completions", json.dumps({"model": "m", "messages": "hi"}).encode(),
+                            {"authorization": f"Bearer {token}"})
+        assert status == 400 and "messages" in body["error"]["message"]
+        client = anthropic.Anthropic(base_url=url, api_key=token, max_retries=0)
+        client.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "a"}])
+        history = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "only turn"},
+                   {"role": "user", "content": "more"}]
+        with pytest.raises(anthropic.APIStatusError, match=r"upstream model failed.*ran out of turns") as failed:
+            client.messages.create(model="m", max_tokens=5, messages=history)
+        assert failed.value.status_code == 502
+        assert revoke_token(ledger, token)
+        with pytest.raises(anthropic.AuthenticationError):
+            client.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "a"}])
+    assert types(ledger, run_id)[-1] == "model_error" and ledger.verify(run_id).ok
+    assert token not in json.dumps([e.payload for e in ledger.events(run_id)])
+
+
+def test_the_cli_issues_a_token_serves_it_and_revokes_it(tmp_path: Path, sqlite_url: str):
+    import socket
+    import subprocess
+    import sys
+
+    tether = [sys.executable, "-m", "tether", "gateway"]
+    bad = subprocess.run([*tether, "token", "--user", "al", "--upstream", "gpt-4o", "--db", sqlite_url],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "model spec 'gpt-4o'" in bad.stderr
+    model = script(tmp_path / "t.json", [{"content": "served"}])
+    issued = subprocess.run([*tether, "token", "--user", "al", "--upstream", model, "--db", sqlite_url, "--json"],
+                            capture_output=True, text=True)
+    assert issued.returncode == 0, issued.stderr
+    token = json.loads(issued.stdout)["token"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([*tether, "serve", "--port", str(port), "--db", sqlite_url],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        client = anthropic.Anthropic(base_url=f"http://127.0.0.1:{port}", api_key=token, max_retries=4)
+        reply = client.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "a"}])
+        assert reply.content[0].text == "served"
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    assert subprocess.run([*tether, "revoke", token, "--db", sqlite_url]).returncode == 0
+    assert subprocess.run([*tether, "revoke", token + "x", "--db", sqlite_url], capture_output=True).returncode == 2
