@@ -59,6 +59,7 @@ def make_repo(root: Path, files: int = 0) -> Path:
     """The raindrops sample, padded with `files` small files in nested folders (a larger project)."""
     repo = root / "repo"
     shutil.copytree(SAMPLE, repo)
+    (repo / "notes.txt").write_text("v1\n")  # the file every step rewrites: tracked, as an edited file is
     for index in range(files):
         folder = repo / "pad" / f"d{index % 97}" / f"e{index % 13}"
         folder.mkdir(parents=True, exist_ok=True)
