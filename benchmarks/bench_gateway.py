@@ -1,5 +1,8 @@
 """Latency the model gateway adds, against the same upstream called directly in the same run.
 
+Also the time a Claude Code hook takes to decide one tool call, process start included (target
+under 50 ms), against starting the same Python alone.
+
 Prints p50 and p99 per request through the gateway (the anthropic SDK over loopback HTTP, with the
 guard, the token lookup and two appends to the event log) against the scripted upstream called
 in-process, non-streamed, and the time to the first streamed byte. Target: under 2 ms added at p50.
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +29,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).parents[1]))  # the tests' loopback server helper
 
 from tests.gateway.serve import serving
+from tether.gateway.agent_tools import claude_code_settings
 from tether.gateway.core import Gateway, issue_token
 from tether.ledger import Ledger
 from tether.models.scripted import ScriptedProvider
@@ -39,6 +45,7 @@ def quantiles(samples: list[float]) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=300)
+    parser.add_argument("--hooks", type=int, default=50)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         turns = Path(tmp) / "turns.json"
@@ -68,6 +75,20 @@ def main() -> None:
                 call(False)
             through = [call(False) for _ in range(args.requests)]
             first_byte = [call(True) for _ in range(args.requests)]
+            hook_env = {**os.environ, "TETHER_GATEWAY_URL": url, "TETHER_GATEWAY_TOKEN": token}
+            command = claude_code_settings(sys.executable)["hooks"]["PreToolUse"][0]["hooks"][0]["command"]
+            hook = command.split(" ")
+            start_only = [sys.executable, "-I", "-S", "-c", "pass"]
+            hooks, starts = [], []
+            for index in range(args.hooks):
+                event = json.dumps({"tool_name": "Bash", "tool_input": {"command": f"echo {index}"},
+                                    "tool_use_id": f"h{index}", "cwd": tmp})
+                started = time.perf_counter()
+                subprocess.run(hook, input=event, env=hook_env, capture_output=True, text=True, check=True)
+                hooks.append(time.perf_counter() - started)
+                started = time.perf_counter()
+                subprocess.run(start_only, check=True)
+                starts.append(time.perf_counter() - started)
         ledger.close()
     d50, d99 = quantiles(direct)
     g50, g99 = quantiles(through)
@@ -78,6 +99,10 @@ def main() -> None:
                   f"+{(g50 - d50) * 1e3:.2f} ms at p50 (target < 2 ms), {g50 / d50:.0f}x")
     table.add_row("first streamed byte", f"{s50 * 1e3:.3f} ms", f"{s99 * 1e3:.3f} ms",
                   f"+{(s50 - d50) * 1e3:.2f} ms at p50")
+    h50, h99 = quantiles(hooks)
+    p50, _ = quantiles(starts)
+    table.add_row("hook decision (process included)", f"{h50 * 1e3:.1f} ms", f"{h99 * 1e3:.1f} ms",
+                  f"target < 50 ms; of it {p50 * 1e3:.1f} ms is starting Python")
     console.print(table)
 
 

@@ -74,3 +74,41 @@ def test_codex_gets_the_upstreams_reply_then_stops_at_the_budget(ledger: Ledger,
     assert [e.type for e in ledger.events(run_id)] == ["run_started", "model_request", "model_response",
                                                        "policy_decision"]  # it did not retry the refusal
     assert ledger.verify(run_id).ok
+
+
+def test_claude_codes_tool_calls_pass_the_guard_through_its_hooks(ledger: Ledger, tmp_path: Path):
+    import sys
+
+    from tether.gateway.agent_tools import claude_code_settings
+
+    binary("claude")
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "keep.txt").write_text("original\n")
+    turns = script(tmp_path / "t.json", [
+        {"tool_calls": [{"name": "Bash", "arguments": {"command": "touch pwned.txt", "description": "try"}}]},
+        {"tool_calls": [{"name": "Write", "arguments": {"file_path": str(tmp_path / "outside.txt"), "content": "x"}}]},
+        {"tool_calls": [{"name": "WebFetch", "arguments": {"url": "https://example.com", "prompt": "read"}}]},
+        {"tool_calls": [{"name": "Bash", "arguments": {"command": "echo ok > allowed.txt", "description": "ok"}}]},
+        {"content": "done"}])
+    policy = parse_policy('[commands]\ndeny = ["touch"]\n', Path("gw.toml"))
+    token, run_id = issue_token(ledger, "alice", turns, policy)
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps(claude_code_settings(sys.executable)))
+    home = tmp_path / "home"
+    home.mkdir()
+    with serving(Gateway(ledger)) as url:
+        env = {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": token, "HOME": str(home),
+               "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+        done = subprocess.run([str(binary("claude")), "-p", "do it", "--output-format", "json", "--settings",
+                               str(settings)], env=env, cwd=work, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert not (work / "pwned.txt").exists() and not (tmp_path / "outside.txt").exists()  # never executed
+    assert (work / "allowed.txt").read_text() == "ok\n"
+    events = [e.data for e in ledger.events(run_id)]
+    assert [(d.rule, d.verdict) for d in events if d.type == "policy_decision"] == [
+        ("commands.deny", "deny"), ("paths.outside", "deny"), ("commands.network", "deny")]
+    results = [(d.call_id, d.executed) for d in events if d.type == "tool_result"]
+    assert [executed for _, executed in results] == [False, False, False, True]
+    assert [d.name for d in events if d.type == "tool_call"] == ["Bash", "Write", "WebFetch", "Bash"]
+    assert ledger.verify(run_id).ok

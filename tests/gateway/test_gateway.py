@@ -4,6 +4,8 @@ not), with a scripted upstream: what the agent gets, what is refused and why, wh
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -148,6 +150,7 @@ def test_bad_tokens_bodies_and_upstreams_get_clear_errors_and_the_record_stays_w
             client.messages.create(model="m", max_tokens=5, messages=history)
         assert failed.value.status_code == 502
         assert revoke_token(ledger, token)
+        time.sleep(1.1)  # a revocation takes effect within a second
         with pytest.raises(anthropic.AuthenticationError):
             client.messages.create(model="m", max_tokens=5, messages=[{"role": "user", "content": "a"}])
     assert types(ledger, run_id)[-1] == "model_error" and ledger.verify(run_id).ok
@@ -182,3 +185,37 @@ def test_the_cli_issues_a_token_serves_it_and_revokes_it(tmp_path: Path, sqlite_
         server.wait(timeout=10)
     assert subprocess.run([*tether, "revoke", token, "--db", sqlite_url]).returncode == 0
     assert subprocess.run([*tether, "revoke", token + "x", "--db", sqlite_url], capture_output=True).returncode == 2
+
+
+def hook(url: str, token: str, phase: str, event: bytes) -> subprocess.CompletedProcess[str]:
+    import os
+    import sys
+
+    from tether.gateway.agent_tools import claude_code_settings
+
+    env = {**os.environ, "TETHER_GATEWAY_URL": url, "TETHER_GATEWAY_TOKEN": token}
+    command = claude_code_settings(sys.executable)["hooks"]["PreToolUse"][0]["hooks"][0]["command"].split(" ")
+    return subprocess.run([*command[:-1], phase], input=event.decode(), env=env, capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_the_hook_fails_closed_and_refuses_what_it_cannot_judge(ledger: Ledger, tmp_path: Path):
+    token, run_id = setup(ledger, tmp_path, [{"content": "x"}])
+    event = {"tool_name": "mcp__github__merge_pr", "tool_input": {"pr": 1}, "tool_use_id": "t1", "cwd": str(tmp_path)}
+    with serving(Gateway(ledger)) as url:
+        answer = hook(url, token, "pre", json.dumps(event).encode())
+        decision = json.loads(answer.stdout)["hookSpecificOutput"]
+        assert decision["permissionDecision"] == "deny" and "tools.unknown" in decision["permissionDecisionReason"]
+        allowed = hook(url, token, "pre", json.dumps(dict(event, tool_name="Read", tool_input={
+            "file_path": str(tmp_path / "a.py")}, tool_use_id="t2")).encode())
+        assert json.loads(allowed.stdout)["hookSpecificOutput"]["permissionDecision"] == "allow"
+        for bad in (b"{not json", b"[]", json.dumps({"tool_name": "Bash"}).encode()):
+            refused = hook(url, token, "pre", bad)
+            assert refused.returncode == 2 and "blocked" in refused.stderr and "bad hook event" in refused.stderr
+        assert hook(url, "tg-forged", "pre", json.dumps(event).encode()).returncode == 2
+        status, _ = post(f"{url}/tether/hooks/claude-code/pre", json.dumps(event).encode(), {"x-api-key": "tg-x"})
+        assert status == 401
+    gone = hook(url, token, "pre", json.dumps(event).encode())  # the gateway is down: blocked, not allowed
+    assert gone.returncode == 2 and "could not judge" in gone.stderr
+    assert [e.type for e in ledger.events(run_id)][1:] == ["tool_call", "policy_decision", "tool_result", "tool_call"]
+    assert ledger.verify(run_id).ok

@@ -75,3 +75,20 @@ def revoke(issued: Annotated[str, typer.Argument(metavar="TOKEN", help="The toke
         if not revoke_token(ledger, issued):
             raise fail("no such token")
     err.print("revoked")
+
+
+@gateway_app.command("hooks")
+def hooks(agent: Annotated[str, typer.Argument(help="The agent: claude-code.")]) -> None:
+    """Print the agent's settings that send each of its tool calls through the run's guard (the
+    hook reads the gateway's URL and the token from the agent's environment).
+
+    Example: tether gateway hooks claude-code > tether-hooks.json && claude --settings tether-hooks.json
+    """
+    import json
+    import sys
+
+    from tether.gateway.agent_tools import claude_code_settings
+
+    if agent != "claude-code":
+        raise fail(f"no hooks for {agent!r}: claude-code is the agent whose hooks Tether speaks so far")
+    print(json.dumps(claude_code_settings(sys.executable), indent=2))

@@ -13,10 +13,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from tether.gateway.agent_tools import claude_code_call
 from tether.gateway.wire import Request
-from tether.guard.brakes import Brakes
-from tether.guard.decisions import Decision, RunHeld, RunStopped
+from tether.guard.brakes import BrakeHit, Brakes
+from tether.guard.decisions import ALLOW, Decision, RunHeld, RunStopped
 from tether.guard.fleet import FleetGate
 from tether.guard.guard import Guard
 from tether.guard.runlog import RunLog
@@ -35,6 +37,7 @@ from tether.policy.schema import Policy
 
 TOKEN_SETTING = "gateway-token:"  # + sha256 of the token; the token itself is never stored
 TOKEN_PREFIX = "tg-"
+GRANT_TTL_S = 1.0
 
 
 class Refused(Exception):
@@ -108,23 +111,27 @@ class Gateway:
         self.ledger = ledger
         self.upstream = upstream  # None: each run's recorded model spec
         self.runs: dict[str, GatewayRun] = {}
+        self.grants: dict[str, tuple[Grant | None, float]] = {}  # token -> (grant, until)
         self.lock = threading.Lock()
 
     def grant(self, token: str) -> Grant | None:
+        """The token's grant, read from the store at most once a second (a revocation, made by
+        another process, takes effect within a second)."""
         if not token.startswith(TOKEN_PREFIX):
             return None
+        cached = self.grants.get(token)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         raw = Fleet(self.ledger).setting(_token_key(token))
         data = json.loads(raw) if raw else {}
-        if not data or data.get("revoked"):
-            return None
-        return Grant(data["run_id"], data["user"], data.get("max_usd_per_day"))
+        grant = Grant(data["run_id"], data["user"], data.get("max_usd_per_day")) \
+            if data and not data.get("revoked") else None
+        self.grants[token] = (grant, time.monotonic() + GRANT_TTL_S)
+        return grant
 
     def complete(self, token: str, request: Request) -> ModelResponse:
         """Forward one request for the token's run, or raise Refused with the reason."""
-        grant = self.grant(token)
-        if grant is None:
-            raise Refused("auth", "Tether: unknown or revoked gateway token")
-        run = self._run(grant)
+        run = self._run(self._granted(token))
         with run.lock:
             return self._complete(run, request)
 
@@ -142,6 +149,62 @@ class Gateway:
                 provider = self.upstream or make_provider(self.ledger.get_run(grant.run_id).model or "")
                 self.runs[grant.run_id] = GatewayRun(grant, log, guard, provider, policy)
             return self.runs[grant.run_id]
+
+    def pre_tool_use(self, token: str, event: dict[str, Any]) -> Decision:
+        """Claude Code's PreToolUse, put to the run's guard: the call and any refusal are recorded."""
+        run = self._run(self._granted(token))
+        name, tool_input, call_id = _hook_fields(event)
+        with run.lock:
+            log = run.log
+            if run.stopped is not None:
+                return Decision("deny", "run.stopped", run.stopped)
+            step = log.meters.steps
+            hit = log.record(ev.ToolCall(step=step, call_id=call_id, name=name, arguments=tool_input))
+            mapped = claude_code_call(call_id, name, tool_input, run.policy.commands.network)
+            if isinstance(mapped, Decision):
+                decision = mapped
+            else:
+                if isinstance(event.get("cwd"), str):
+                    run.guard.root = Path(event["cwd"])  # a developer's own session acts where it runs
+                decision = run.guard.before_tool(mapped, log.meters, time.time())
+            if decision.verdict != "allow":
+                log.record(decision.as_event(step, call_id))
+            if decision.verdict in ("deny", "stop"):  # it will not run: its result is the refusal, as in a run
+                log.record(ev.ToolResult(step=step, call_id=call_id, executed=False, ok=False, exit_code=None,
+                                         output_digest=None, duration_s=0.0, tree=None, rework=False,
+                                         observation=f"Denied by policy ({decision.rule}): {decision.reason}"))
+            if hit is not None:
+                decision = self._brake(run, step, call_id, hit)
+            elif decision.verdict == "stop":
+                run.stopped = f"{decision.rule}: {decision.reason}"
+                decision = Decision("deny", decision.rule, decision.reason)
+            return decision
+
+    def post_tool_use(self, token: str, event: dict[str, Any]) -> Decision:
+        """Claude Code's PostToolUse: the result is recorded and fed to the brakes; a brake that fires
+        stops the run (this call is answered with the block, every later request is refused)."""
+        run = self._run(self._granted(token))
+        _, _, call_id = _hook_fields(event)
+        response = event.get("tool_response")
+        observation = response if isinstance(response, str) else json.dumps(response, sort_keys=True)
+        with run.lock:
+            step = run.log.meters.steps
+            hit = run.log.record(ev.ToolResult(
+                step=step, call_id=call_id, executed=True, ok=None, exit_code=None, duration_s=0.0, tree=None,
+                output_digest=hashlib.sha256(observation.encode()).hexdigest(), observation=observation[-20_000:]))
+            return self._brake(run, step, call_id, hit) if hit is not None else ALLOW
+
+    def _brake(self, run: GatewayRun, step: int, call_id: str | None, hit: BrakeHit) -> Decision:
+        run.log.record(ev.Brake(detector=hit.detector, reason=hit.reason, evidence=hit.evidence, call_id=call_id,
+                                step=step))
+        run.stopped = f"brakes.{hit.detector}: {hit.reason}"
+        return Decision("deny", f"brakes.{hit.detector}", hit.reason)
+
+    def _granted(self, token: str) -> Grant:
+        grant = self.grant(token)
+        if grant is None:
+            raise Refused("auth", "Tether: unknown or revoked gateway token")
+        return grant
 
     def _refuse(self, run: GatewayRun, decision: Decision) -> Refused:
         run.log.record(decision.as_event(run.log.meters.steps), once=False)  # every refused request
@@ -200,3 +263,17 @@ class Gateway:
                                 step=step))
             run.stopped = f"brakes.{hit.detector}: {hit.reason}"
         return response
+
+
+def _hook_fields(event: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
+    """(tool name, its input, the call's id) of a hook event; HookError when they are missing."""
+    name, tool_input, call_id = event.get("tool_name"), event.get("tool_input"), event.get("tool_use_id")
+    if not isinstance(name, str) or not name:
+        raise HookError("tool_name: expected the tool's name")
+    if not isinstance(tool_input, dict):
+        raise HookError("tool_input: expected an object")
+    return name, tool_input, call_id if isinstance(call_id, str) and call_id else f"hook-{secrets.token_hex(6)}"
+
+
+class HookError(ValueError):
+    """A hook event the gateway cannot read; the message names the field."""

@@ -1,0 +1,85 @@
+"""The hook command Claude Code runs before and after each tool call:
+
+    python -I -S .../tether/gateway/hook.py claude-code pre|post      (the event as JSON on stdin)
+
+It asks the gateway, which puts the call to the run's guard and records it, and answers in Claude
+Code's hook protocol. It imports nothing but json, os, socket and sys and speaks plain HTTP/1.1 to
+the gateway on loopback itself (urllib's imports alone take 40 ms), so a decision takes about
+as long as starting Python. Fails closed: a call the gateway cannot be asked about is blocked
+(exit 2, the reason on stderr)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+
+TIMEOUT_S = 30
+
+
+def _ask(phase: str, body: bytes) -> dict:
+    url = os.environ.get("TETHER_GATEWAY_URL") or os.environ.get("ANTHROPIC_BASE_URL") or ""
+    token = os.environ.get("TETHER_GATEWAY_TOKEN") or os.environ.get("ANTHROPIC_API_KEY") or ""
+    if not url or not token:
+        raise RuntimeError("set TETHER_GATEWAY_URL and TETHER_GATEWAY_TOKEN (or ANTHROPIC_BASE_URL and "
+                           "ANTHROPIC_API_KEY) to the gateway and its token")
+    status, payload = _post(url, f"/tether/hooks/claude-code/{phase}", token, body)
+    answer = json.loads(payload or b"{}")
+    if status != 200:
+        raise RuntimeError(answer.get("error", f"HTTP {status}"))
+    return answer
+
+
+def _post(url: str, path: str, token: str, body: bytes) -> tuple[int, bytes]:
+    """POST over plain HTTP/1.1 (the gateway listens on loopback): (status, body)."""
+    if not url.startswith("http://"):
+        raise RuntimeError(f"the gateway URL must be http:// on loopback, not {url!r}")
+    authority, _, prefix = url[len("http://"):].partition("/")
+    host, _, port = authority.rpartition(":") if ":" in authority else (authority, "", "80")
+    head = (f"POST /{prefix.strip('/') + '/' if prefix.strip('/') else ''}{path.lstrip('/')} HTTP/1.1\r\n"
+            f"Host: {authority}\r\nContent-Type: application/json\r\nx-api-key: {token}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+    with socket.create_connection((host.strip("[]"), int(port)), timeout=TIMEOUT_S) as connection:
+        connection.sendall(head.encode() + body)
+        received = b"".join(iter(lambda: connection.recv(65536), b""))
+    header, _, payload = received.partition(b"\r\n\r\n")
+    lines = header.decode("latin-1").split("\r\n")
+    if b"transfer-encoding: chunked" in header.lower():
+        payload = _unchunk(payload)
+    return int(lines[0].split(" ")[1]), payload
+
+
+def _unchunk(data: bytes) -> bytes:
+    out = b""
+    while data:
+        size_line, _, rest = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, data = out + rest[:size], rest[size + 2:]
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[1] != "claude-code" or argv[2] not in ("pre", "post"):
+        print("usage: hook.py claude-code pre|post", file=sys.stderr)
+        return 2
+    phase = argv[2]
+    try:
+        answer = _ask(phase, sys.stdin.buffer.read())
+    except (OSError, RuntimeError, ValueError, IndexError) as exc:
+        print(f"Tether could not judge this tool call, so it is blocked: {exc}", file=sys.stderr)
+        return 2
+    reason = f"Tether: {answer['rule']}: {answer['reason']}" if answer.get("rule") else "Tether: allowed"
+    if phase == "pre":
+        print(json.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse",
+                                                 "permissionDecision": answer["verdict"],
+                                                 "permissionDecisionReason": reason}}))
+    elif answer["verdict"] != "allow":
+        print(json.dumps({"decision": "block", "reason": reason}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
