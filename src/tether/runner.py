@@ -11,6 +11,7 @@ from typing import Any
 
 from tether import lease
 from tether.agents import run_agent
+from tether.agents.external import run_external
 from tether.agents.harness import SYSTEM_PROMPT
 from tether.agents.session import Approver, Session
 from tether.errors import TetherError
@@ -51,6 +52,7 @@ class RunSpec:
     source: str = "live"
     parent_run_id: str | None = None
     run_id: str | None = None  # default: a new time-ordered id; a queued task passes its own
+    agent: str | None = None  # an external agent as the loop (claude-code), behind the run's gateway
 
 
 def current_user() -> str:
@@ -113,7 +115,8 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     session.record(ev.RunStarted(
         schema_version=ev.SCHEMA_VERSION, task=spec.instruction, repo=str(repo), base_commit=base_commit,
         base_tree=session.base_tree, branch=worktree.branch, worktree=str(worktree.path), model=model,
-        base_url=spec.base_url, architecture=policy.agent.architecture, policy=policy.model_dump(mode="json"),
+        base_url=spec.base_url, architecture=f"agent:{spec.agent}" if spec.agent else policy.agent.architecture,
+        policy=policy.model_dump(mode="json"),
         policy_file=str(spec.policy_path) if spec.policy_path else None, policy_sha256=policy_digest,
         system_prompt=system_prompt, sandbox=session.sandbox.describe(), user=current_user(), source=spec.source,
         parent_run_id=spec.parent_run_id,
@@ -123,7 +126,7 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     except SetupFailed as exc:
         _finish(ledger, session, "failed", str(exc), "environment.setup")
         return _summary(ledger, run_id)
-    return _drive(ledger, session, owner, system_prompt, spec.instruction, [])
+    return _drive(ledger, session, owner, system_prompt, spec.instruction, [], spec.agent)
 
 
 def _environment(session: Session) -> None:
@@ -251,6 +254,8 @@ def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | No
     started = events[0].data
     if not isinstance(started, ev.RunStarted) or started.repo is None or started.base_commit is None:
         raise RunError(f"run {run_id} was not started by Tether here; it cannot go on")
+    if (started.architecture or "").startswith("agent:"):
+        raise RunError(f"run {run_id} was an external agent's ({started.architecture}); it cannot be resumed yet")
     policy = Policy.model_validate(started.policy)
     worktree = open_worktree(Path(started.repo), run_id, started.base_commit)
     if not worktree.path.is_dir():
@@ -267,7 +272,7 @@ def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | No
 
 
 def _drive(ledger: Ledger, session: Session, owner: str, system_prompt: str, task: str,
-           events: list) -> dict[str, Any]:
+           events: list, agent: str | None = None) -> dict[str, Any]:
     status, reason, rule = "failed", "", ""
     try:
         with lease.Heartbeat(ledger, session.run_id, owner):
@@ -275,6 +280,8 @@ def _drive(ledger: Ledger, session: Session, owner: str, system_prompt: str, tas
                 raise session.brake(*session.log.pending_hit)
             if session.log.submitted:  # the checks passed just before a crash
                 raise RunSucceeded("all required checks passed")
+            if agent is not None:
+                run_external(session, agent, task)
             run_agent(session, system_prompt, task, events)
     except RunHeld as held:
         session.record(ev.RunPaused(reason=held.reason, rule=held.rule, status=held.status, retry_at=held.retry_at))

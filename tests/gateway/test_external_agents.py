@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import script
+from tests.conftest import git, script
 from tests.gateway.serve import serving
 from tether.gateway.core import Gateway, issue_token
 from tether.ledger import Ledger
@@ -112,3 +113,81 @@ def test_claude_codes_tool_calls_pass_the_guard_through_its_hooks(ledger: Ledger
     assert [executed for _, executed in results] == [False, False, False, True]
     assert [d.name for d in events if d.type == "tool_call"] == ["Bash", "Write", "WebFetch", "Bash"]
     assert ledger.verify(run_id).ok
+
+
+FIX = ("def convert(number):\n    sounds = ((3, 'Pling'), (5, 'Plang'), (7, 'Plong'))\n"
+       "    return ''.join(s for d, s in sounds if number % d == 0) or str(number)\n")
+GUARDED = """
+[[checks]]
+name = "tests"
+command = "python -m pytest -q -p no:cacheprovider raindrops_test.py"
+[commands]
+deny = ["curl", "touch"]
+[writes]
+deny = ["secrets/**"]
+[ownership.protected]
+"raindrops_test.py" = ["@qa"]
+"""
+
+
+def bash_turn(command: str) -> dict:
+    return {"tool_calls": [{"name": "Bash", "arguments": {"command": command, "description": "step"}}]}
+
+
+def tether_run(repo: Path, turns: Path, *extra: str) -> tuple[int, dict, str]:
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "tether", "run", "Make the tests pass", "--agent", "claude-code",
+                           "--model", f"scripted:{turns}", "--json", *extra], cwd=repo, capture_output=True,
+                          text=True, timeout=300)
+    return done.returncode, json.loads(done.stdout), done.stderr
+
+
+def test_tether_run_agent_claude_code_in_the_sandbox_guarded_checked_and_delivered(repo: Path, tmp_path: Path):
+    binary("claude")
+    (repo / "tether.toml").write_text(GUARDED)
+    listener = socket.create_server(("127.0.0.1", 0))  # a service on the host: the agent must not reach it
+    port = listener.getsockname()[1]
+    turns = tmp_path / "turns.json"
+    turns.write_text(json.dumps([
+        bash_turn("touch pwned.txt"),  # a denied command: never runs
+        {"tool_calls": [{"name": "Write", "arguments": {  # a protected file: its owners are not here to ask
+            "file_path": "raindrops_test.py", "content": "def test_nothing():\n    pass\n"}}]},
+        bash_turn("mkdir -p secrets && echo key > secrets/k.txt"),  # runs, then is measured and rolled back
+        bash_turn("env > seen-env.txt"),
+        bash_turn(f"(echo hi > /dev/tcp/127.0.0.1/{port}) > net.txt 2>&1; echo exit=$? >> net.txt"),
+        {"tool_calls": [{"name": "Write", "arguments": {"file_path": "raindrops.py", "content": FIX}}]},
+        {"content": "Fixed."},
+    ]))
+    code, summary, stderr = tether_run(repo, turns)
+    listener.close()
+    assert code == 0 and summary["status"] == "succeeded", stderr
+    branch = summary["branch"]
+    delivered = git(repo, "ls-tree", "-r", "--name-only", branch).split()
+    assert "pwned.txt" not in delivered and not any(p.startswith("secrets/") for p in delivered)
+    assert git(repo, "show", f"{branch}:raindrops.py") == FIX
+    assert git(repo, "show", f"{branch}:raindrops_test.py") == git(repo, "show", "HEAD:raindrops_test.py")
+    seen_env = git(repo, "show", f"{branch}:seen-env.txt")
+    assert "ANTHROPIC_API_KEY=tg-" in seen_env and "OPENAI" not in seen_env  # only the run's token
+    assert "exit=1" in git(repo, "show", f"{branch}:net.txt")  # the host's loopback is not the sandbox's
+    rules = [d["rule"] for d in summary["denials"]]
+    assert rules == ["commands.deny", "ownership.protected", "writes.deny"]
+    assert summary["checks"][0]["passed"] and summary["usage"]["steps"] == 7
+    import sys
+
+    verified = subprocess.run([sys.executable, "-m", "tether", "verify", summary["run_id"]], cwd=repo)
+    assert verified.returncode == 0
+
+
+def test_a_budget_reached_mid_run_stops_the_agent_and_keeps_its_work(repo: Path, tmp_path: Path):
+    binary("claude")
+    (repo / "tether.toml").write_text(GUARDED + "[budget]\nmax_steps = 2\n")
+    turns = tmp_path / "turns.json"
+    turns.write_text(json.dumps([bash_turn("echo one > one.txt"), bash_turn("echo two > two.txt"),
+                                 bash_turn("echo three > three.txt")]))
+    code, summary, stderr = tether_run(repo, turns)
+    assert code == 3 and summary["status"] == "stopped", stderr
+    assert summary["reason"] == "step budget of 2 used"
+    assert [d["rule"] for d in summary["denials"]] == ["budget.max_steps"]
+    delivered = git(repo, "ls-tree", "-r", "--name-only", summary["branch"]).split()
+    assert "one.txt" in delivered and "two.txt" in delivered and "three.txt" not in delivered

@@ -67,6 +67,9 @@ def run(
     db: DbOpt = None,
     as_json: JsonOpt = False,
     no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt; pause for approvals.")] = False,
+    agent: Annotated[str | None, typer.Option(help="Run an external agent as the loop (claude-code), behind "
+                                                   "the run's model gateway, its tool calls through the guard; "
+                                                   "--model is its upstream.")] = None,
 ) -> None:
     """Run an agent on a task in a fresh worktree, under the policy.
 
@@ -75,7 +78,7 @@ def run(
     root = checked_root(repo, policy)
     with open_ledger(db, root) as ledger:
         loaded, policy_path = layered_policy(root, policy, ledger)
-        spec = runner.RunSpec(instruction, root, loaded, policy_path, model, base_url)
+        spec = runner.RunSpec(instruction, root, loaded, policy_path, model, base_url, agent=agent)
         summary = runner.start_run(ledger, spec, on_event=StepPrinter(err),
                                    approver=None if no_input else terminal_approver())
     finish_run(summary, as_json, loaded.budget.model_dump())

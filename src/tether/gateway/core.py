@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tether.agents.session import Session
 from tether.gateway.agent_tools import claude_code_call
 from tether.gateway.wire import Request
 from tether.guard.brakes import BrakeHit, Brakes
@@ -27,7 +28,7 @@ from tether.ledger import events as ev
 from tether.ledger.fleet import Fleet, today
 from tether.ledger.queries import run_policy
 from tether.ledger.store import new_run_id
-from tether.models import ModelError, ModelResponse, Provider, TransientModelError, make_provider
+from tether.models import ModelError, ModelResponse, Provider, ToolCall, TransientModelError, make_provider
 from tether.models.base import Usage, estimate_tokens
 from tether.models.prices import cost_of
 from tether.models.retry import RetriesExhausted, complete_with_retries
@@ -103,7 +104,8 @@ class GatewayRun:
     lock: threading.Lock = field(default_factory=threading.Lock)
     day: str = ""
     spent_today: float = 0.0
-    stopped: str | None = None  # why a brake ended the run: every later request is refused
+    stopped: Decision | None = None  # a budget or brake that ended the run: every later request is refused
+    session: Session | None = None  # `tether run --agent`: the run's worktree is measured after each tool
 
 
 class Gateway:
@@ -113,6 +115,15 @@ class Gateway:
         self.runs: dict[str, GatewayRun] = {}
         self.grants: dict[str, tuple[Grant | None, float]] = {}  # token -> (grant, until)
         self.lock = threading.Lock()
+
+    def attach(self, token: str, session: Session) -> GatewayRun:
+        """Serve a token for a run that Tether drives (`tether run --agent`): its requests share the
+        run's log, guard and provider, and its tool steps are measured in the run's worktree."""
+        grant = self._granted(token)
+        run = GatewayRun(grant, session.log, session.guard, session.provider, session.policy, session=session)
+        with self.lock:
+            self.runs[grant.run_id] = run
+        return run
 
     def grant(self, token: str) -> Grant | None:
         """The token's grant, read from the store at most once a second (a revocation, made by
@@ -157,16 +168,19 @@ class Gateway:
         with run.lock:
             log = run.log
             if run.stopped is not None:
-                return Decision("deny", "run.stopped", run.stopped)
+                return Decision("deny", run.stopped.rule, run.stopped.reason)
             step = log.meters.steps
             hit = log.record(ev.ToolCall(step=step, call_id=call_id, name=name, arguments=tool_input))
             mapped = claude_code_call(call_id, name, tool_input, run.policy.commands.network)
             if isinstance(mapped, Decision):
                 decision = mapped
             else:
-                if isinstance(event.get("cwd"), str):
+                if run.session is None and isinstance(event.get("cwd"), str):
                     run.guard.root = Path(event["cwd"])  # a developer's own session acts where it runs
                 decision = run.guard.before_tool(mapped, log.meters, time.time())
+                if decision.verdict == "ask" and run.session is not None:  # nobody at a keyboard to ask
+                    decision = Decision("deny", decision.rule, f"{decision.reason}: the owners' approval is not "
+                                        "available to an external agent's run yet", decision.paths, decision.owners)
             if decision.verdict != "allow":
                 log.record(decision.as_event(step, call_id))
             if decision.verdict in ("deny", "stop"):  # it will not run: its result is the refusal, as in a run
@@ -176,7 +190,7 @@ class Gateway:
             if hit is not None:
                 decision = self._brake(run, step, call_id, hit)
             elif decision.verdict == "stop":
-                run.stopped = f"{decision.rule}: {decision.reason}"
+                run.stopped = decision
                 decision = Decision("deny", decision.rule, decision.reason)
             return decision
 
@@ -189,16 +203,42 @@ class Gateway:
         observation = response if isinstance(response, str) else json.dumps(response, sort_keys=True)
         with run.lock:
             step = run.log.meters.steps
+            tree, changed, refusal = (self.measure_worktree(run, step, call_id) if run.session is not None
+                                      else (None, [], None))
+            if refusal is not None:
+                observation += f"\n\n[tether] This step was rolled back: {refusal.reason}"
             hit = run.log.record(ev.ToolResult(
-                step=step, call_id=call_id, executed=True, ok=None, exit_code=None, duration_s=0.0, tree=None,
+                step=step, call_id=call_id, executed=True, ok=None if refusal is None else False, exit_code=None,
+                duration_s=0.0, tree=tree, changed=changed, rework=False,
                 output_digest=hashlib.sha256(observation.encode()).hexdigest(), observation=observation[-20_000:]))
-            return self._brake(run, step, call_id, hit) if hit is not None else ALLOW
+            if hit is not None:
+                return self._brake(run, step, call_id, hit)
+            return refusal or ALLOW
+
+    def measure_worktree(self, run: GatewayRun, step: int, call_id: str) -> tuple[str, list[str], Decision | None]:
+        """What an external agent's tool step changed in the run's worktree, judged as a command's
+        changes are (write rules, owners, caps, the day's lines); refused changes are rolled back."""
+        session = run.session
+        assert session is not None
+        previous = session.tree
+        tree = session.worktree.snapshot()
+        if tree == previous:
+            return tree, [], None
+        changed = session.worktree.diff(previous, tree).paths
+        total = session.worktree.diff(session.base_tree, tree) if run.guard.needs_total else None
+        refusal = run.guard.after_tool(ToolCall(call_id, "bash", {}), changed, total=total)
+        if refusal is None:
+            session.tree = tree
+            return tree, changed, None
+        session.worktree.restore(previous)
+        run.log.record(refusal.as_event(step, call_id, rolled_back=True))
+        return previous, [], refusal
 
     def _brake(self, run: GatewayRun, step: int, call_id: str | None, hit: BrakeHit) -> Decision:
         run.log.record(ev.Brake(detector=hit.detector, reason=hit.reason, evidence=hit.evidence, call_id=call_id,
                                 step=step))
-        run.stopped = f"brakes.{hit.detector}: {hit.reason}"
-        return Decision("deny", f"brakes.{hit.detector}", hit.reason)
+        run.stopped = Decision("stop", f"brakes.{hit.detector}", hit.reason)
+        return Decision("deny", run.stopped.rule, hit.reason)
 
     def _granted(self, token: str) -> Grant:
         grant = self.grant(token)
@@ -213,12 +253,13 @@ class Gateway:
     def _complete(self, run: GatewayRun, request: Request) -> ModelResponse:
         log, provider = run.log, run.provider
         if run.stopped is not None:
-            raise Refused("policy", f"Tether: {run.stopped}")
+            raise self._refuse(run, run.stopped)
         prompt_text = canonical_json(request.messages)
         prompt_tokens = estimate_tokens(prompt_text)
         prompt_usd = cost_of(provider.name, Usage(prompt_tokens, 0)) or 0.0
         decision = run.guard.before_model(log.meters, prompt_tokens, prompt_usd, time.time())
         if decision.verdict == "stop":
+            run.stopped = decision
             raise self._refuse(run, decision)
         if run.day != today():
             run.day, run.spent_today = today(), 0.0
@@ -259,9 +300,7 @@ class Gateway:
                                    output_tokens=response.usage.output_tokens, estimated=response.usage.estimated),
             cost_usd=cost, price_known=priced is not None, latency_s=round(latency, 4)))
         if hit is not None:
-            log.record(ev.Brake(detector=hit.detector, reason=hit.reason, evidence=hit.evidence, call_id=None,
-                                step=step))
-            run.stopped = f"brakes.{hit.detector}: {hit.reason}"
+            self._brake(run, step, None, hit)
         return response
 
 

@@ -50,9 +50,14 @@ WRITE_TOOLS = tuple(name for name, tool in TOOLS.items() if tool.writes_path)
 SPECS = [tool.spec for tool in TOOLS.values()]
 
 
+# The main argument of other agents' tools (Claude Code's), for a call shown in one line.
+_OTHERS_SHOWN = ("command", "file_path", "notebook_path", "path", "url", "pattern", "query")
+
+
 def summarize_call(name: str, arguments: dict[str, Any]) -> str:
     """A call in one line: its main argument, or its arguments as JSON for a tool we do not know."""
     tool = TOOLS.get(name)
-    if tool is None or tool.shown is None:
-        return json.dumps(arguments)
-    return str(arguments.get(tool.shown, ""))
+    if tool is not None and tool.shown is not None:
+        return str(arguments.get(tool.shown, ""))
+    shown = next((key for key in _OTHERS_SHOWN if isinstance(arguments.get(key), str)), None)
+    return str(arguments[shown]) if shown else json.dumps(arguments)

@@ -75,6 +75,8 @@ class StepPrinter:
                 outcome = Text("refused", style="yellow")
             elif data.ok:
                 outcome = Text("ok", style="green")
+            elif data.ok is None:  # another agent's tool: it does not say
+                outcome = Text("done", style="green")
             else:
                 outcome = Text(f"exit {data.exit_code}" if data.exit_code is not None else "failed", style="red")
             line = Text(f"step {data.step:>3}  {name:<10} {short(args, 48):<48} ")

@@ -1,0 +1,117 @@
+"""An external agent as the run's loop (`tether run --agent claude-code`): Claude Code runs inside the
+run's sandbox, in its worktree, with settings Tether wrote. Its only network is the run's model
+gateway (a unix socket bound into the sandbox, carried to a loopback port by a forwarder), its
+only key a token for this run, and each of its tool calls passes the run's guard through its
+hooks. When it exits, the required checks decide the run, as for Tether's own agent."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import uvicorn
+
+from tether.agents.session import Session
+from tether.agents.tools import failure_report
+from tether.gateway.app import make_app
+from tether.gateway.core import Gateway, issue_token
+from tether.guard.decisions import RunFailed, RunStopped, RunSucceeded
+from tether.paths import tether_dir
+
+AGENTS = ("claude-code",)
+GATEWAY_FILES = Path(__file__).parents[1] / "gateway"
+AGENT_TIMEOUT_S = 3600.0
+
+
+def agents_dir() -> Path:
+    """Where scripts/setup installs the external agents (npm, into .agents/ of Tether's checkout)."""
+    return Path(__file__).parents[3] / ".agents" / "node_modules"
+
+
+def run_external(session: Session, agent: str, task: str) -> None:
+    if agent not in AGENTS:
+        raise RunFailed(f"no external agent {agent!r}; Tether runs {', '.join(AGENTS)}", "agent.unknown")
+    claude = agents_dir() / ".bin" / "claude"
+    if not claude.exists():
+        raise RunFailed(f"Claude Code is not installed at {claude} (scripts/setup installs it)", "agent.missing")
+    worktree = session.worktree
+    state = tether_dir(worktree.repo) / "agents" / session.run_id
+    state.mkdir(parents=True, exist_ok=True)
+    for script in ("hook.py", "forward.py"):  # the sandbox sees neither Tether's code nor its packages
+        shutil.copy(GATEWAY_FILES / script, state / script)
+    # A unix socket's path must be short (108 bytes): its own folder in /tmp, bound into the sandbox.
+    socket_dir = Path(tempfile.mkdtemp(prefix="tether-gw-"))
+    socket_dir.chmod(0o755)
+    socket_path = socket_dir / "gateway.sock"
+    port = _free_port()  # the sandbox's own loopback; free on the host too, for a sandbox without bwrap
+    settings = {"hooks": {phase: [{"matcher": "*", "hooks": [{
+        "type": "command", "timeout": 60,
+        "command": f"python3 -I -S {state / 'hook.py'} claude-code {'pre' if phase == 'PreToolUse' else 'post'}"}]}]
+        for phase in ("PreToolUse", "PostToolUse")}}
+    (state / "settings.json").write_text(json.dumps(settings))
+    for path in state.iterdir():
+        path.chmod(0o644)
+    state.chmod(0o755)
+
+    gateway = Gateway(session.log.ledger, upstream=session.provider)
+    token, _ = issue_token(session.log.ledger, "agent", session.provider.name, session.policy, run_id=session.run_id)
+    run = gateway.attach(token, session)
+    server = uvicorn.Server(uvicorn.Config(make_app(gateway), uds=str(socket_path), log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 10
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            raise RunFailed("the run's model gateway did not start", "agent.gateway")
+        time.sleep(0.02)
+    socket_path.chmod(0o666)  # the sandbox user connects to it
+    try:
+        sandbox = replace(session.sandbox, read_only=[*session.sandbox.read_only, agents_dir(), state, socket_dir])
+        env = {"ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}", "ANTHROPIC_API_KEY": token,
+               "HOME": "/tmp/home", "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+               "DISABLE_AUTOUPDATER": "1"}
+        command = (f"mkdir -p /tmp/home && python3 -I -S {state / 'forward.py'} {socket_path} {port} && "
+                   f"{' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())} "
+                   f"{claude} -p {shlex.quote(task)} --output-format json --settings {state / 'settings.json'}")
+        budget = session.policy.budget.max_wall_s
+        result = sandbox.run(command, budget if budget is not None else AGENT_TIMEOUT_S)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        shutil.rmtree(state, ignore_errors=True)
+        shutil.rmtree(socket_dir, ignore_errors=True)
+    with run.lock:  # whatever it changed after its last hook (or without one) is judged as a step is
+        gateway.measure_worktree(run, session.meters.steps, "agent.exit")
+    if run.stopped is not None:
+        raise RunStopped(run.stopped.reason, run.stopped.rule)
+    final = _final_reply(result.output)
+    results = session.run_checks("agent.exit")
+    failures = failure_report(results)
+    if failures is not None:
+        raise RunFailed(f"the agent exited ({final}) and the required checks fail", "checks.failed")
+    raise RunSucceeded(f"the agent exited ({final}) and the required checks pass")
+
+
+def _final_reply(output: str) -> str:
+    """The agent's own last word (Claude Code's JSON result), short."""
+    for line in reversed(output.strip().splitlines()):
+        try:
+            result = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(result, dict) and "result" in result:
+            return f"{'error' if result.get('is_error') else 'done'}: {str(result['result'])[:200]}"
+    return f"no result: {output.strip()[-200:]}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
