@@ -155,6 +155,8 @@ def test_tether_run_agent_claude_code_in_the_sandbox_guarded_checked_and_deliver
             "file_path": "raindrops_test.py", "content": "def test_nothing():\n    pass\n"}}]},
         bash_turn("mkdir -p secrets && echo key > secrets/k.txt"),  # runs, then is measured and rolled back
         bash_turn("env > seen-env.txt"),
+        {"tool_calls": [{"name": "Write", "arguments": {  # its own settings: hooks off for the next run
+            "file_path": ".claude/settings.local.json", "content": '{"disableAllHooks": true}'}}]},
         bash_turn(f"(echo hi > /dev/tcp/127.0.0.1/{port}) > net.txt 2>&1; echo exit=$? >> net.txt"),
         {"tool_calls": [{"name": "Write", "arguments": {"file_path": "raindrops.py", "content": FIX}}]},
         {"content": "Fixed."},
@@ -171,8 +173,9 @@ def test_tether_run_agent_claude_code_in_the_sandbox_guarded_checked_and_deliver
     assert "ANTHROPIC_API_KEY=tg-" in seen_env and "OPENAI" not in seen_env  # only the run's token
     assert "exit=1" in git(repo, "show", f"{branch}:net.txt")  # the host's loopback is not the sandbox's
     rules = [d["rule"] for d in summary["denials"]]
-    assert rules == ["commands.deny", "ownership.protected", "writes.deny"]
-    assert summary["checks"][0]["passed"] and summary["usage"]["steps"] == 7
+    assert rules == ["commands.deny", "ownership.protected", "writes.deny", "writes.policy"]
+    assert not any(p.startswith(".claude/") or p == ".mcp.json" for p in delivered)
+    assert summary["checks"][0]["passed"] and summary["usage"]["steps"] == 8
     import sys
 
     verified = subprocess.run([sys.executable, "-m", "tether", "verify", summary["run_id"]], cwd=repo)

@@ -23,11 +23,15 @@ from tether.agents.tools import failure_report
 from tether.gateway.app import make_app
 from tether.gateway.core import Gateway, issue_token
 from tether.guard.decisions import RunFailed, RunStopped, RunSucceeded
+from tether.guard.scopes import WriteRules
 from tether.paths import tether_dir
 
 AGENTS = ("claude-code",)
 GATEWAY_FILES = Path(__file__).parents[1] / "gateway"
 AGENT_TIMEOUT_S = 3600.0
+# Claude Code reads these from the repository: hooks to disable, servers to add. It is started with
+# none of them (--setting-sources ""), and may not plant them in the branch for the next run.
+AGENT_SETTINGS = ("/.claude/", "/.mcp.json", "/CLAUDE.local.md")
 
 
 def agents_dir() -> Path:
@@ -42,6 +46,7 @@ def run_external(session: Session, agent: str, task: str) -> None:
     if not claude.exists():
         raise RunFailed(f"Claude Code is not installed at {claude} (scripts/setup installs it)", "agent.missing")
     worktree = session.worktree
+    session.guard.writes = WriteRules.build(session.policy.writes, AGENT_SETTINGS)
     state = tether_dir(worktree.repo) / "agents" / session.run_id
     state.mkdir(parents=True, exist_ok=True)
     for script in ("hook.py", "forward.py"):  # the sandbox sees neither Tether's code nor its packages
@@ -79,7 +84,8 @@ def run_external(session: Session, agent: str, task: str) -> None:
                "DISABLE_AUTOUPDATER": "1"}
         command = (f"mkdir -p /tmp/home && python3 -I -S {state / 'forward.py'} {socket_path} {port} && "
                    f"{' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())} "
-                   f"{claude} -p {shlex.quote(task)} --output-format json --settings {state / 'settings.json'}")
+                   f"{claude} -p {shlex.quote(task)} --output-format json --settings {state / 'settings.json'} "
+                   "--setting-sources '' --strict-mcp-config")
         budget = session.policy.budget.max_wall_s
         result = sandbox.run(command, budget if budget is not None else AGENT_TIMEOUT_S)
     finally:

@@ -121,9 +121,10 @@ class WriteRules:
     policy_files: pathspec.PathSpec
 
     @classmethod
-    def build(cls, policy: WritesPolicy) -> WriteRules:
+    def build(cls, policy: WritesPolicy, governing: tuple[str, ...] = ()) -> WriteRules:
+        """`governing`: more files that govern the agent (an external agent's own settings)."""
         return cls(compile_patterns(policy.allow) if policy.allow else None, compile_patterns(policy.deny),
-                   compile_patterns(POLICY_FILES))
+                   compile_patterns([*POLICY_FILES, *governing]))
 
     def denies(self, relative: str) -> bool:
         """Whether a path may never be written (allow aside: caches live outside any allow list)."""
