@@ -7,6 +7,7 @@ hooks. When it exits, the required checks decide the run, as for Tether's own ag
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import socket
@@ -35,8 +36,10 @@ AGENT_SETTINGS = ("/.claude/", "/.mcp.json", "/CLAUDE.local.md")
 
 
 def agents_dir() -> Path:
-    """Where scripts/setup installs the external agents (npm, into .agents/ of Tether's checkout)."""
-    return Path(__file__).parents[3] / ".agents" / "node_modules"
+    """Where the external agents are installed: $TETHER_AGENTS_DIR (an npm prefix), by default the
+    .agents/ that scripts/setup fills in Tether's checkout."""
+    prefix = os.environ.get("TETHER_AGENTS_DIR")
+    return (Path(prefix) if prefix else Path(__file__).parents[3] / ".agents") / "node_modules"
 
 
 def run_external(session: Session, agent: str, task: str) -> None:
