@@ -45,7 +45,8 @@ def agents_dir() -> Path:
 def run_external(session: Session, agent: str, task: str) -> None:
     if agent not in AGENTS:
         raise RunFailed(f"no external agent {agent!r}; Tether runs {', '.join(AGENTS)}", "agent.unknown")
-    claude = agents_dir() / ".bin" / "claude"
+    agents = agents_dir().resolve()  # bound into the sandbox where it really is (its /tmp is its own)
+    claude = agents / ".bin" / "claude"
     if not claude.exists():
         raise RunFailed(f"Claude Code is not installed at {claude} (scripts/setup installs it)", "agent.missing")
     worktree = session.worktree
@@ -81,7 +82,7 @@ def run_external(session: Session, agent: str, task: str) -> None:
         time.sleep(0.02)
     socket_path.chmod(0o666)  # the sandbox user connects to it
     try:
-        sandbox = replace(session.sandbox, read_only=[*session.sandbox.read_only, agents_dir(), state, socket_dir])
+        sandbox = replace(session.sandbox, read_only=[*session.sandbox.read_only, agents, state, socket_dir])
         env = {"ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}", "ANTHROPIC_API_KEY": token,
                "HOME": "/tmp/home", "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
                "DISABLE_AUTOUPDATER": "1"}
