@@ -194,3 +194,30 @@ def test_a_budget_reached_mid_run_stops_the_agent_and_keeps_its_work(repo: Path,
     assert [d["rule"] for d in summary["denials"]] == ["budget.max_steps"]
     delivered = git(repo, "ls-tree", "-r", "--name-only", summary["branch"]).split()
     assert "one.txt" in delivered and "two.txt" in delivered and "three.txt" not in delivered
+
+
+def test_the_kill_switch_from_another_process_stops_the_agent(repo: Path, tmp_path: Path):
+    import sys
+    import time
+
+    binary("claude")
+    (repo / "tether.toml").write_text(GUARDED)
+    turns = tmp_path / "turns.json"
+    turns.write_text(json.dumps([bash_turn("echo one > one.txt && sleep 4"), bash_turn("echo two > two.txt"),
+                                 {"content": "done"}]))
+    agent = subprocess.Popen([sys.executable, "-m", "tether", "run", "x", "--agent", "claude-code", "--model",
+                              f"scripted:{turns}", "--json"], cwd=repo, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not list((repo / ".tether" / "worktrees").glob("*/one.txt")):
+        assert time.time() < deadline and agent.poll() is None, agent.stderr.read() if agent.stderr else ""
+        time.sleep(0.1)
+    braked = subprocess.run([sys.executable, "-m", "tether", "brake", "--all", "--reason", "incident 7"], cwd=repo,
+                            capture_output=True, text=True)
+    assert braked.returncode == 0, braked.stderr
+    stdout, stderr = agent.communicate(timeout=120)
+    summary = json.loads(stdout)
+    assert agent.returncode == 3 and summary["status"] == "stopped", stderr
+    assert "incident 7" in summary["reason"]
+    delivered = git(repo, "ls-tree", "-r", "--name-only", summary["branch"]).split()
+    assert "one.txt" in delivered and "two.txt" not in delivered

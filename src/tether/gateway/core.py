@@ -272,7 +272,10 @@ class Gateway:
         try:
             fleet.before_step(cost_of(provider.name, Usage(prompt_tokens, request.max_tokens)) or 0.0)
         except (RunHeld, RunStopped) as held:
-            raise self._refuse(run, Decision("stop", held.rule, held.reason)) from held
+            decision = Decision("stop", held.rule, held.reason)
+            if run.session is not None:  # an agent's run ends here; a developer's session waits for release
+                run.stopped = decision
+            raise self._refuse(run, decision) from held
         step = log.meters.steps + 1
         log.record(ev.ModelRequest(step=step, messages=len(request.messages), prompt_tokens_est=prompt_tokens,
                                    messages_digest=hashlib.sha256(prompt_text.encode()).hexdigest()))
