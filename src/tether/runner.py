@@ -167,7 +167,8 @@ def continue_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None
     events = ledger.events(run.id)
     session, started = _rebuild(ledger, run.id, events, on_event, approver)
     session.record(ev.RunContinued(reason="approval decided", user=current_user()))
-    return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
+    return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events,
+                  _agent_of(started))
 
 
 def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
@@ -201,6 +202,7 @@ def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
             worktree.remove()
         ledger.claim_run(run.id, "running", finished[-1].status, from_owner=owner)
         return _summary(ledger, run.id)
+    _no_external_agent(events[0].data, run.id)
     session, started = _rebuild(ledger, run.id, events, on_event, approver)
     in_flight = _in_flight(events)
     session.record(ev.RunResumed(user=current_user(), tree=session.tree, reexecuting=in_flight))
@@ -237,6 +239,7 @@ def _resume_held(ledger: Ledger, run_id: str, on_event: EventSink | None,
     owner = lease.owner_id()
     if not ledger.claim_run(run_id, run.status, "running", owner=owner):
         raise RunError(f"run {run_id} was resumed by another process just now")
+    _no_external_agent(events[0].data, run_id)
     session, started = _rebuild(ledger, run_id, events, on_event, approver)
     session.record(ev.RunResumed(user=current_user(), tree=session.tree, reexecuting=[], after=held.rule))
     return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
@@ -249,13 +252,23 @@ def _in_flight(events: list) -> list[str]:
     return [call_id for call_id in started if call_id not in done]
 
 
+def _agent_of(started: ev.RunStarted) -> str | None:
+    """The external agent a run was started with (architecture "agent:NAME"), or None."""
+    architecture = started.architecture or ""
+    return architecture.removeprefix("agent:") if architecture.startswith("agent:") else None
+
+
+def _no_external_agent(started: ev.RunStarted, run_id: str) -> None:
+    if _agent_of(started) is not None:
+        raise RunError(f"run {run_id} was an external agent's ({started.architecture}); after a crash or a "
+                       "hold it cannot be resumed yet (tether cancel ends it, delivering its work)")
+
+
 def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | None,
              approver: Approver | None) -> tuple[Session, ev.RunStarted]:
     started = events[0].data
     if not isinstance(started, ev.RunStarted) or started.repo is None or started.base_commit is None:
         raise RunError(f"run {run_id} was not started by Tether here; it cannot go on")
-    if (started.architecture or "").startswith("agent:"):
-        raise RunError(f"run {run_id} was an external agent's ({started.architecture}); it cannot be resumed yet")
     policy = Policy.model_validate(started.policy)
     worktree = open_worktree(Path(started.repo), run_id, started.base_commit)
     if not worktree.path.is_dir():

@@ -151,8 +151,6 @@ def test_tether_run_agent_claude_code_in_the_sandbox_guarded_checked_and_deliver
     turns = tmp_path / "turns.json"
     turns.write_text(json.dumps([
         bash_turn("touch pwned.txt"),  # a denied command: never runs
-        {"tool_calls": [{"name": "Write", "arguments": {  # a protected file: its owners are not here to ask
-            "file_path": "raindrops_test.py", "content": "def test_nothing():\n    pass\n"}}]},
         bash_turn("mkdir -p secrets && echo key > secrets/k.txt"),  # runs, then is measured and rolled back
         bash_turn("env > seen-env.txt"),
         {"tool_calls": [{"name": "Write", "arguments": {  # its own settings: hooks off for the next run
@@ -173,9 +171,9 @@ def test_tether_run_agent_claude_code_in_the_sandbox_guarded_checked_and_deliver
     assert "ANTHROPIC_API_KEY=tg-" in seen_env and "OPENAI" not in seen_env  # only the run's token
     assert "exit=1" in git(repo, "show", f"{branch}:net.txt")  # the host's loopback is not the sandbox's
     rules = [d["rule"] for d in summary["denials"]]
-    assert rules == ["commands.deny", "ownership.protected", "writes.deny", "writes.policy"]
+    assert rules == ["commands.deny", "writes.deny", "writes.policy"]
     assert not any(p.startswith(".claude/") or p == ".mcp.json" for p in delivered)
-    assert summary["checks"][0]["passed"] and summary["usage"]["steps"] == 8
+    assert summary["checks"][0]["passed"] and summary["usage"]["steps"] == 7
     import sys
 
     verified = subprocess.run([sys.executable, "-m", "tether", "verify", summary["run_id"]], cwd=repo)
@@ -221,3 +219,30 @@ def test_the_kill_switch_from_another_process_stops_the_agent(repo: Path, tmp_pa
     assert "incident 7" in summary["reason"]
     delivered = git(repo, "ls-tree", "-r", "--name-only", summary["branch"]).split()
     assert "one.txt" in delivered and "two.txt" not in delivered
+
+
+def test_a_write_to_an_owned_file_waits_for_its_owner_and_the_agent_goes_on(repo: Path, tmp_path: Path):
+    import sys
+
+    binary("claude")
+    (repo / "tether.toml").write_text(GUARDED.replace('"raindrops_test.py" = ["@qa"]', '"raindrops.py" = ["alice"]'))
+    turns = tmp_path / "turns.json"
+    turns.write_text(json.dumps([
+        {"tool_calls": [{"name": "Write", "arguments": {"file_path": "raindrops.py", "content": FIX}}]},
+        {"content": "Fixed."}]))
+    code, summary, stderr = tether_run(repo, turns)
+    assert code == 4 and summary["status"] == "awaiting_approval", stderr
+    (request,) = summary["approvals"]
+    assert request["owners"] == ["alice"] and "+    sounds = " in request["diff"]
+    assert git(repo, "show", f"{summary['branch']}:raindrops.py") == git(repo, "show", "HEAD:raindrops.py")
+    tether = [sys.executable, "-m", "tether"]
+    refused = subprocess.run([*tether, "approve", summary["run_id"], "--as", "mallory"], cwd=repo,
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "may not approve" in refused.stderr
+    approved = subprocess.run([*tether, "approve", summary["run_id"], "--as", "alice", "--json"], cwd=repo,
+                              capture_output=True, text=True, timeout=300)
+    done = json.loads(approved.stdout)
+    assert approved.returncode == 0 and done["status"] == "succeeded", approved.stderr
+    assert git(repo, "show", f"{done['branch']}:raindrops.py") == FIX
+    assert done["approvals"][0]["decision"] == "approved" and done["approvals"][0]["by"] == "alice"
+    assert subprocess.run([*tether, "verify", done["run_id"]], cwd=repo).returncode == 0

@@ -62,7 +62,8 @@ def make_app(gateway: Gateway) -> FastAPI:
             return JSONResponse({"error": f"Tether: bad hook event: {exc}"}, status_code=400)
         except Refused as refused:
             return JSONResponse({"error": str(refused)}, status_code=wire.refusal_status("chat", refused.kind))
-        return {"verdict": decision.verdict, "rule": decision.rule, "reason": decision.reason}
+        verdict = "defer" if decision.verdict == "ask" and gateway.defers(_token(http)) else decision.verdict
+        return {"verdict": verdict, "rule": decision.rule, "reason": decision.reason}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:  # some clients list models before they start

@@ -21,8 +21,9 @@ from tether.gateway.wire import Request
 from tether.guard.brakes import BrakeHit, Brakes
 from tether.guard.decisions import ALLOW, Decision, RunHeld, RunStopped
 from tether.guard.fleet import FleetGate
-from tether.guard.guard import Guard
+from tether.guard.guard import Guard, describe_action
 from tether.guard.runlog import RunLog
+from tether.guard.scopes import PathDenied, resolve_in_worktree
 from tether.ledger import Ledger, canonical_json
 from tether.ledger import events as ev
 from tether.ledger.fleet import Fleet, today
@@ -32,6 +33,7 @@ from tether.models import ModelError, ModelResponse, Provider, ToolCall, Transie
 from tether.models.base import Usage, estimate_tokens
 from tether.models.prices import cost_of
 from tether.models.retry import RetriesExhausted, complete_with_retries
+from tether.models.tools import WRITE_TOOLS
 from tether.policy.load import org_limits
 from tether.policy.ownership import Ownership
 from tether.policy.schema import Policy
@@ -106,6 +108,7 @@ class GatewayRun:
     spent_today: float = 0.0
     stopped: Decision | None = None  # a budget or brake that ended the run: every later request is refused
     session: Session | None = None  # `tether run --agent`: the run's worktree is measured after each tool
+    deferred: Decision | None = None  # the ask an agent's run stopped on, until its owners decide
 
 
 class Gateway:
@@ -161,6 +164,12 @@ class Gateway:
                 self.runs[grant.run_id] = GatewayRun(grant, log, guard, provider, policy)
             return self.runs[grant.run_id]
 
+    def defers(self, token: str) -> bool:
+        """Whether an ask is deferred (an agent's run, where the owners decide later) rather than put
+        to the person at the agent's keyboard (a developer's own session)."""
+        run = self.runs.get(self._granted(token).run_id)
+        return run is not None and run.session is not None
+
     def pre_tool_use(self, token: str, event: dict[str, Any]) -> Decision:
         """Claude Code's PreToolUse, put to the run's guard: the call and any refusal are recorded."""
         run = self._run(self._granted(token))
@@ -178,9 +187,10 @@ class Gateway:
                 if run.session is None and isinstance(event.get("cwd"), str):
                     run.guard.root = Path(event["cwd"])  # a developer's own session acts where it runs
                 decision = run.guard.before_tool(mapped, log.meters, time.time())
-                if decision.verdict == "ask" and run.session is not None:  # nobody at a keyboard to ask
-                    decision = Decision("deny", decision.rule, f"{decision.reason}: the owners' approval is not "
-                                        "available to an external agent's run yet", decision.paths, decision.owners)
+                if decision.verdict == "ask" and run.session is not None:  # a durable approval, nobody waiting
+                    decision = self._ask_owners(run, step, mapped, name, decision)
+                    if decision.verdict == "ask":
+                        return decision  # deferred: the agent stops until the owners decide
             if decision.verdict != "allow":
                 log.record(decision.as_event(step, call_id))
             if decision.verdict in ("deny", "stop"):  # it will not run: its result is the refusal, as in a run
@@ -198,13 +208,14 @@ class Gateway:
         """Claude Code's PostToolUse: the result is recorded and fed to the brakes; a brake that fires
         stops the run (this call is answered with the block, every later request is refused)."""
         run = self._run(self._granted(token))
-        _, _, call_id = _hook_fields(event)
+        name, tool_input, call_id = _hook_fields(event)
+        mapped = claude_code_call(call_id, name, tool_input, run.policy.commands.network)
         response = event.get("tool_response")
         observation = response if isinstance(response, str) else json.dumps(response, sort_keys=True)
         with run.lock:
             step = run.log.meters.steps
-            tree, changed, refusal = (self.measure_worktree(run, step, call_id) if run.session is not None
-                                      else (None, [], None))
+            tree, changed, refusal = (self.measure_worktree(run, step, call_id, mapped if isinstance(mapped, ToolCall)
+                                                            else None) if run.session is not None else (None, [], None))
             if refusal is not None:
                 observation += f"\n\n[tether] This step was rolled back: {refusal.reason}"
             hit = run.log.record(ev.ToolResult(
@@ -215,9 +226,12 @@ class Gateway:
                 return self._brake(run, step, call_id, hit)
             return refusal or ALLOW
 
-    def measure_worktree(self, run: GatewayRun, step: int, call_id: str) -> tuple[str, list[str], Decision | None]:
+    def measure_worktree(self, run: GatewayRun, step: int, call_id: str,
+                         call: ToolCall | None = None) -> tuple[str, list[str], Decision | None]:
         """What an external agent's tool step changed in the run's worktree, judged as a command's
-        changes are (write rules, owners, caps, the day's lines); refused changes are rolled back."""
+        changes are (write rules, owners, caps, the day's lines), or, for a write tool that changed
+        only its own file (already judged, and approved if owned), by caps; refused changes are
+        rolled back."""
         session = run.session
         assert session is not None
         previous = session.tree
@@ -226,13 +240,33 @@ class Gateway:
             return tree, [], None
         changed = session.worktree.diff(previous, tree).paths
         total = session.worktree.diff(session.base_tree, tree) if run.guard.needs_total else None
-        refusal = run.guard.after_tool(ToolCall(call_id, "bash", {}), changed, total=total)
+        own_file = call is not None and call.name in WRITE_TOOLS and changed == [
+            _relative(session.worktree.path, call.arguments.get("path"))]
+        judged = call if own_file and call is not None else ToolCall(call_id, "bash", {})
+        refusal = run.guard.after_tool(judged, changed, total=total)
         if refusal is None:
             session.tree = tree
             return tree, changed, None
         session.worktree.restore(previous)
         run.log.record(refusal.as_event(step, call_id, rolled_back=True))
         return previous, [], refusal
+
+    def _ask_owners(self, run: GatewayRun, step: int, call: ToolCall, tool: str, ask: Decision) -> Decision:
+        """An owned path in an agent's run: the request is recorded once and the call deferred (the
+        agent stops; `tether approve` or `deny` decides; the agent's session resumes and asks again,
+        and the recorded decision answers)."""
+        decided = run.log.decided.get(call.id)
+        if decided is not None:
+            return run.guard.decide(ask, decided)
+        timeout = run.policy.approvals.timeout_s
+        run.log.record(ask.as_event(step, call.id))
+        run.log.record(ev.ApprovalRequested(
+            verdict="ask", rule=ask.rule, reason=ask.reason, paths=ask.paths, owners=ask.owners, call_id=call.id,
+            step=step, tool=tool, action=describe_action(call), diff=run.guard.proposed_diff(call),
+            model_reason=run.session.last_reply[-2000:] if run.session else "",
+            deadline=time.time() + timeout if timeout else None))
+        run.deferred = ask
+        return ask
 
     def _brake(self, run: GatewayRun, step: int, call_id: str | None, hit: BrakeHit) -> Decision:
         run.log.record(ev.Brake(detector=hit.detector, reason=hit.reason, evidence=hit.evidence, call_id=call_id,
@@ -319,3 +353,10 @@ def _hook_fields(event: dict[str, Any]) -> tuple[str, dict[str, Any], str]:
 
 class HookError(ValueError):
     """A hook event the gateway cannot read; the message names the field."""
+
+
+def _relative(root: Path, path: object) -> str | None:
+    try:
+        return resolve_in_worktree(root, path) if isinstance(path, str) else None
+    except PathDenied:
+        return None

@@ -79,6 +79,7 @@ class Sandbox:
     overlays: dict[Path, Path] = field(default_factory=dict)
     project: ProjectEnv | None = None  # the project's environment, mounted read-only
     building: Path | None = None  # an environment being set up: writable, and the only one
+    writable: list[Path] = field(default_factory=list)  # more folders the command may write (an agent's home)
 
     def __post_init__(self) -> None:
         require_sandbox(self.policy)
@@ -88,6 +89,8 @@ class Sandbox:
             hand_over(self.workdir)
             if self.building is not None:
                 hand_over(self.building)
+            for folder in self.writable:
+                hand_over(folder)
         self._bwrap_prefix = self._bwrap_args() if self.policy.mode == "bwrap" else []
 
     def describe(self) -> dict[str, object]:
@@ -151,6 +154,7 @@ class Sandbox:
             binds.append(("--ro-bind", str(self.project.folder), str(self.project.folder)))
         if self.building is not None:
             binds.append(("--bind", str(self.building), str(self.building)))
+        binds += [("--bind", str(folder.resolve()), str(folder.resolve())) for folder in self.writable]
         workdir = str(self.workdir.resolve())
         binds.append(("--bind", workdir, workdir))
         for target, source in (self.project.mounts if self.project is not None else {}).items():
