@@ -16,7 +16,7 @@ from tether.ledger import Ledger, StoredEvent
 from tether.ledger import events as ev
 from tether.models import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
 from tether.policy import Policy
-from tether.runner import RunError, RunSpec, start_run
+from tether.runner import RunError, RunSpec, agent_of, start_run
 
 
 class RecordedProvider:
@@ -182,6 +182,7 @@ def replay_run(ledger: Ledger, run_ref: str, policy: Policy | None = None, polic
         instruction=started.task, repo=Path(started.repo),
         policy=policy or Policy.model_validate(started.policy), base_commit=started.base_commit,
         system_prompt=started.system_prompt, source="replay", parent_run_id=run.id,
+        agent=agent_of(started),  # an external agent runs again, the gateway serving the recorded replies
     )
     summary = start_run(ledger, spec, on_event=on_event, approver=recorded_decision,
                         provider=RecordedProvider(run.id, responses))

@@ -168,7 +168,7 @@ def continue_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None
     session, started = _rebuild(ledger, run.id, events, on_event, approver)
     session.record(ev.RunContinued(reason="approval decided", user=current_user()))
     return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events,
-                  _agent_of(started))
+                  agent_of(started))
 
 
 def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
@@ -252,14 +252,14 @@ def _in_flight(events: list) -> list[str]:
     return [call_id for call_id in started if call_id not in done]
 
 
-def _agent_of(started: ev.RunStarted) -> str | None:
+def agent_of(started: ev.RunStarted) -> str | None:
     """The external agent a run was started with (architecture "agent:NAME"), or None."""
     architecture = started.architecture or ""
     return architecture.removeprefix("agent:") if architecture.startswith("agent:") else None
 
 
 def _no_external_agent(started: ev.RunStarted, run_id: str) -> None:
-    if _agent_of(started) is not None:
+    if agent_of(started) is not None:
         raise RunError(f"run {run_id} was an external agent's ({started.architecture}); after a crash or a "
                        "hold it cannot be resumed yet (tether cancel ends it, delivering its work)")
 

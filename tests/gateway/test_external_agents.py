@@ -246,3 +246,29 @@ def test_a_write_to_an_owned_file_waits_for_its_owner_and_the_agent_goes_on(repo
     assert git(repo, "show", f"{done['branch']}:raindrops.py") == FIX
     assert done["approvals"][0]["decision"] == "approved" and done["approvals"][0]["by"] == "alice"
     assert subprocess.run([*tether, "verify", done["run_id"]], cwd=repo).returncode == 0
+
+
+def test_an_agents_run_replays_identical_and_another_policy_shows_where_it_differs(repo: Path, tmp_path: Path):
+    import sys
+
+    binary("claude")
+    (repo / "tether.toml").write_text(GUARDED)
+    turns = tmp_path / "turns.json"
+    turns.write_text(json.dumps([
+        bash_turn("echo checked > notes.txt"),
+        {"tool_calls": [{"name": "Write", "arguments": {"file_path": "raindrops.py", "content": FIX}}]},
+        {"content": "Fixed."}]))
+    code, summary, stderr = tether_run(repo, turns)
+    assert code == 0, stderr
+    tether = [sys.executable, "-m", "tether", "replay", summary["run_id"], "--json"]
+    same = subprocess.run(tether, cwd=repo, capture_output=True, text=True, timeout=300)
+    report = json.loads(same.stdout)
+    assert same.returncode == 0 and report["identical"] and report["steps_compared"] == 2, same.stderr
+    stricter = tmp_path / "stricter.toml"
+    stricter.write_text(GUARDED.replace('deny = ["curl", "touch"]', 'deny = ["curl", "touch", "echo"]'))
+    other = subprocess.run([*tether, "--against-policy", str(stricter)], cwd=repo, capture_output=True, text=True,
+                           timeout=300)
+    report = json.loads(other.stdout)
+    assert not report["identical"]
+    first = report["divergences"][0]
+    assert first["field"] == "decisions" and first["replayed"] == ["deny commands.deny"]

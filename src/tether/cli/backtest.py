@@ -27,7 +27,7 @@ def import_(paths: Annotated[list[Path], typer.Argument(help="Trajectory files o
             repo: RepoOpt = Path("."), db: DbOpt = None) -> None:
     """Store other agents' trajectories in the ledger as imported runs (idempotent).
 
-    Example: tether import ../trajectories/swe-agent --format swe-agent
+    Example: tether import ../shared/data/trajectories/swe-agent__java-verified__multi-swe-bench
     """
     from tether.backtest.importers import discover, load_runs
     from tether.backtest.store import store_run
@@ -60,7 +60,7 @@ def backtest(
     """Replay other agents' runs through a policy's budgets and brakes: what would it have stopped,
     saved and killed?
 
-    Example: tether backtest --policy tether.toml --sweep
+    Example: tether backtest ../shared/data/trajectories/* --policy tether.toml --json
     """
     from tether.backtest.engine import backtest_run, summarize
     from tether.backtest.importers import load_runs

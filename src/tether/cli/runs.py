@@ -232,7 +232,7 @@ def replay(
     """Re-run a recorded run with its recorded model responses (no model is called) and compare each
     step; or show where another policy would have decided differently. Exit 0 when identical.
 
-    Example: tether replay 20261130-0012 --policy strict.toml
+    Example: tether replay 20261130-0012 --against-policy strict.toml
     """
     policy = load_policy(against_policy) if against_policy else None
     with open_ledger(db, repo) as ledger:
