@@ -55,7 +55,6 @@ class RunStatus(StrEnum):
     UNLABELLED = "unlabelled"  # an imported run whose outcome its source did not say
 
 
-FINISHED_STATUSES = (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.STOPPED)
 Verdict = Literal["allow", "deny", "ask", "stop"]
 
 
