@@ -21,6 +21,7 @@ import uvicorn
 
 from tether.agents.session import Session
 from tether.agents.tools import failure_report
+from tether.gateway.agent_tools import claude_code_settings
 from tether.gateway.app import make_app
 from tether.gateway.core import Gateway, issue_token
 from tether.guard.decisions import RunFailed, RunPaused, RunStopped, RunSucceeded
@@ -57,11 +58,7 @@ def run_external(session: Session, agent: str, task: str) -> None:
     home.mkdir(parents=True, exist_ok=True)
     for script in ("hook.py", "forward.py"):  # the sandbox sees neither Tether's code nor its packages
         shutil.copy(GATEWAY_FILES / script, state / script)
-    settings = {"hooks": {phase: [{"matcher": "*", "hooks": [{
-        "type": "command", "timeout": 60,
-        "command": f"python3 -I -S {state / 'hook.py'} claude-code {'pre' if phase == 'PreToolUse' else 'post'}"}]}]
-        for phase in ("PreToolUse", "PostToolUse")}}
-    (state / "settings.json").write_text(json.dumps(settings))
+    (state / "settings.json").write_text(json.dumps(claude_code_settings("python3", state / "hook.py")))
     for path in (state / "hook.py", state / "forward.py", state / "settings.json"):
         path.chmod(0o644)
     state.chmod(0o755)

@@ -5,7 +5,6 @@ inside a `role` scope, which restores the run's own worktree, sandbox and provid
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +20,7 @@ from tether.guard.scopes import resolve_in_worktree
 from tether.ledger import canonical_json
 from tether.ledger import events as ev
 from tether.ledger.meters import Meters
-from tether.models import Message, ModelError, ModelResponse, Provider, ToolCall, ToolSpec, TransientModelError
+from tether.models import Message, ModelError, ModelResponse, Provider, ToolCall, ToolSpec
 from tether.models.base import Usage, estimate_tokens
 from tether.models.prices import cost_of
 from tether.models.retry import RetriesExhausted, complete_with_retries
@@ -148,12 +147,7 @@ class Session:
 
     def _model_call(self, step: int, messages: list[Message], tools: list[ToolSpec], prompt_text: str,
                     prompt_tokens: int) -> ModelResponse:
-        self.record(ev.ModelRequest(step=step, messages=len(messages), prompt_tokens_est=prompt_tokens,
-                                    messages_digest=hashlib.sha256(prompt_text.encode()).hexdigest()))
-
-        def on_error(attempt: int, error: ModelError, retry_in_s: float | None) -> None:
-            self.record(ev.ModelError(step=step, attempt=attempt, error=str(error),
-                                      transient=isinstance(error, TransientModelError), retry_in_s=retry_in_s))
+        self.log.model_request(step, len(messages), prompt_text, prompt_tokens)
 
         def before_retry() -> None:
             wall = check_wall(self.meters, self.policy.budget, time.time())
@@ -162,8 +156,9 @@ class Session:
 
         agent = self.policy.agent
         try:
-            response, latency = complete_with_retries(self.provider, messages, tools, agent.max_output_tokens,
-                                                      agent.max_retries, agent.retry_base_s, on_error, before_retry)
+            response, latency = complete_with_retries(
+                self.provider, messages, tools, agent.max_output_tokens, agent.max_retries, agent.retry_base_s,
+                self.log.model_errors(step), before_retry)
         except RetriesExhausted as exc:  # not the task's fault: hold the run and try again later
             raise RunHeld(str(exc), "model.transient", "waiting", exc.retry_at) from exc
         except ModelError as exc:
@@ -172,13 +167,7 @@ class Session:
             response = replace(response, tool_calls=[replace(c, id=f"{self.log.role}.{c.id}")
                                                      for c in response.tool_calls])
         cost = response.cost_usd if response.cost_usd is not None else cost_of(self.provider.name, response.usage)
-        hit = self.record(ev.ModelResponse(
-            step=step, model=response.model, content=response.content,
-            tool_calls=[ev.RecordedCall(**call.as_dict()) for call in response.tool_calls],
-            usage=ev.RecordedUsage(input_tokens=response.usage.input_tokens,
-                                   output_tokens=response.usage.output_tokens, estimated=response.usage.estimated),
-            cost_usd=cost or 0.0, price_known=cost is not None, latency_s=round(latency, 4),
-        ))
+        hit = self.log.model_response(step, response, cost, latency)
         self.last_reply = response.content
         if hit is not None:  # e.g. too many replies without an action
             raise self.brake(None, hit)

@@ -52,11 +52,13 @@ def claude_code_call(call_id: str, name: str, tool_input: dict[str, Any], networ
                                              "does not know); refused")
 
 
-def claude_code_settings(python: str) -> dict[str, Any]:
-    """Claude Code settings (for --settings) that send every tool call through the gateway's hooks.
-    The hook runs as a plain file with -I -S: it needs nothing but the standard library."""
-    script = Path(__file__).with_name("hook.py")
+HOOK_SCRIPT = Path(__file__).with_name("hook.py")
 
+
+def claude_code_settings(python: str, script: Path = HOOK_SCRIPT) -> dict[str, Any]:
+    """Claude Code settings (for --settings) that send every tool call through the gateway's hooks.
+    The hook runs as a plain file with -I -S: it needs nothing but the standard library (so a copy
+    of it runs in a sandbox that sees none of Tether)."""
     def hook(phase: str) -> list[dict[str, Any]]:
         return [{"matcher": "*", "hooks": [{"type": "command", "timeout": 60,
                                             "command": f"{python} -I -S {script} claude-code {phase}"}]}]

@@ -29,7 +29,7 @@ from tether.ledger import events as ev
 from tether.ledger.fleet import Fleet, today
 from tether.ledger.queries import run_policy
 from tether.ledger.store import new_run_id
-from tether.models import ModelError, ModelResponse, Provider, ToolCall, TransientModelError, make_provider
+from tether.models import ModelError, ModelResponse, Provider, ToolCall, make_provider
 from tether.models.base import Usage, estimate_tokens
 from tether.models.prices import cost_of
 from tether.models.retry import RetriesExhausted, complete_with_retries
@@ -311,18 +311,12 @@ class Gateway:
                 run.stopped = decision
             raise self._refuse(run, decision) from held
         step = log.meters.steps + 1
-        log.record(ev.ModelRequest(step=step, messages=len(request.messages), prompt_tokens_est=prompt_tokens,
-                                   messages_digest=hashlib.sha256(prompt_text.encode()).hexdigest()))
-
-        def on_error(attempt: int, error: ModelError, retry_in_s: float | None) -> None:
-            log.record(ev.ModelError(step=step, attempt=attempt, error=str(error),
-                                     transient=isinstance(error, TransientModelError), retry_in_s=retry_in_s))
-
+        log.model_request(step, len(request.messages), prompt_text, prompt_tokens)
         agent = run.policy.agent
         cost = 0.0
         try:
             response, latency = complete_with_retries(provider, request.messages, request.tools, request.max_tokens,
-                                                      agent.max_retries, agent.retry_base_s, on_error)
+                                                      agent.max_retries, agent.retry_base_s, log.model_errors(step))
             priced = response.cost_usd if response.cost_usd is not None else cost_of(provider.name, response.usage)
             cost = priced or 0.0
         except (RetriesExhausted, ModelError) as exc:
@@ -330,12 +324,7 @@ class Gateway:
         finally:
             fleet.after_step(cost)
         run.spent_today += cost
-        hit = log.record(ev.ModelResponse(
-            step=step, model=response.model, content=response.content,
-            tool_calls=[ev.RecordedCall(**call.as_dict()) for call in response.tool_calls],
-            usage=ev.RecordedUsage(input_tokens=response.usage.input_tokens,
-                                   output_tokens=response.usage.output_tokens, estimated=response.usage.estimated),
-            cost_usd=cost, price_known=priced is not None, latency_s=round(latency, 4)))
+        hit = log.model_response(step, response, priced, latency)
         if hit is not None:
             self._brake(run, step, None, hit)
         return response

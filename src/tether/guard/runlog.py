@@ -4,6 +4,7 @@ rebuilds all of it, with the approval decisions and the trees, from a recorded l
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,8 @@ from tether.guard.brakes import BrakeHit, Brakes
 from tether.ledger import Ledger, StoredEvent
 from tether.ledger import events as ev
 from tether.ledger.meters import Meters
+from tether.models import ModelError, ModelResponse, TransientModelError
+from tether.models.retry import OnError
 
 EventSink = Callable[[StoredEvent, Meters], None]
 # An approval decision: (approved, who decided, why).
@@ -57,6 +60,27 @@ class RunLog:
         if self.on_event is not None:
             self.on_event(event, self.meters)
         return hit
+
+    def model_request(self, step: int, messages: int, prompt_text: str, prompt_tokens: int) -> None:
+        self.record(ev.ModelRequest(step=step, messages=messages, prompt_tokens_est=prompt_tokens,
+                                    messages_digest=hashlib.sha256(prompt_text.encode()).hexdigest()))
+
+    def model_errors(self, step: int) -> OnError:
+        """What records each failed attempt of the model call at `step` (for complete_with_retries)."""
+        def on_error(attempt: int, error: ModelError, retry_in_s: float | None) -> None:
+            self.record(ev.ModelError(step=step, attempt=attempt, error=str(error),
+                                      transient=isinstance(error, TransientModelError), retry_in_s=retry_in_s))
+        return on_error
+
+    def model_response(self, step: int, response: ModelResponse, cost: float | None,
+                       latency_s: float) -> BrakeHit | None:
+        """Record a reply with its usage and cost (None: its price is unknown, counted as 0)."""
+        return self.record(ev.ModelResponse(
+            step=step, model=response.model, content=response.content,
+            tool_calls=[ev.RecordedCall(**call.as_dict()) for call in response.tool_calls],
+            usage=ev.RecordedUsage(input_tokens=response.usage.input_tokens,
+                                   output_tokens=response.usage.output_tokens, estimated=response.usage.estimated),
+            cost_usd=cost or 0.0, price_known=cost is not None, latency_s=round(latency_s, 4)))
 
     def replay(self, events: list[StoredEvent]) -> None:
         """Rebuild meters, brakes, trees, approval decisions and what has been recorded from the log,
