@@ -11,7 +11,7 @@ from typing import Any
 
 from tether import lease
 from tether.agents import run_agent
-from tether.agents.external import run_external
+from tether.agents.external import check_agent, run_external
 from tether.agents.harness import SYSTEM_PROMPT
 from tether.agents.session import Approver, Session
 from tether.errors import TetherError
@@ -52,7 +52,7 @@ class RunSpec:
     source: str = "live"
     parent_run_id: str | None = None
     run_id: str | None = None  # default: a new time-ordered id; a queued task passes its own
-    agent: str | None = None  # an external agent as the loop (claude-code), behind the run's gateway
+    agent: str | None = None  # an external agent as the loop (claude-code, codex, command:CLI)
 
 
 def current_user() -> str:
@@ -94,8 +94,13 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     repo = repo_root(spec.repo.resolve())
     base_commit = spec.base_commit or head_commit(repo)
     policy = spec.policy
-    # Refuse before anything is created: no sandbox, or a model that cannot be built.
+    # Refuse before anything is created: no sandbox, an unknown agent, or a model that cannot be built.
     require_sandbox(policy.sandbox)
+    if spec.agent is not None:
+        try:
+            check_agent(spec.agent)
+        except ValueError as exc:
+            raise RunError(str(exc)) from exc
     if provider is None:
         provider = make_provider(spec.model or policy.agent.model, spec.base_url)
     model = provider.name

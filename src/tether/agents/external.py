@@ -1,8 +1,9 @@
-"""An external agent as the run's loop (`tether run --agent claude-code`): Claude Code runs inside the
-run's sandbox, in its worktree, with settings Tether wrote. Its only network is the run's model
-gateway (a unix socket bound into the sandbox, carried to a loopback port by a forwarder), its
-only key a token for this run, and each of its tool calls passes the run's guard through its
-hooks. When it exits, the required checks decide the run, as for Tether's own agent."""
+"""An external agent as the run's loop (`tether run --agent claude-code|codex|command:CLI`): the agent
+runs inside the run's sandbox, in its worktree, with settings Tether wrote. Its only network is the
+run's model gateway (a unix socket bound into the sandbox, carried to a loopback port by a
+forwarder), its only key a token for this run. Claude Code's and Codex's tool calls pass the
+run's guard through their hooks; any other CLI's steps are measured at each of its model requests.
+When it exits, the required checks decide the run, as for Tether's own agent."""
 
 from __future__ import annotations
 
@@ -14,26 +15,42 @@ import socket
 import tempfile
 import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import uvicorn
 
 from tether.agents.session import Session
 from tether.agents.tools import failure_report
-from tether.gateway.agent_tools import claude_code_settings
+from tether.gateway.agent_tools import claude_code_settings, codex_hooks
 from tether.gateway.app import make_app
-from tether.gateway.core import Gateway, issue_token
+from tether.gateway.core import Gateway, GatewayRun, issue_token
 from tether.guard.decisions import RunFailed, RunPaused, RunStopped, RunSucceeded
 from tether.guard.scopes import WriteRules
 from tether.paths import tether_dir
 
-AGENTS = ("claude-code",)
 GATEWAY_FILES = Path(__file__).parents[1] / "gateway"
 AGENT_TIMEOUT_S = 3600.0
-# Claude Code reads these from the repository: hooks to disable, servers to add. It is started with
-# none of them (--setting-sources ""), and may not plant them in the branch for the next run.
-AGENT_SETTINGS = ("/.claude/", "/.mcp.json", "/CLAUDE.local.md")
+# The agents read these from the repository: hooks to disable, servers to add. They are started
+# with none of them, and may not plant them in the branch for the next run (or a person's own session).
+AGENT_SETTINGS = ("/.claude/", "/.mcp.json", "/CLAUDE.local.md", "/.codex/")
+RESUMED = "The owners have decided on the change you were waiting for. Go on with the task."
+
+
+@dataclass(frozen=True)
+class Exit:
+    """What the agent's CLI said as it exited: its session (to resume), its last word, an error."""
+    session: str | None
+    text: str
+    error: bool
+
+
+def check_agent(agent: str) -> None:
+    """Refuse an agent Tether cannot run, before a run is made for it."""
+    if agent in ("claude-code", "codex") or (agent.startswith("command:") and agent[len("command:"):].strip()):
+        return
+    raise ValueError(f"no external agent {agent!r}: use claude-code, codex, or command:\"CLI ...\" for a CLI "
+                     "that takes an OpenAI-compatible base URL")
 
 
 def agents_dir() -> Path:
@@ -45,30 +62,39 @@ def agents_dir() -> Path:
 
 def run_external(session: Session, agent: str, task: str) -> None:
     """Run the agent to its end; a run paused for its owners' approval goes on from the agent's
-    own session (`claude --resume`), whose history is kept in the run's agent folder meanwhile."""
-    if agent not in AGENTS:
-        raise RunFailed(f"no external agent {agent!r}; Tether runs {', '.join(AGENTS)}", "agent.unknown")
+    own session (`claude --resume`, `codex exec resume`), kept in the run's agent folder meanwhile."""
+    try:
+        check_agent(agent)
+    except ValueError as exc:
+        raise RunFailed(str(exc), "agent.unknown") from exc
     agents = agents_dir().resolve()  # bound into the sandbox where it really is (its /tmp is its own)
-    claude = agents / ".bin" / "claude"
-    if not claude.exists():
-        raise RunFailed(f"Claude Code is not installed at {claude} (scripts/setup installs it)", "agent.missing")
     session.guard.writes = WriteRules.build(session.policy.writes, AGENT_SETTINGS)
     state = tether_dir(session.worktree.repo) / "agents" / session.run_id
     home = state / "home"  # the agent's HOME: its session history, for a resume after an approval
     home.mkdir(parents=True, exist_ok=True)
     for script in ("hook.py", "forward.py"):  # the sandbox sees neither Tether's code nor its packages
         shutil.copy(GATEWAY_FILES / script, state / script)
-    (state / "settings.json").write_text(json.dumps(claude_code_settings("python3", state / "hook.py")))
-    for path in (state / "hook.py", state / "forward.py", state / "settings.json"):
-        path.chmod(0o644)
-    state.chmod(0o755)
-    resumed = state / "agent-session"
-    prompt = (f"--resume {shlex.quote(resumed.read_text().strip())}" if resumed.is_file()
-              else shlex.quote(task))
+    resumed_file = state / "agent-session"
+    resumed = resumed_file.read_text().strip() if resumed_file.is_file() else None
 
     gateway = Gateway(session.log.ledger, upstream=session.provider)
     token, _ = issue_token(session.log.ledger, "agent", session.provider.name, session.policy, run_id=session.run_id)
-    run = gateway.attach(token, session)
+    run = gateway.attach(token, session, hooks=not agent.startswith("command:"))
+    port = _free_port()  # the sandbox's own loopback; free on the host too, for a sandbox without bwrap
+    url = f"http://127.0.0.1:{port}"
+    env = {"HOME": str(home), "TETHER_GATEWAY_URL": url, "TETHER_GATEWAY_TOKEN": token}
+    overlays: dict[Path, Path] = {}
+    if agent == "claude-code":
+        command = _claude_code(agents, state, env, task, resumed)
+    elif agent == "codex":
+        command = _codex(agents, state, home, env, overlays, session, task, resumed)
+    else:
+        command = _command(agent[len("command:"):], env, task)
+    for path in state.iterdir():
+        if path.is_file():
+            path.chmod(0o644)
+    state.chmod(0o755)
+
     # A unix socket's path must be short (108 bytes): its own folder in /tmp, bound into the sandbox.
     socket_dir = Path(tempfile.mkdtemp(prefix="tether-gw-"))
     socket_dir.chmod(0o755)
@@ -82,50 +108,118 @@ def run_external(session: Session, agent: str, task: str) -> None:
             raise RunFailed("the run's model gateway did not start", "agent.gateway")
         time.sleep(0.02)
     socket_path.chmod(0o666)  # the sandbox user connects to it
-    port = _free_port()  # the sandbox's own loopback; free on the host too, for a sandbox without bwrap
     try:
         sandbox = replace(session.sandbox, read_only=[*session.sandbox.read_only, agents, state, socket_dir],
-                          writable=[home])
-        env = {"ANTHROPIC_BASE_URL": f"http://127.0.0.1:{port}", "ANTHROPIC_API_KEY": token, "HOME": str(home),
-               "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_AUTOUPDATER": "1"}
-        command = (f"python3 -I -S {state / 'forward.py'} {socket_path} {port} && "
-                   f"{' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())} "
-                   f"{claude} -p {prompt} --output-format json --settings {state / 'settings.json'} "
-                   "--setting-sources '' --strict-mcp-config")
+                          writable=[home], overlays={**session.sandbox.overlays, **overlays})
+        line = (f"python3 -I -S {state / 'forward.py'} {socket_path} {port} && "
+                f"{' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())} {command}")
         budget = session.policy.budget.max_wall_s
-        result = sandbox.run(command, budget if budget is not None else AGENT_TIMEOUT_S)
+        result = sandbox.run(line, budget if budget is not None else AGENT_TIMEOUT_S)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
         shutil.rmtree(socket_dir, ignore_errors=True)
     with run.lock:  # whatever it changed after its last hook (or without one) is judged as a step is
+        gateway.settle(run)
         gateway.measure_worktree(run, session.meters.steps, "agent.exit")
-    reply = _result(result.output)
-    if run.deferred is not None and run.stopped is None and reply.get("session_id"):
-        resumed.write_text(str(reply["session_id"]))
+    said = _codex_exit(result.output) if agent == "codex" else _claude_code_exit(result.output) \
+        if agent == "claude-code" else Exit(None, result.output.strip()[-200:], result.exit_code != 0)
+    _end(session, run, said, state, resumed_file)
+
+
+def _end(session: Session, run: GatewayRun, said: Exit, state: Path, resumed_file: Path) -> None:
+    if run.deferred is not None and run.stopped is None and said.session:
+        resumed_file.write_text(said.session)
         raise RunPaused(f"waiting for approval from {', '.join(run.deferred.owners)} to write "
                         f"{', '.join(run.deferred.paths)}", run.deferred.rule)
     shutil.rmtree(state, ignore_errors=True)
     if run.stopped is not None:
         raise RunStopped(run.stopped.reason, run.stopped.rule)
-    final = (f"{'error' if reply.get('is_error') else 'done'}: {str(reply['result'])[:200]}" if "result" in reply
-             else f"no result: {result.output.strip()[-200:]}")
+    final = f"{'error' if said.error else 'done'}: {said.text[:200]}" if said.text else "no result"
     failures = failure_report(session.run_checks("agent.exit"))
     if failures is not None:
         raise RunFailed(f"the agent exited ({final}) and the required checks fail", "checks.failed")
     raise RunSucceeded(f"the agent exited ({final}) and the required checks pass")
 
 
-def _result(output: str) -> dict:
-    """Claude Code's JSON result (its last word, its session), or {}."""
+def _claude_code(agents: Path, state: Path, env: dict[str, str], task: str, resumed: str | None) -> str:
+    claude = agents / ".bin" / "claude"
+    if not claude.exists():
+        raise RunFailed(f"Claude Code is not installed at {claude} (scripts/setup installs it)", "agent.missing")
+    (state / "settings.json").write_text(json.dumps(claude_code_settings("python3", state / "hook.py")))
+    env.update({"ANTHROPIC_BASE_URL": env["TETHER_GATEWAY_URL"], "ANTHROPIC_API_KEY": env["TETHER_GATEWAY_TOKEN"],
+                "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+                "DISABLE_AUTOUPDATER": "1"})
+    # A deferred call is answered again on --resume: the recorded decision replies to its hook.
+    prompt = f"--resume {shlex.quote(resumed)}" if resumed else shlex.quote(task)
+    return (f"{claude} -p {prompt} --output-format json --settings {state / 'settings.json'} "
+            "--setting-sources '' --strict-mcp-config")
+
+
+def _codex(agents: Path, state: Path, home: Path, env: dict[str, str], overlays: dict[Path, Path],
+           session: Session, task: str, resumed: str | None) -> str:
+    codex = agents / ".bin" / "codex"
+    if not codex.exists():
+        raise RunFailed(f"Codex is not installed at {codex} (scripts/setup installs it)", "agent.missing")
+    web = "live" if session.policy.commands.network else "disabled"
+    (state / "config.toml").write_text(
+        f'model = {json.dumps(session.provider.name)}\nmodel_provider = "tether"\nweb_search = "{web}"\n'
+        f'[model_providers.tether]\nname = "tether"\nbase_url = "{env["TETHER_GATEWAY_URL"]}/v1"\n'
+        'env_key = "TETHER_GATEWAY_TOKEN"\nwire_api = "responses"\n\n' + codex_hooks("python3", state / "hook.py"))
+    # Codex writes its sessions in its home, so the agent can write there too: the config it reads is
+    # Tether's, laid read-only over whatever is at that path.
+    (home / "config.toml").unlink(missing_ok=True)
+    (home / "config.toml").touch()
+    overlays[home / "config.toml"] = state / "config.toml"
+    env["CODEX_HOME"] = str(home)
+    # Its own sandbox cannot nest in Tether's; the hooks are the ones Tether just wrote.
+    flags = ("--json --skip-git-repo-check --ignore-rules --dangerously-bypass-approvals-and-sandbox "
+             "--dangerously-bypass-hook-trust")
+    if resumed:
+        return f"{codex} exec resume {flags} {shlex.quote(resumed)} {shlex.quote(RESUMED)}"
+    return f"{codex} exec {flags} {shlex.quote(task)}"
+
+
+def _command(cli: str, env: dict[str, str], task: str) -> str:
+    """Any CLI that takes an OpenAI-compatible base URL from the environment; `{task}` in it is the
+    task (quoted), else the task is its last argument."""
+    base = f"{env['TETHER_GATEWAY_URL']}/v1"
+    env.update({"OPENAI_BASE_URL": base, "OPENAI_API_BASE": base, "OPENAI_API_KEY": env["TETHER_GATEWAY_TOKEN"],
+                "TETHER_TASK": task})
+    return cli.replace("{task}", shlex.quote(task)) if "{task}" in cli else f"{cli} {shlex.quote(task)}"
+
+
+def _claude_code_exit(output: str) -> Exit:
+    """Claude Code's JSON result (its last word, its session)."""
     for line in reversed(output.strip().splitlines()):
         try:
             result = json.loads(line)
         except json.JSONDecodeError:
             continue
         if isinstance(result, dict) and "session_id" in result:
-            return result
-    return {}
+            return Exit(str(result["session_id"]), str(result.get("result", "")), bool(result.get("is_error")))
+    return Exit(None, output.strip()[-200:], True)
+
+
+def _codex_exit(output: str) -> Exit:
+    """Codex's --json events: the thread it started, its last message, a failed turn."""
+    thread, text, error = None, "", False
+    for line in output.splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        item = event.get("item") if isinstance(event.get("item"), dict) else {}
+        if event.get("type") == "thread.started":
+            thread = str(event.get("thread_id") or "") or None
+        elif event.get("type") == "item.completed" and item.get("type") == "agent_message":
+            text, error = str(item.get("text", "")), False
+        elif event.get("type") in ("turn.failed", "error"):
+            failure = event.get("error") if isinstance(event.get("error"), dict) else event
+            text, error = str(failure.get("message", "")), True
+    return Exit(thread, text or output.strip()[-200:], error or not text)
 
 
 def _free_port() -> int:

@@ -67,7 +67,8 @@ def run(
     db: DbOpt = None,
     as_json: JsonOpt = False,
     no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt; pause for approvals.")] = False,
-    agent: Annotated[str | None, typer.Option(help="Run an external agent as the loop (claude-code), behind "
+    agent: Annotated[str | None, typer.Option(help="Run an external agent as the loop: claude-code, codex, or "
+                                                   "command:\"CLI ...\" (any CLI that reads OPENAI_BASE_URL), behind "
                                                    "the run's model gateway, its tool calls through the guard; "
                                                    "--model is its upstream.")] = None,
 ) -> None:

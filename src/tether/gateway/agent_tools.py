@@ -1,23 +1,91 @@
-"""Claude Code's tools in Tether's vocabulary, so its hooks can put each call to the guard.
+"""Claude Code's and Codex's tools in Tether's vocabulary, so their hooks can put each call to the guard.
 
-A tool that runs or writes something becomes the Tether call the guard judges (Bash as bash;
-Write, Edit, MultiEdit and NotebookEdit as writes to their file; Read, Glob, Grep and LS, when
-they name a path, as a read of it: the path must be inside the worktree). Tools that only plan
-or talk are allowed as they are; web tools are refused unless the policy allows the network; any
-other tool (an MCP server's, one this version does not know) is refused: the guard fails closed."""
+A tool that runs or writes something becomes the Tether calls the guard judges. Claude Code: Bash
+as bash; Write, Edit, MultiEdit and NotebookEdit as writes to their file; Read, Glob, Grep and LS,
+when they name a path, as a read of it (the path must be inside the worktree). Codex: its shell
+(`Bash` in its hooks) as bash, except a command that applies a patch, which is, like its
+apply_patch tool, a write of each file the patch changes. Tools that only plan or talk are allowed
+as they are; web tools are refused unless the policy allows the network; any other tool (an MCP
+server's, one this version does not know) is refused: the guard fails closed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from tether.gateway.patches import PatchError, patch_in_command, read_patch
 from tether.guard.decisions import ALLOW, Decision
+from tether.guard.scopes import PathDenied, resolve_in_worktree
 from tether.models import ToolCall
+from tether.workspace.files import read_regular
+
+AGENTS = ("claude-code", "codex")
+PATCH_READ_LIMIT = 4 << 20  # a larger file's update is judged by its path alone
 
 NO_SIDE_EFFECTS = {"TodoWrite", "TodoRead", "ExitPlanMode", "Task", "Agent", "BashOutput", "KillShell",
                    "KillBash", "ListMcpResourcesTool", "SlashCommand", "Skill"}
 READS = {"Read": "file_path", "Glob": "path", "Grep": "path", "LS": "path", "NotebookRead": "notebook_path"}
 NETWORK = {"WebFetch", "WebSearch"}
+
+
+def tool_calls(agent: str, call_id: str, name: str, tool_input: dict[str, Any], network: bool,
+               root: Path) -> list[ToolCall] | Decision:
+    """The Tether calls the guard is to judge for one of the agent's tool calls (all must be allowed),
+    or the decision itself for a tool with nothing to judge."""
+    if agent == "codex":
+        return codex_calls(call_id, name, tool_input, network, root)
+    mapped = claude_code_call(call_id, name, tool_input, network)
+    return mapped if isinstance(mapped, Decision) else [mapped]
+
+
+def codex_calls(call_id: str, name: str, tool_input: dict[str, Any], network: bool,
+                root: Path) -> list[ToolCall] | Decision:
+    """Codex names its shell `Bash` in hooks (the command in tool_input.command) and its patch tool
+    `apply_patch` (the patch in tool_input.command too)."""
+    command = tool_input.get("command")
+    if name == "Bash" and isinstance(command, str) and patch_in_command(command) is None:
+        return [ToolCall(call_id, "bash", {"command": command})]
+    if name in ("Bash", "apply_patch"):
+        patch = patch_in_command(command) if name == "Bash" and isinstance(command, str) else command
+        if not isinstance(patch, str):
+            return Decision("deny", "tools.arguments", f"{name}: tool_input.command must be a string")
+        return patch_writes(call_id, patch, root)
+    if name in ("web_search", "WebSearch"):
+        return claude_code_call(call_id, "WebSearch", tool_input, network)
+    return Decision("deny", "tools.unknown", f"{name} is not a tool Tether can judge (an MCP server's, or one it "
+                                             "does not know); refused")
+
+
+def patch_writes(call_id: str, patch: str, root: Path) -> list[ToolCall] | Decision:
+    """A patch as the whole-file writes it makes (an update whose hunks do not apply exactly to the
+    file is judged as an edit of it: its path and owners still decide)."""
+    try:
+        changes = read_patch(patch, lambda path: _text(root, path))
+    except PatchError as exc:
+        return Decision("deny", "tools.arguments", f"the patch cannot be read: {exc}")
+    calls: list[ToolCall] = []
+    for number, change in enumerate(changes):
+        ident = f"{call_id}.{number}" if len(changes) > 1 else call_id
+        if change.content is None and change.op == "update":
+            old, new = change.hunks[0]
+            calls.append(ToolCall(ident, "edit_file", {"path": change.path, "old": old, "new": new}))
+            continue
+        if change.move_to:  # the old path is emptied, the new one written
+            calls.append(ToolCall(ident, "write_file", {"path": change.path, "content": ""}))
+            calls.append(ToolCall(f"{ident}.moved", "write_file", {"path": change.move_to,
+                                                                   "content": change.content or ""}))
+        else:  # a deleted file is judged as emptied: a destructive write
+            calls.append(ToolCall(ident, "write_file", {"path": change.path, "content": change.content or ""}))
+    return calls
+
+
+def _text(root: Path, path: str) -> str | None:
+    """A worktree file's text, read without following a link out of it; None when it cannot be."""
+    try:
+        data, size = read_regular(root / resolve_in_worktree(root, path), PATCH_READ_LIMIT)
+    except (PathDenied, OSError):
+        return None
+    return data.decode("utf-8", "replace") if size <= len(data) else None
 
 
 def claude_code_call(call_id: str, name: str, tool_input: dict[str, Any], network: bool) -> ToolCall | Decision:
@@ -63,3 +131,14 @@ def claude_code_settings(python: str, script: Path = HOOK_SCRIPT) -> dict[str, A
         return [{"matcher": "*", "hooks": [{"type": "command", "timeout": 60,
                                             "command": f"{python} -I -S {script} claude-code {phase}"}]}]
     return {"hooks": {"PreToolUse": hook("pre"), "PostToolUse": hook("post")}}
+
+
+def codex_hooks(python: str, script: Path = HOOK_SCRIPT) -> str:
+    """The [hooks] of a Codex config.toml that send every tool call through the gateway's hooks
+    (Codex runs them only when trusted: a Tether run passes --dangerously-bypass-hook-trust, as it
+    wrote them itself; a developer trusts them once with /hooks)."""
+    tables = []
+    for event, phase in (("PreToolUse", "pre"), ("PostToolUse", "post")):
+        tables.append(f'[[hooks.{event}]]\nmatcher = "*"\n[[hooks.{event}.hooks]]\ntype = "command"\n'
+                      f'timeout = 60\ncommand = "{python} -I -S {script} codex {phase}"\n')
+    return "\n".join(tables)

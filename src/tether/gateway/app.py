@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request as HttpRequest
 
 from tether.gateway import wire
+from tether.gateway.agent_tools import AGENTS
 from tether.gateway.core import Gateway, HookError, Refused
 
 ROUTES: dict[str, wire.Wire] = {"/v1/messages": "anthropic", "/v1/responses": "responses",
@@ -48,16 +49,17 @@ def make_app(gateway: Gateway) -> FastAPI:
     for path, kind in ROUTES.items():
         app.post(path)(endpoint(kind))
 
-    @app.post("/tether/hooks/claude-code/{phase}")
-    async def hook(phase: str, http: HttpRequest) -> Any:
-        if phase not in ("pre", "post"):
-            return JSONResponse({"error": f"no hook phase {phase!r}: pre or post"}, status_code=404)
+    @app.post("/tether/hooks/{agent}/{phase}")
+    async def hook(agent: str, phase: str, http: HttpRequest) -> Any:
+        if agent not in AGENTS or phase not in ("pre", "post"):
+            return JSONResponse({"error": f"no hook {agent}/{phase}: the agent is one of {', '.join(AGENTS)}, "
+                                          "the phase pre or post"}, status_code=404)
         try:
             event = json.loads(await http.body() or b"null")
             if not isinstance(event, dict):
                 raise HookError("the hook event must be a JSON object")
             handle = gateway.pre_tool_use if phase == "pre" else gateway.post_tool_use
-            decision = await run_in_threadpool(handle, _token(http), event)
+            decision = await run_in_threadpool(handle, _token(http), event, agent)
         except (json.JSONDecodeError, UnicodeDecodeError, HookError) as exc:
             return JSONResponse({"error": f"Tether: bad hook event: {exc}"}, status_code=400)
         except Refused as refused:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tether.agents.session import Session
-from tether.gateway.agent_tools import claude_code_call
+from tether.gateway.agent_tools import tool_calls
 from tether.gateway.wire import Request
 from tether.guard.brakes import BrakeHit, Brakes
 from tether.guard.decisions import ALLOW, Decision, RunHeld, RunStopped
@@ -109,6 +109,9 @@ class GatewayRun:
     stopped: Decision | None = None  # a budget or brake that ended the run: every later request is refused
     session: Session | None = None  # `tether run --agent`: the run's worktree is measured after each tool
     deferred: Decision | None = None  # the ask an agent's run stopped on, until its owners decide
+    hooks: bool = True  # its tool calls come through hooks; else its steps are measured at each model request
+    # An allowed call whose result has not come (Codex reports none for a patch): (call id, judged calls).
+    unsettled: tuple[str, list[ToolCall]] | None = None
 
 
 class Gateway:
@@ -119,11 +122,13 @@ class Gateway:
         self.grants: dict[str, tuple[Grant | None, float]] = {}  # token -> (grant, until)
         self.lock = threading.Lock()
 
-    def attach(self, token: str, session: Session) -> GatewayRun:
+    def attach(self, token: str, session: Session, hooks: bool = True) -> GatewayRun:
         """Serve a token for a run that Tether drives (`tether run --agent`): its requests share the
-        run's log, guard and provider, and its tool steps are measured in the run's worktree."""
+        run's log, guard and provider, and its tool steps are measured in the run's worktree (after
+        each hooked tool call, or, for an agent without hooks, before each model request)."""
         grant = self._granted(token)
-        run = GatewayRun(grant, session.log, session.guard, session.provider, session.policy, session=session)
+        run = GatewayRun(grant, session.log, session.guard, session.provider, session.policy, session=session,
+                         hooks=hooks)
         with self.lock:
             self.runs[grant.run_id] = run
         return run
@@ -170,25 +175,31 @@ class Gateway:
         run = self.runs.get(self._granted(token).run_id)
         return run is not None and run.session is not None
 
-    def pre_tool_use(self, token: str, event: dict[str, Any]) -> Decision:
-        """Claude Code's PreToolUse, put to the run's guard: the call and any refusal are recorded."""
+    def pre_tool_use(self, token: str, event: dict[str, Any], agent: str = "claude-code") -> Decision:
+        """An agent's PreToolUse, put to the run's guard: the call and any refusal are recorded."""
         run = self._run(self._granted(token))
         name, tool_input, call_id = _hook_fields(event)
         with run.lock:
             log = run.log
             if run.stopped is not None:
                 return Decision("deny", run.stopped.rule, run.stopped.reason)
+            if run.deferred is not None:  # Codex goes on after a refused call: nothing more until they decide
+                return Decision("deny", run.deferred.rule, f"the run waits for its owners: {run.deferred.reason}")
+            self.settle(run)
             step = log.meters.steps
             hit = log.record(ev.ToolCall(step=step, call_id=call_id, name=name, arguments=tool_input))
-            mapped = claude_code_call(call_id, name, tool_input, run.policy.commands.network)
+            if run.session is None and isinstance(event.get("cwd"), str):
+                run.guard.root = Path(event["cwd"])  # a developer's own session acts where it runs
+            mapped = tool_calls(agent, call_id, name, tool_input, run.policy.commands.network, run.guard.root)
             if isinstance(mapped, Decision):
                 decision = mapped
             else:
-                if run.session is None and isinstance(event.get("cwd"), str):
-                    run.guard.root = Path(event["cwd"])  # a developer's own session acts where it runs
-                decision = run.guard.before_tool(mapped, log.meters, time.time())
+                decision = _strictest([run.guard.before_tool(call, log.meters, time.time()) for call in mapped])
                 if decision.verdict == "ask" and run.session is not None:  # a durable approval, nobody waiting
-                    decision = self._ask_owners(run, step, mapped, name, decision)
+                    # Codex's session asks again with a new call id after a resume: its approval is keyed by
+                    # what it does. Claude Code's resumes the very call.
+                    key = call_id if agent == "claude-code" else f"{agent}-{_digest([name, tool_input])}"
+                    decision = self._ask_owners(run, step, mapped, key, name, decision)
                     if decision.verdict == "ask":
                         return decision  # deferred: the agent stops until the owners decide
             if decision.verdict != "allow":
@@ -202,35 +213,52 @@ class Gateway:
             elif decision.verdict == "stop":
                 run.stopped = decision
                 decision = Decision("deny", decision.rule, decision.reason)
+            elif decision.verdict == "allow" and run.session is not None:
+                run.unsettled = (call_id, [] if isinstance(mapped, Decision) else mapped)
             return decision
 
-    def post_tool_use(self, token: str, event: dict[str, Any]) -> Decision:
-        """Claude Code's PostToolUse: the result is recorded and fed to the brakes; a brake that fires
+    def post_tool_use(self, token: str, event: dict[str, Any], agent: str = "claude-code") -> Decision:
+        """An agent's PostToolUse: the result is recorded and fed to the brakes; a brake that fires
         stops the run (this call is answered with the block, every later request is refused)."""
         run = self._run(self._granted(token))
         name, tool_input, call_id = _hook_fields(event)
-        mapped = claude_code_call(call_id, name, tool_input, run.policy.commands.network)
         response = event.get("tool_response")
         observation = response if isinstance(response, str) else json.dumps(response, sort_keys=True)
         with run.lock:
-            step = run.log.meters.steps
-            tree, changed, refusal = (self.measure_worktree(run, step, call_id, mapped if isinstance(mapped, ToolCall)
-                                                            else None) if run.session is not None else (None, [], None))
-            if refusal is not None:
-                observation += f"\n\n[tether] This step was rolled back: {refusal.reason}"
-            hit = run.log.record(ev.ToolResult(
-                step=step, call_id=call_id, executed=True, ok=None if refusal is None else False, exit_code=None,
-                duration_s=0.0, tree=tree, changed=changed, rework=False,
-                output_digest=hashlib.sha256(observation.encode()).hexdigest(), observation=observation[-20_000:]))
-            if hit is not None:
-                return self._brake(run, step, call_id, hit)
-            return refusal or ALLOW
+            if run.unsettled is not None and run.unsettled[0] == call_id:
+                judged = run.unsettled[1]
+            else:
+                mapped = tool_calls(agent, call_id, name, tool_input, run.policy.commands.network, run.guard.root)
+                judged = [] if isinstance(mapped, Decision) else mapped
+            return self._result(run, call_id, judged, observation)
+
+    def settle(self, run: GatewayRun) -> None:
+        """Record the result of an allowed call whose agent reported none (Codex, for a patch it
+        applies), measuring what it changed; called before the agent's next call or request."""
+        if run.unsettled is not None:
+            call_id, judged = run.unsettled
+            self._result(run, call_id, judged, "(the agent reported no result for this call)")
+
+    def _result(self, run: GatewayRun, call_id: str, judged: list[ToolCall], observation: str) -> Decision:
+        run.unsettled = None
+        step = run.log.meters.steps
+        tree, changed, refusal = self.measure_worktree(run, step, call_id, judged) if run.session is not None \
+            else (None, [], None)
+        if refusal is not None:
+            observation += f"\n\n[tether] This step was rolled back: {refusal.reason}"
+        hit = run.log.record(ev.ToolResult(
+            step=step, call_id=call_id, executed=True, ok=None if refusal is None else False, exit_code=None,
+            duration_s=0.0, tree=tree, changed=changed, rework=False,
+            output_digest=hashlib.sha256(observation.encode()).hexdigest(), observation=observation[-20_000:]))
+        if hit is not None:
+            return self._brake(run, step, call_id, hit)
+        return refusal or ALLOW
 
     def measure_worktree(self, run: GatewayRun, step: int, call_id: str,
-                         call: ToolCall | None = None) -> tuple[str, list[str], Decision | None]:
+                         judged: list[ToolCall] = ()) -> tuple[str, list[str], Decision | None]:
         """What an external agent's tool step changed in the run's worktree, judged as a command's
-        changes are (write rules, owners, caps, the day's lines), or, for a write tool that changed
-        only its own file (already judged, and approved if owned), by caps; refused changes are
+        changes are (write rules, owners, caps, the day's lines), or, for write tools that changed
+        only their own files (already judged, and approved if owned), by caps; refused changes are
         rolled back."""
         session = run.session
         assert session is not None
@@ -240,10 +268,11 @@ class Gateway:
             return tree, [], None
         changed = session.worktree.diff(previous, tree).paths
         total = session.worktree.diff(session.base_tree, tree) if run.guard.needs_total else None
-        own_file = call is not None and call.name in WRITE_TOOLS and changed == [
-            _relative(session.worktree.path, call.arguments.get("path"))]
-        judged = call if own_file and call is not None else ToolCall(call_id, "bash", {})
-        refusal = run.guard.after_tool(judged, changed, total=total)
+        written = {_relative(session.worktree.path, call.arguments.get("path")) for call in judged
+                   if call.name in WRITE_TOOLS}
+        own_files = bool(written) and set(changed) <= written
+        refusal = run.guard.after_tool(judged[0] if own_files else ToolCall(call_id, "bash", {}), changed,
+                                       total=total)
         if refusal is None:
             session.tree = tree
             return tree, changed, None
@@ -251,18 +280,20 @@ class Gateway:
         run.log.record(refusal.as_event(step, call_id, rolled_back=True))
         return previous, [], refusal
 
-    def _ask_owners(self, run: GatewayRun, step: int, call: ToolCall, tool: str, ask: Decision) -> Decision:
-        """An owned path in an agent's run: the request is recorded once and the call deferred (the
-        agent stops; `tether approve` or `deny` decides; the agent's session resumes and asks again,
-        and the recorded decision answers)."""
-        decided = run.log.decided.get(call.id)
+    def _ask_owners(self, run: GatewayRun, step: int, calls: list[ToolCall], key: str, tool: str,
+                    ask: Decision) -> Decision:
+        """An owned path in an agent's run: the request is recorded once under `key` and the call
+        deferred (the agent stops; `tether approve` or `deny` decides; the agent's session resumes
+        and asks again, and the recorded decision answers)."""
+        decided = run.log.decided.get(key)
         if decided is not None:
             return run.guard.decide(ask, decided)
         timeout = run.policy.approvals.timeout_s
-        run.log.record(ask.as_event(step, call.id))
+        run.log.record(ask.as_event(step, calls[0].id))
         run.log.record(ev.ApprovalRequested(
-            verdict="ask", rule=ask.rule, reason=ask.reason, paths=ask.paths, owners=ask.owners, call_id=call.id,
-            step=step, tool=tool, action=describe_action(call), diff=run.guard.proposed_diff(call),
+            verdict="ask", rule=ask.rule, reason=ask.reason, paths=ask.paths, owners=ask.owners, call_id=key,
+            step=step, tool=tool, action="; ".join(describe_action(call) for call in calls),
+            diff="".join(run.guard.proposed_diff(call) for call in calls if call.name in WRITE_TOOLS),
             model_reason=run.session.last_reply[-2000:] if run.session else "",
             deadline=time.time() + timeout if timeout else None))
         run.deferred = ask
@@ -288,6 +319,15 @@ class Gateway:
         log, provider = run.log, run.provider
         if run.stopped is not None:
             raise self._refuse(run, run.stopped)
+        if run.deferred is not None:  # the approval request is the record; the agent is to end here
+            raise Refused("policy", f"Tether: the run waits for its owners to approve: {run.deferred.reason}")
+        self.settle(run)
+        if run.session is not None and not run.hooks:  # what it did since its last request is one step
+            _, _, refusal = self.measure_worktree(run, log.meters.steps, f"step-{log.meters.steps}")
+            if refusal is not None:
+                run.stopped = Decision("stop", refusal.rule, f"{refusal.reason} (rolled back)", refusal.paths)
+                raise Refused("policy", f"Tether: {refusal.rule}: {refusal.reason}; the change was rolled back "
+                                        "and the run stops")
         prompt_text = canonical_json(request.messages)
         prompt_tokens = estimate_tokens(prompt_text)
         prompt_usd = cost_of(provider.name, Usage(prompt_tokens, 0)) or 0.0
@@ -328,6 +368,24 @@ class Gateway:
         if hit is not None:
             self._brake(run, step, None, hit)
         return response
+
+
+def _strictest(decisions: list[Decision]) -> Decision:
+    """One decision for the calls one tool call makes: a refusal of any, else one ask for all the
+    owned paths, else allow."""
+    refusal = next((d for d in decisions if d.verdict in ("deny", "stop")), None)
+    if refusal is not None:
+        return refusal
+    asks = [d for d in decisions if d.verdict == "ask"]
+    if not asks:
+        return ALLOW
+    return Decision("ask", asks[0].rule, "; ".join(d.reason for d in asks),
+                    list(dict.fromkeys(p for d in asks for p in d.paths)),
+                    list(dict.fromkeys(o for d in asks for o in d.owners)))
+
+
+def _digest(value: object) -> str:
+    return hashlib.sha256(canonical_json(value).encode()).hexdigest()[:16]
 
 
 def _hook_fields(event: dict[str, Any]) -> tuple[str, dict[str, Any], str]:

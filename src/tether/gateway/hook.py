@@ -1,9 +1,11 @@
-"""The hook command Claude Code runs before and after each tool call:
+"""The hook command Claude Code or Codex runs before and after each tool call:
 
-    python -I -S .../tether/gateway/hook.py claude-code pre|post      (the event as JSON on stdin)
+    python -I -S .../tether/gateway/hook.py claude-code|codex pre|post      (the event as JSON on stdin)
 
-It asks the gateway, which puts the call to the run's guard and records it, and answers in Claude
-Code's hook protocol. It imports nothing but json, os, socket and sys and speaks plain HTTP/1.1 to
+It asks the gateway, which puts the call to the run's guard and records it, and answers in the
+agent's hook protocol (the same JSON for both; Codex's PreToolUse knows only deny, so an allow
+is no answer, and an ask, which it cannot put to anyone, is a deny that says whose approval it
+waits for). It imports nothing but json, os, socket and sys and speaks plain HTTP/1.1 to
 the gateway on loopback itself (urllib's imports alone take 40 ms), so a decision takes about
 as long as starting Python. Fails closed: a call the gateway cannot be asked about is blocked
 (exit 2, the reason on stderr)."""
@@ -18,13 +20,16 @@ import sys
 TIMEOUT_S = 30
 
 
-def _ask(phase: str, body: bytes) -> dict:
+AGENTS = ("claude-code", "codex")
+
+
+def _ask(agent: str, phase: str, body: bytes) -> dict:
     url = os.environ.get("TETHER_GATEWAY_URL") or os.environ.get("ANTHROPIC_BASE_URL") or ""
     token = os.environ.get("TETHER_GATEWAY_TOKEN") or os.environ.get("ANTHROPIC_API_KEY") or ""
     if not url or not token:
         raise RuntimeError("set TETHER_GATEWAY_URL and TETHER_GATEWAY_TOKEN (or ANTHROPIC_BASE_URL and "
                            "ANTHROPIC_API_KEY) to the gateway and its token")
-    status, payload = _post(url, f"/tether/hooks/claude-code/{phase}", token, body)
+    status, payload = _post(url, f"/tether/hooks/{agent}/{phase}", token, body)
     answer = json.loads(payload or b"{}")
     if status != 200:
         raise RuntimeError(answer.get("error", f"HTTP {status}"))
@@ -62,21 +67,28 @@ def _unchunk(data: bytes) -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[1] != "claude-code" or argv[2] not in ("pre", "post"):
-        print("usage: hook.py claude-code pre|post", file=sys.stderr)
+    if len(argv) != 3 or argv[1] not in AGENTS or argv[2] not in ("pre", "post"):
+        print(f"usage: hook.py {'|'.join(AGENTS)} pre|post", file=sys.stderr)
         return 2
-    phase = argv[2]
+    agent, phase = argv[1], argv[2]
     try:
-        answer = _ask(phase, sys.stdin.buffer.read())
+        answer = _ask(agent, phase, sys.stdin.buffer.read())
     except (OSError, RuntimeError, ValueError, IndexError) as exc:
         print(f"Tether could not judge this tool call, so it is blocked: {exc}", file=sys.stderr)
         return 2
     reason = f"Tether: {answer['rule']}: {answer['reason']}" if answer.get("rule") else "Tether: allowed"
-    if phase == "pre":
-        print(json.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse",
-                                                 "permissionDecision": answer["verdict"],
+    verdict = answer["verdict"]
+    if phase == "pre" and agent == "codex" and verdict != "allow":
+        if verdict in ("ask", "defer"):
+            reason += (" (the run pauses until they decide, then goes on)" if verdict == "defer"
+                       else " (ask them to approve it: Codex cannot wait for an approval here)")
+        print(json.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
                                                  "permissionDecisionReason": reason}}))
-    elif answer["verdict"] != "allow":
+    elif phase == "pre" and agent != "codex":
+        print(json.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse",
+                                                 "permissionDecision": verdict,
+                                                 "permissionDecisionReason": reason}}))
+    elif phase == "post" and verdict != "allow":
         print(json.dumps({"decision": "block", "reason": reason}))
     return 0
 
