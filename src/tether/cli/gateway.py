@@ -78,17 +78,21 @@ def revoke(issued: Annotated[str, typer.Argument(metavar="TOKEN", help="The toke
 
 
 @gateway_app.command("hooks")
-def hooks(agent: Annotated[str, typer.Argument(help="The agent: claude-code.")]) -> None:
+def hooks(agent: Annotated[str, typer.Argument(help="The agent: claude-code or codex.")]) -> None:
     """Print the agent's settings that send each of its tool calls through the run's guard (the
-    hook reads the gateway's URL and the token from the agent's environment).
+    hook reads the gateway's URL and the token from the agent's environment): Claude Code's
+    settings JSON, or the [hooks] tables of a Codex config.toml (trust them once with /hooks).
 
     Example: tether gateway hooks claude-code > tether-hooks.json && claude --settings tether-hooks.json
     """
     import json
     import sys
 
-    from tether.gateway.agent_tools import claude_code_settings
+    from tether.gateway.agent_tools import claude_code_settings, codex_hooks
 
-    if agent != "claude-code":
-        raise fail(f"no hooks for {agent!r}: claude-code is the agent whose hooks Tether speaks so far")
-    print(json.dumps(claude_code_settings(sys.executable), indent=2))
+    if agent == "claude-code":
+        print(json.dumps(claude_code_settings(sys.executable), indent=2))
+    elif agent == "codex":
+        print(codex_hooks(sys.executable), end="")
+    else:
+        raise fail(f"no hooks for {agent!r}: Tether speaks the hooks of claude-code and codex")

@@ -10,6 +10,8 @@ server's, one this version does not know) is refused: the guard fails closed."""
 
 from __future__ import annotations
 
+import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +141,7 @@ def codex_hooks(python: str, script: Path = HOOK_SCRIPT) -> str:
     wrote them itself; a developer trusts them once with /hooks)."""
     tables = []
     for event, phase in (("PreToolUse", "pre"), ("PostToolUse", "post")):
+        command = json.dumps(f"{shlex.quote(python)} -I -S {shlex.quote(str(script))} codex {phase}")
         tables.append(f'[[hooks.{event}]]\nmatcher = "*"\n[[hooks.{event}.hooks]]\ntype = "command"\n'
-                      f'timeout = 60\ncommand = "{python} -I -S {script} codex {phase}"\n')
+                      f'timeout = 60\ncommand = {command}\n')  # a JSON string is a TOML basic string
     return "\n".join(tables)

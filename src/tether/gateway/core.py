@@ -165,7 +165,10 @@ class Gateway:
                                   f"gateway:{grant.user}", grant.run_id)
                 guard = Guard(policy=policy, ownership=Ownership.build(policy.ownership, None), root=Path("."),
                               fleet=fleet)
-                provider = self.upstream or make_provider(self.ledger.get_run(grant.run_id).model or "")
+                try:
+                    provider = self.upstream or make_provider(self.ledger.get_run(grant.run_id).model or "")
+                except ModelError as exc:
+                    raise Refused("upstream", f"Tether: the run's upstream cannot be used: {exc}") from exc
                 self.runs[grant.run_id] = GatewayRun(grant, log, guard, provider, policy)
             return self.runs[grant.run_id]
 
