@@ -11,7 +11,7 @@ from typing import Any
 
 from tether import lease
 from tether.agents import run_agent
-from tether.agents.external import check_agent, run_external
+from tether.agents.external import AGENT_RESUMED, check_agent, run_external
 from tether.agents.harness import SYSTEM_PROMPT
 from tether.agents.session import Approver, Session
 from tether.errors import TetherError
@@ -207,11 +207,13 @@ def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
             worktree.remove()
         ledger.claim_run(run.id, "running", finished[-1].status, from_owner=owner)
         return _summary(ledger, run.id)
-    _no_external_agent(events[0].data, run.id)
     session, started = _rebuild(ledger, run.id, events, on_event, approver)
     in_flight = _in_flight(events)
     session.record(ev.RunResumed(user=current_user(), tree=session.tree, reexecuting=in_flight))
-    return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
+    agent = agent_of(started)
+    # An external agent's conversation died with it: it starts again on the work so far, told so.
+    task = f"{started.task}\n\n{AGENT_RESUMED}" if agent is not None else started.task
+    return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, task, events, agent)
 
 
 def cancel_run(ledger: Ledger, run_ref: str, reason: str, by: str) -> dict[str, Any]:
@@ -244,7 +246,8 @@ def _resume_held(ledger: Ledger, run_id: str, on_event: EventSink | None,
     owner = lease.owner_id()
     if not ledger.claim_run(run_id, run.status, "running", owner=owner):
         raise RunError(f"run {run_id} was resumed by another process just now")
-    _no_external_agent(events[0].data, run_id)
+    if agent_of(events[0].data) is not None:  # its gateway stops an agent's run; it is never held
+        raise RunError(f"run {run_id} was an external agent's; it cannot be held, so not resumed from a hold")
     session, started = _rebuild(ledger, run_id, events, on_event, approver)
     session.record(ev.RunResumed(user=current_user(), tree=session.tree, reexecuting=[], after=held.rule))
     return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
@@ -261,12 +264,6 @@ def agent_of(started: ev.RunStarted) -> str | None:
     """The external agent a run was started with (architecture "agent:NAME"), or None."""
     architecture = started.architecture or ""
     return architecture.removeprefix("agent:") if architecture.startswith("agent:") else None
-
-
-def _no_external_agent(started: ev.RunStarted, run_id: str) -> None:
-    if agent_of(started) is not None:
-        raise RunError(f"run {run_id} was an external agent's ({started.architecture}); after a crash or a "
-                       "hold it cannot be resumed yet (tether cancel ends it, delivering its work)")
 
 
 def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | None,

@@ -185,3 +185,34 @@ def test_an_unknown_agent_is_refused_before_a_run_is_made(repo: Path, tmp_path: 
         assert code == 2 and "no external agent" in stderr and summary == {}
     listed = subprocess.run([*TETHER, "runs", "--json"], cwd=repo, capture_output=True, text=True)
     assert json.loads(listed.stdout or "[]") == []
+
+
+def test_an_agents_run_whose_process_died_resumes_on_its_work_so_far(repo: Path, tmp_path: Path):
+    import os
+    import signal
+    import time
+
+    binary("codex")
+    (repo / "tether.toml").write_text(GUARDED)
+    script = tmp_path / "turns.json"
+    # The agent's home outlives the process: the resumed agent, which starts its turns again, does
+    # not sleep a second time.
+    script.write_text(json.dumps([shell("echo one > one.txt"),
+                                  shell('test -f "$HOME/slept" || { : > "$HOME/slept"; sleep 60; }'),
+                                  patch_turn(), {"content": "Fixed."}]))
+    first = subprocess.Popen([*TETHER, "run", "x", "--agent", "codex", "--model", f"scripted:{script}", "--json"],
+                             cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 90
+    while not list((repo / ".tether" / "agents").glob("*/home/slept")):
+        assert time.time() < deadline and first.poll() is None, first.stderr.read() if first.stderr else ""
+        time.sleep(0.1)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    (run_id,) = [p.name for p in (repo / ".tether" / "agents").iterdir()]
+    resumed = subprocess.run([*TETHER, "resume", run_id, "--json"], cwd=repo, capture_output=True, text=True,
+                             timeout=300)
+    summary = json.loads(resumed.stdout)
+    assert resumed.returncode == 0 and summary["status"] == "succeeded", resumed.stderr
+    assert git(repo, "show", f"{summary['branch']}:raindrops.py") == FIX
+    assert "one.txt" in delivered(repo, summary)
+    assert subprocess.run([*TETHER, "verify", run_id], cwd=repo).returncode == 0

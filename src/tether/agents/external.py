@@ -35,6 +35,8 @@ AGENT_TIMEOUT_S = 3600.0
 # with none of them, and may not plant them in the branch for the next run (or a person's own session).
 AGENT_SETTINGS = ("/.claude/", "/.mcp.json", "/CLAUDE.local.md", "/.codex/")
 RESUMED = "The owners have decided on the change you were waiting for. Go on with the task."
+AGENT_RESUMED = ("(This task was interrupted and is resumed: the working directory holds the work done so far. "
+                 "Look at it before you go on.)")
 
 
 @dataclass(frozen=True)
