@@ -17,6 +17,7 @@ from typing import Any
 
 from tether.agents.session import Session
 from tether.gateway.agent_tools import tool_calls
+from tether.gateway.dialect import as_tether_request, speaks_tether_actions, to_agent_calls
 from tether.gateway.wire import Request
 from tether.guard.brakes import BrakeHit, Brakes
 from tether.guard.decisions import ALLOW, Decision, RunHeld, RunStopped
@@ -357,9 +358,13 @@ class Gateway:
         log.model_request(step, len(request.messages), prompt_text, prompt_tokens)
         agent = run.policy.agent
         cost = 0.0
+        local = speaks_tether_actions(provider)
+        messages, tools = as_tether_request(request) if local else (request.messages, request.tools)
         try:
-            response, latency = complete_with_retries(provider, request.messages, request.tools, request.max_tokens,
+            response, latency = complete_with_retries(provider, messages, tools, request.max_tokens,
                                                       agent.max_retries, agent.retry_base_s, log.model_errors(step))
+            if local:
+                response = to_agent_calls(response, request, run.guard.root)
             priced = response.cost_usd if response.cost_usd is not None else cost_of(provider.name, response.usage)
             cost = priced or 0.0
         except (RetriesExhausted, ModelError) as exc:
