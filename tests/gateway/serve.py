@@ -14,11 +14,15 @@ from tether.gateway.app import make_app
 from tether.gateway.core import Gateway
 
 
-@contextmanager
-def serving(gateway: Gateway) -> Iterator[str]:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def serving(gateway: Gateway) -> Iterator[str]:
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(make_app(gateway), host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -16,7 +16,7 @@ from tether.ledger import Ledger
 from tether.ledger.queries import held_reason
 from tether.models import ModelError, ToolSpec, TransientModelError, make_provider
 from tether.models.base import Usage
-from tether.models.prices import price_usd
+from tether.models.prices import cost_of, estimate_usd, price_usd
 from tether.policy import parse_policy
 from tether.runner import RunSpec, start_run
 
@@ -100,6 +100,14 @@ def test_anthropic_rate_limit_is_transient():
 def test_prices_are_offline_and_unknown_models_cost_nothing_known():
     assert price_usd("gpt-4o-mini", "openai", Usage(1_000_000, 0)) == pytest.approx(0.15)
     assert price_usd("no-such-model-xyz", "openai", Usage(1000, 1000)) is None
+
+
+@pytest.mark.parametrize("provider", ["openai:gpt-4o-mini", "anthropic:claude-sonnet-4-5", "openai:gpt-4.1"])
+def test_an_estimate_at_base_rates_is_the_exact_price_below_the_first_tier(provider: str):
+    for usage in (Usage(1, 0), Usage(0, 7), Usage(12_345, 678), Usage(150_000, 8_000)):
+        assert estimate_usd(provider, usage) == pytest.approx(cost_of(provider, usage), rel=1e-9)
+    assert estimate_usd("openai:no-such-model-xyz", Usage(1000, 1000)) == 0.0
+    assert estimate_usd("scripted:turns.json", Usage(1000, 1000)) == 0.0
 
 
 def test_guarded_run_over_openai_retries_transient_errors_and_records_them(repo: Path, tmp_path: Path):

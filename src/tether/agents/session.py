@@ -22,7 +22,7 @@ from tether.ledger import events as ev
 from tether.ledger.meters import Meters
 from tether.models import Message, ModelError, ModelResponse, Provider, ToolCall, ToolSpec
 from tether.models.base import Usage, estimate_tokens
-from tether.models.prices import cost_of
+from tether.models.prices import cost_of, estimate_usd
 from tether.models.retry import RetriesExhausted, complete_with_retries
 from tether.models.tools import WRITE_TOOLS
 from tether.policy.schema import Policy
@@ -131,14 +131,14 @@ class Session:
             raise RoleDone(f"handed over: {self.log.role} used its steps")
         prompt_text = canonical_json(messages)
         prompt_tokens = estimate_tokens(prompt_text)
-        prompt_usd = cost_of(self.provider.name, Usage(prompt_tokens, 0)) or 0.0
+        prompt_usd = estimate_usd(self.provider.name, Usage(prompt_tokens, 0))
         decision = self.guard.before_model(self.meters, prompt_tokens, prompt_usd, time.time())
         if decision.verdict == "stop":
             raise self.stop(decision)
         fleet = self.guard.fleet
         if fleet is None:
             return self._model_call(step, messages, tools, prompt_text, prompt_tokens)
-        fleet.before_step(cost_of(self.provider.name, Usage(prompt_tokens, self.policy.agent.max_output_tokens)) or 0.0)
+        fleet.before_step(estimate_usd(self.provider.name, Usage(prompt_tokens, self.policy.agent.max_output_tokens)))
         spent_before = self.meters.usd
         try:
             return self._model_call(step, messages, tools, prompt_text, prompt_tokens)

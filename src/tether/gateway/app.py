@@ -4,16 +4,18 @@ streaming (server-sent events) and not. Every error comes back in the client's o
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request as HttpRequest
 
 from tether.gateway import wire
 from tether.gateway.agent_tools import AGENTS
-from tether.gateway.core import Gateway, HookError, Refused
+from tether.gateway.core import Gateway, HookError, Refused, Relayed
 
 ROUTES: dict[str, wire.Wire] = {"/v1/messages": "anthropic", "/v1/responses": "responses",
                                 "/v1/chat/completions": "chat"}
@@ -22,6 +24,18 @@ ROUTES: dict[str, wire.Wire] = {"/v1/messages": "anthropic", "/v1/responses": "r
 def _token(http: HttpRequest) -> str:
     bearer = http.headers.get("authorization", "")
     return http.headers.get("x-api-key") or (bearer[7:] if bearer.lower().startswith("bearer ") else "")
+
+
+async def _passed_on(relayed: Relayed) -> AsyncIterator[bytes]:
+    """The relayed stream, and its record when it ends: also when the agent goes away mid-stream
+    (the response is cancelled; the record is shielded from that)."""
+    assert relayed.chunks is not None
+    try:
+        async for chunk in iterate_in_threadpool(relayed.chunks):
+            yield chunk
+    finally:
+        with anyio.CancelScope(shield=True):
+            await run_in_threadpool(relayed.finish)
 
 
 def make_app(gateway: Gateway) -> FastAPI:
@@ -37,6 +51,14 @@ def make_app(gateway: Gateway) -> FastAPI:
             except wire.BadRequest as exc:
                 return JSONResponse(wire.error(kind, 400, f"Tether: {exc}"), status_code=400)
             try:
+                route = await run_in_threadpool(gateway.route, _token(http), request, http.headers)
+                if route is not None:  # the upstream speaks the agent's API: relayed as it is
+                    relayed = await run_in_threadpool(gateway.relay, _token(http), request, body, route)
+                    if relayed.chunks is not None:
+                        return StreamingResponse(_passed_on(relayed), status_code=relayed.status,
+                                                 media_type=relayed.media_type, headers=relayed.headers)
+                    return Response(relayed.content, status_code=relayed.status, media_type=relayed.media_type,
+                                    headers=relayed.headers)
                 response = await run_in_threadpool(gateway.complete, _token(http), request)
             except Refused as refused:
                 status = wire.refusal_status(kind, refused.kind)

@@ -11,13 +11,17 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tether.agents.session import Session
 from tether.gateway.agent_tools import tool_calls
 from tether.gateway.dialect import as_tether_request, speaks_tether_actions, to_agent_calls
+from tether.gateway.relay import Route, Tally, outgoing, read_reply, route_for
 from tether.gateway.wire import Request
 from tether.guard.brakes import BrakeHit, Brakes
 from tether.guard.decisions import ALLOW, Decision, RunHeld, RunStopped
@@ -32,7 +36,7 @@ from tether.ledger.queries import run_policy
 from tether.ledger.store import new_run_id
 from tether.models import ModelError, ModelResponse, Provider, ToolCall, make_provider
 from tether.models.base import Usage, estimate_tokens
-from tether.models.prices import cost_of
+from tether.models.prices import cost_of, estimate_usd
 from tether.models.retry import RetriesExhausted, complete_with_retries
 from tether.models.tools import WRITE_TOOLS
 from tether.policy.load import org_limits
@@ -122,6 +126,7 @@ class Gateway:
         self.runs: dict[str, GatewayRun] = {}
         self.grants: dict[str, tuple[Grant | None, float]] = {}  # token -> (grant, until)
         self.lock = threading.Lock()
+        self.http = httpx.Client(timeout=httpx.Timeout(300.0, connect=10.0))  # relayed requests, kept alive
 
     def attach(self, token: str, session: Session, hooks: bool = True) -> GatewayRun:
         """Serve a token for a run that Tether drives (`tether run --agent`): its requests share the
@@ -320,6 +325,85 @@ class Gateway:
         return Refused("policy", f"Tether: {decision.rule}: {decision.reason}")
 
     def _complete(self, run: GatewayRun, request: Request) -> ModelResponse:
+        step = self._admit(run, request)
+        provider, agent = run.provider, run.policy.agent
+        local = speaks_tether_actions(provider)
+        messages, tools = as_tether_request(request) if local else (request.messages, request.tools)
+        try:
+            response, latency = complete_with_retries(provider, messages, tools, request.max_tokens,
+                                                      agent.max_retries, agent.retry_base_s,
+                                                      run.log.model_errors(step))
+        except (RetriesExhausted, ModelError) as exc:
+            self._unanswered(run)
+            raise Refused("upstream", f"Tether: the upstream model failed: {exc}") from exc
+        if local:
+            response = to_agent_calls(response, request, run.guard.root)
+        self._answered(run, step, response, latency)
+        return response
+
+    def route(self, token: str, request: Request, headers: Mapping[str, str]) -> Route | None:
+        """The upstream's own endpoint, when it speaks the agent's API: the request is relayed as it is."""
+        return route_for(self._run(self._granted(token)).provider, request.wire, headers)
+
+    def relay(self, token: str, request: Request, body: dict[str, Any], route: Route) -> Relayed:
+        """Forward the agent's request as it is (after the same checks and record as a translated
+        one); the reply, or the upstream's own error, comes back as the upstream sent it. A stream
+        is passed on as it arrives and recorded when it ends, or breaks."""
+        run = self._run(self._granted(token))
+        with run.lock:
+            step = self._admit(run, request)
+        started = time.perf_counter()
+        outgoing_request = self.http.build_request("POST", route.url, json=outgoing(body, route, request.wire),
+                                                   headers=route.headers)
+        try:
+            upstream = self.http.send(outgoing_request, stream=True)
+        except httpx.HTTPError as exc:
+            with run.lock:
+                self._upstream_failed(run, step, f"{type(exc).__name__}: {exc}", transient=True)
+            raise Refused("upstream", f"Tether: the upstream model could not be reached: {exc}") from exc
+        passed = {name: upstream.headers[name] for name in ("retry-after", "request-id", "x-request-id")
+                  if name in upstream.headers}
+        if upstream.status_code >= 400 or not request.stream:
+            try:
+                content = upstream.read()
+            finally:
+                upstream.close()
+            reply = _json(content) if upstream.status_code < 400 else None
+            with run.lock:
+                if upstream.status_code >= 400:  # the agent reads its upstream's error and does what it does
+                    self._upstream_failed(run, step, f"HTTP {upstream.status_code}: {content[:500]!r}",
+                                          transient=upstream.status_code == 429 or upstream.status_code >= 500)
+                elif not isinstance(reply, dict):
+                    self._upstream_failed(run, step, f"not a JSON reply: {content[:500]!r}", transient=True)
+                    raise Refused("upstream", "Tether: the upstream model's reply is not JSON")
+                else:
+                    self._answered(run, step, read_reply(request.wire, reply), time.perf_counter() - started)
+            return Relayed(upstream.status_code, upstream.headers.get("content-type", "application/json"), passed,
+                           content=content)
+
+        tally = Tally(request.wire)
+        finished = threading.Event()
+
+        def chunks() -> Iterator[bytes]:
+            for chunk in upstream.iter_raw():
+                tally.feed(chunk)
+                yield chunk
+
+        def finish() -> None:
+            """The whole stream was passed on, or the agent or the upstream broke it off: what came is
+            recorded, once."""
+            if finished.is_set():
+                return
+            finished.set()
+            upstream.close()
+            with run.lock:
+                self._answered(run, step, tally.reply(), time.perf_counter() - started)
+        return Relayed(200, "text/event-stream", passed, chunks=chunks(), finish=finish)
+
+    def _admit(self, run: GatewayRun, request: Request) -> int:
+        """Put a model request to the run's brakes, budgets, the user's day and the fleet, and record
+        it: its step. Refused when it may not go; else the caller answers it (`_answered`) or not
+        (`_unanswered`, `_upstream_failed`), which frees what the fleet held for it."""
         log, provider = run.log, run.provider
         if run.stopped is not None:
             raise self._refuse(run, run.stopped)
@@ -334,7 +418,7 @@ class Gateway:
                                         "and the run stops")
         prompt_text = canonical_json(request.messages)
         prompt_tokens = estimate_tokens(prompt_text)
-        prompt_usd = cost_of(provider.name, Usage(prompt_tokens, 0)) or 0.0
+        prompt_usd = estimate_usd(provider.name, Usage(prompt_tokens, 0))
         decision = run.guard.before_model(log.meters, prompt_tokens, prompt_usd, time.time())
         if decision.verdict == "stop":
             run.stopped = decision
@@ -348,7 +432,7 @@ class Gateway:
         fleet = run.guard.fleet
         assert fleet is not None
         try:
-            fleet.before_step(cost_of(provider.name, Usage(prompt_tokens, request.max_tokens)) or 0.0)
+            fleet.before_step(estimate_usd(provider.name, Usage(prompt_tokens, request.max_tokens)))
         except (RunHeld, RunStopped) as held:
             decision = Decision("stop", held.rule, held.reason)
             if run.session is not None:  # an agent's run ends here; a developer's session waits for release
@@ -356,26 +440,44 @@ class Gateway:
             raise self._refuse(run, decision) from held
         step = log.meters.steps + 1
         log.model_request(step, len(request.messages), prompt_text, prompt_tokens)
-        agent = run.policy.agent
-        cost = 0.0
-        local = speaks_tether_actions(provider)
-        messages, tools = as_tether_request(request) if local else (request.messages, request.tools)
-        try:
-            response, latency = complete_with_retries(provider, messages, tools, request.max_tokens,
-                                                      agent.max_retries, agent.retry_base_s, log.model_errors(step))
-            if local:
-                response = to_agent_calls(response, request, run.guard.root)
-            priced = response.cost_usd if response.cost_usd is not None else cost_of(provider.name, response.usage)
-            cost = priced or 0.0
-        except (RetriesExhausted, ModelError) as exc:
-            raise Refused("upstream", f"Tether: the upstream model failed: {exc}") from exc
-        finally:
-            fleet.after_step(cost)
-        run.spent_today += cost
-        hit = log.model_response(step, response, priced, latency)
+        return step
+
+    def _answered(self, run: GatewayRun, step: int, response: ModelResponse, latency: float) -> None:
+        priced = response.cost_usd if response.cost_usd is not None else cost_of(run.provider.name, response.usage)
+        self._unanswered(run, priced or 0.0)
+        run.spent_today += priced or 0.0
+        hit = run.log.model_response(step, response, priced, latency)
         if hit is not None:
             self._brake(run, step, None, hit)
-        return response
+
+    def _unanswered(self, run: GatewayRun, cost: float = 0.0) -> None:
+        fleet = run.guard.fleet
+        assert fleet is not None
+        fleet.after_step(cost)
+
+    def _upstream_failed(self, run: GatewayRun, step: int, error: str, transient: bool) -> None:
+        self._unanswered(run)
+        run.log.record(ev.ModelError(step=step, attempt=1, error=error, transient=transient, retry_in_s=None),
+                       once=False)
+
+
+@dataclass(frozen=True)
+class Relayed:
+    """A relayed reply: the upstream's status, content type and the headers worth passing on, and its
+    body whole (`content`) or as it streams (`chunks`)."""
+    status: int
+    media_type: str
+    headers: dict[str, str]
+    content: bytes = b""
+    chunks: Iterator[bytes] | None = None
+    finish: Callable[[], None] = lambda: None  # after the last chunk, or when the stream is broken off
+
+
+def _json(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
 
 
 def _strictest(decisions: list[Decision]) -> Decision:
