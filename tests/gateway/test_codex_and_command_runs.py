@@ -216,3 +216,16 @@ def test_an_agents_run_whose_process_died_resumes_on_its_work_so_far(repo: Path,
     assert git(repo, "show", f"{summary['branch']}:raindrops.py") == FIX
     assert "one.txt" in delivered(repo, summary)
     assert subprocess.run([*TETHER, "verify", run_id], cwd=repo).returncode == 0
+
+
+def test_a_codex_run_replays_identical(repo: Path, tmp_path: Path):
+    binary("codex")
+    (repo / "tether.toml").write_text(GUARDED)
+    code, summary, stderr = tether_run(repo, [shell("echo checked > notes.txt"), patch_turn(),
+                                              {"content": "Fixed."}], tmp_path)
+    assert code == 0, stderr
+    replayed = subprocess.run([*TETHER, "replay", summary["run_id"], "--json"], cwd=repo, capture_output=True,
+                              text=True, timeout=300)
+    report = json.loads(replayed.stdout)
+    assert replayed.returncode == 0 and report["identical"], report
+    assert report["steps_compared"] == 2 and report["replay_status"] == "succeeded"

@@ -190,12 +190,14 @@ def test_a_streamed_reply_passes_as_it_comes_and_is_recorded_when_it_ends(ledger
 def test_codexs_custom_tools_and_reasoning_pass_the_responses_api_untouched(ledger: Ledger, upstream: Upstream):
     token, run_id = issue_token(ledger, "bob", "openai:gpt-5")
     tools = [{"type": "custom", "name": "apply_patch", "description": "patch", "format": {"type": "text"}}]
+    hosted = [{"type": "web_search"}, {"type": "code_interpreter", "container": {"type": "auto"}}]
     with serving(Gateway(ledger)) as url:
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0)
-        with client.responses.stream(model="gpt-5", input="fix it", tools=tools) as stream:
+        with client.responses.stream(model="gpt-5", input="fix it", tools=[*tools, *hosted]) as stream:
             final = stream.get_final_response()
     assert [item.type for item in final.output] == ["reasoning", "custom_tool_call"]
     (received,) = upstream.received
+    # the provider's own web search and code runner are network the policy does not allow
     assert received["body"]["tools"] == tools and received["headers"]["authorization"] == f"Bearer {REAL_KEY}"
     (response,) = events_of(ledger, run_id, "model_response")
     (call,) = response.tool_calls

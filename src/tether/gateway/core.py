@@ -353,8 +353,8 @@ class Gateway:
         with run.lock:
             step = self._admit(run, request)
         started = time.perf_counter()
-        outgoing_request = self.http.build_request("POST", route.url, json=outgoing(body, route, request.wire),
-                                                   headers=route.headers)
+        sent = outgoing(body, route, request.wire, run.policy.commands.network)
+        outgoing_request = self.http.build_request("POST", route.url, json=sent, headers=route.headers)
         try:
             upstream = self.http.send(outgoing_request, stream=True)
         except httpx.HTTPError as exc:

@@ -49,9 +49,17 @@ def route_for(provider: Provider, wire: Wire, client_headers: Mapping[str, str])
     return Route(base + PATHS[wire], {**headers, "content-type": "application/json"}, model)
 
 
-def outgoing(body: dict[str, Any], route: Route, wire: Wire) -> dict[str, Any]:
-    """The agent's request for the upstream: its model, and (a Chat Completions stream) usage asked for."""
+# Tools the provider runs itself, on its own network (web search and fetch, code execution).
+HOSTED_NETWORK_TOOLS = ("web_search", "web_fetch", "code_execution", "code_interpreter")
+
+
+def outgoing(body: dict[str, Any], route: Route, wire: Wire, network: bool) -> dict[str, Any]:
+    """The agent's request for the upstream: its model, (a Chat Completions stream) usage asked for,
+    and, unless the policy allows the network, none of the provider's hosted network tools."""
     sent = {**body, "model": route.model}
+    if not network and isinstance(body.get("tools"), list):
+        sent["tools"] = [tool for tool in body["tools"] if not (
+            isinstance(tool, dict) and str(tool.get("type", "")).startswith(HOSTED_NETWORK_TOOLS))]
     if wire == "chat" and sent.get("stream") is True:
         sent["stream_options"] = {**(sent.get("stream_options") or {}), "include_usage": True}
     return sent
