@@ -83,7 +83,7 @@ def test_every_help_has_an_example_that_parses(path: list[str], command: click.C
         assert example in shown, f"tether {' '.join(path)} --help does not show {example!r}"
         if not example.startswith("tether "):
             continue  # another program in the same line (claude --settings ...)
-        command = re.split(r" [>|] ", example)[0]  # what the shell redirects is not the command's
+        command = re.split(r" [<>|] ", example)[0]  # what the shell redirects is not the command's
         target, rest = _resolve(shlex.split(command)[1:])
         if _is_group(target) and not rest:
             continue

@@ -137,3 +137,26 @@ def test_the_codex_hook_says_nothing_to_allow_and_denies_what_it_cannot_wait_for
     events = [e.data for e in ledger.events(run_id)]
     assert [e.name for e in events if e.type == "tool_call"] == ["Bash", "Bash", "apply_patch"]
     assert ledger.verify(run_id).ok
+
+
+def test_tether_hook_reads_the_phase_from_the_event_and_fails_closed_on_bad_input(ledger: Ledger, tmp_path: Path):
+    policy = parse_policy('[commands]\ndeny = ["curl"]\n', Path("gw.toml"))
+    turns = tmp_path / "turns.json"
+    turns.write_text("[]")
+    token, run_id = issue_token(ledger, "bob", f"scripted:{turns}", policy)
+    event = {"hook_event_name": "PreToolUse", "tool_use_id": "c1", "tool_name": "Bash",
+             "tool_input": {"command": "curl example.com"}, "cwd": str(tmp_path)}
+    with serving(Gateway(ledger)) as url:
+        env = {**os.environ, "TETHER_GATEWAY_URL": url, "TETHER_GATEWAY_TOKEN": token}
+        def tether_hook(*args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "tether", "hook", *args], input=stdin, env=env,
+                                  capture_output=True, text=True, timeout=60)
+        denied = tether_hook("claude-code", stdin=json.dumps(event))
+        malformed = tether_hook("claude-code", stdin="{not json")
+        no_name = tether_hook("codex", stdin=json.dumps({"tool_name": "Bash", "tool_input": {"command": "ls"}}))
+        wrong_agent = tether_hook("aider", stdin=json.dumps(event))
+    answer = json.loads(denied.stdout)["hookSpecificOutput"]
+    assert denied.returncode == 0 and answer["permissionDecision"] == "deny"
+    for failed, says in ((malformed, "hook_event_name"), (no_name, "hook_event_name"), (wrong_agent, "usage")):
+        assert failed.returncode == 2 and says in failed.stderr, failed.stderr
+    assert [e.type for e in ledger.events(run_id)].count("tool_call") == 1 and ledger.verify(run_id).ok

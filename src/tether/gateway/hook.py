@@ -1,6 +1,7 @@
 """The hook command Claude Code or Codex runs before and after each tool call:
 
-    python -I -S .../tether/gateway/hook.py claude-code|codex pre|post      (the event as JSON on stdin)
+    python -I -S .../tether/gateway/hook.py claude-code|codex [pre|post]    (the event as JSON on stdin)
+    tether hook claude-code|codex                                          (the same, slower to start)
 
 It asks the gateway, which puts the call to the run's guard and records it, and answers in the
 agent's hook protocol (the same JSON for both; Codex's PreToolUse knows only deny, so an allow
@@ -21,6 +22,7 @@ TIMEOUT_S = 30
 
 
 AGENTS = ("claude-code", "codex")
+PHASES = {"PreToolUse": "pre", "PostToolUse": "post"}
 
 
 def _ask(agent: str, phase: str, body: bytes) -> dict:
@@ -66,13 +68,26 @@ def _unchunk(data: bytes) -> bytes:
     return out
 
 
-def main(argv: list[str]) -> int:
-    if len(argv) != 3 or argv[1] not in AGENTS or argv[2] not in ("pre", "post"):
-        print(f"usage: hook.py {'|'.join(AGENTS)} pre|post", file=sys.stderr)
-        return 2
-    agent, phase = argv[1], argv[2]
+def _phase(body: bytes) -> str:
+    """pre or post, from the event's own name (one command for both events)."""
     try:
-        answer = _ask(agent, phase, sys.stdin.buffer.read())
+        event = json.loads(body or b"null")
+    except ValueError:
+        event = None
+    name = event.get("hook_event_name") if isinstance(event, dict) else None
+    if name not in PHASES:
+        raise RuntimeError(f"hook_event_name must be PreToolUse or PostToolUse, not {name!r}")
+    return PHASES[name]
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) not in (2, 3) or argv[1] not in AGENTS or argv[2:] not in ([], ["pre"], ["post"]):
+        print(f"usage: hook.py {'|'.join(AGENTS)} [pre|post]", file=sys.stderr)
+        return 2
+    agent, body = argv[1], sys.stdin.buffer.read()
+    try:
+        phase = argv[2] if len(argv) == 3 else _phase(body)
+        answer = _ask(agent, phase, body)
     except (OSError, RuntimeError, ValueError, IndexError) as exc:
         print(f"Tether could not judge this tool call, so it is blocked: {exc}", file=sys.stderr)
         return 2
