@@ -33,6 +33,7 @@ class RunVerdict:
     reason: str | None = None
     steps_at_stop: int | None = None
     cost_at_stop: float | None = None
+    label_source: str | None = None
 
     @property
     def saved_usd(self) -> float:
@@ -66,7 +67,7 @@ def first_stop(events: Iterable[Event], budget: BudgetPolicy,
 
 def backtest_run(policy: Policy, run: ImportedRun, events: list[Event] | None = None) -> RunVerdict:
     verdict = RunVerdict(run.run_id, run.source, run.instance_id, run.path, run.resolved, len(run.steps),
-                         run.total_cost_usd, stopped=False)
+                         run.total_cost_usd, stopped=False, label_source=run.label_source)
     stop = first_stop(events if events is not None else run.events(), policy.budget, Brakes(policy.brakes))
     if stop is not None:
         verdict.stopped = True

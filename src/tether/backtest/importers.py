@@ -2,12 +2,10 @@
 
 Formats: mini-swe-agent `mini-swe-agent-1` in both variants (1.x: one fenced bash block per
 assistant message, the next user message is the observation; 2.x: OpenAI-style tool_calls and
-`tool` observation messages), and SWE-agent's classic `.traj`. Labels come from the `index.csv`
-beside the runs or from the results files (results_summary.json, sb-cli reports, results.json)."""
+`tool` observation messages), and SWE-agent's classic `.traj`. Labels: see labels.py."""
 
 from __future__ import annotations
 
-import csv
 import gzip
 import json
 import re
@@ -15,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tether.backtest.labels import LabelFinder, Labels
 from tether.backtest.trajectory import ImportedRun, ImportedStep
 from tether.errors import TetherError
 
@@ -204,39 +203,6 @@ def _shaped(path: Path, kind: str, importer: Callable[[Path, Any], T], data: Any
                            f"({type(exc).__name__}: {exc})") from exc
 
 
-# labels ---------------------------------------------------------------------------------------------
-
-
-def _labels_near(path: Path) -> dict[str, bool | None]:
-    """instance_id (or relative path) -> resolved, from the first labels found walking up."""
-    for folder in [path.parent, *path.parents][:5]:
-        index = folder / "index.csv"
-        if index.exists():
-            labels: dict[str, bool | None] = {}
-            with index.open(newline="") as handle:
-                for number, row in enumerate(csv.DictReader(handle), start=2):
-                    if not row.get("traj_file"):
-                        raise ImportError_(f"{index}:{number}: no traj_file in this row")
-                    value = {"True": True, "False": False}.get(row.get("resolved") or "")
-                    labels[str((folder / row["traj_file"]).resolve())] = value
-            return labels
-        for results in (folder / "results_summary.json", folder / "results" / "results.json"):
-            if results.exists():
-                return _shaped(results, "results", lambda _path, data: _labels_from_results(data),
-                               read_json(results))
-    return {}
-
-
-def _labels_from_results(data: dict[str, Any]) -> dict[str, bool | None]:
-    if isinstance(data.get("instances"), list):
-        return {row["instance_id"]: bool(row.get("resolved")) for row in data["instances"]}
-    labels: dict[str, bool | None] = {}
-    for key in ("unresolved_ids", "empty_patch_ids"):
-        labels.update({instance: False for instance in data.get(key) or []})
-    labels.update({instance: True for instance in data.get("resolved") or data.get("resolved_ids") or []})
-    return labels
-
-
 def discover(paths: list[Path]) -> Iterator[Path]:
     for path in paths:
         if path.is_dir():
@@ -247,13 +213,11 @@ def discover(paths: list[Path]) -> Iterator[Path]:
             raise ImportError_(f"{path}: no such file or directory")
 
 
-def load_runs(paths: list[Path]) -> Iterator[ImportedRun]:
-    """Every trajectory under `paths`, labelled where a label can be found."""
-    cache: dict[Path, dict[str, bool | None]] = {}
+def load_runs(paths: list[Path], labels: Labels | None = None, finder: LabelFinder | None = None
+              ) -> Iterator[ImportedRun]:
+    """Every trajectory under `paths`, labelled where a label can be found (`labels` first)."""
+    finder = finder if finder is not None else LabelFinder(labels)
     for path in discover(paths):
         run = import_file(path)
-        if path.parent not in cache:
-            cache[path.parent] = _labels_near(path)
-        labels = cache[path.parent]
-        run.resolved = labels.get(str(path.resolve()), labels.get(run.instance_id))
+        run.resolved, run.label_source = finder.label(path, run.instance_id)
         yield run

@@ -53,6 +53,7 @@ class ImportedRun:
     exit_status: str | None
     total_cost_usd: float
     notes: list[str] = field(default_factory=list)  # what was estimated, and how
+    label_source: str | None = None  # the file the label was read from
 
     @property
     def run_id(self) -> str:

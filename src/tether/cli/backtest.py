@@ -21,28 +21,37 @@ from tether.cli.common import (
 )
 from tether.policy import load_policy
 
+LabelsOpt = Annotated[Path | None, typer.Option("--labels", help="Outcome labels: CSV instance_id,resolved, or "
+                                                                "JSON ({id: true|false}, or a SWE-bench report).")]
+
 
 @app.command("import")
 def import_(paths: Annotated[list[Path], typer.Argument(help="Trajectory files or folders (.gz read as is).")],
-            repo: RepoOpt = Path("."), db: DbOpt = None) -> None:
+            repo: RepoOpt = Path("."), db: DbOpt = None, labels: LabelsOpt = None) -> None:
     """Store other agents' trajectories in the ledger as imported runs (idempotent).
 
     Example: tether import ../shared/data/trajectories/swe-agent__java-verified__multi-swe-bench
     """
     from tether.backtest.importers import discover, load_runs
+    from tether.backtest.labels import LabelFinder, label_report, read_labels_file
     from tether.backtest.store import store_run
+    from tether.render.reports import print_labels
 
+    finder = LabelFinder(read_labels_file(labels) if labels else None)
+    sources: list[str | None] = []
     with open_ledger(db, repo) as ledger:
         total = sum(1 for _ in discover(paths))
         stored = skipped = events = 0
         with Progress(console=err) as progress:
             task = progress.add_task("importing", total=total)
-            for run in load_runs(paths):
+            for run in load_runs(paths, finder=finder):
+                sources.append(run.label_source)
                 result = store_run(ledger, run)
                 stored += not result.skipped
                 skipped += result.skipped
                 events += result.events
                 progress.advance(task)
+    print_labels(err, label_report(sources, finder))
     out.print(f"imported {stored} runs ({events} events); {skipped} were already in the store")
 
 
@@ -56,6 +65,7 @@ def backtest(
     out_html: Annotated[Path | None, typer.Option("--html", help="Write the sweep's HTML page here.")] = None,
     as_json: JsonOpt = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every run, not only stopped ones.")] = False,
+    labels: LabelsOpt = None,
 ) -> None:
     """Replay other agents' runs through a policy's budgets and brakes: what would it have stopped,
     saved and killed?
@@ -64,14 +74,18 @@ def backtest(
     """
     from tether.backtest.engine import backtest_run, summarize
     from tether.backtest.importers import load_runs
+    from tether.backtest.labels import LabelFinder, label_report, read_labels_file
     from tether.backtest.report import sweep_html
     from tether.backtest.sweep import sweep
-    from tether.render.reports import print_backtest, print_sweep
+    from tether.render.reports import print_backtest, print_labels, print_sweep
 
     loaded = load_policy(policy) if policy else None
-    runs = list(load_runs(data))
+    finder = LabelFinder(read_labels_file(labels) if labels else None)
+    runs = list(load_runs(data, finder=finder))
     if not runs:
         raise fail("no trajectories found in " + ", ".join(map(str, data)))
+    labelled = label_report([run.label_source for run in runs], finder)
+    print_labels(err, labelled)
     if sweep_:
         result = sweep(runs, max_false_stops, test_share)
         if out_html:
@@ -96,7 +110,7 @@ def backtest(
     overall = summarize(verdicts)
     if as_json:
         out.print_json(json.dumps({
-            "policy": str(policy), "summary": overall.as_dict(),
+            "policy": str(policy), "summary": overall.as_dict(), "labels": labelled.as_dict(),
             "by_source": {k: v.as_dict() for k, v in by_source.items()},
             "runs": [dict(vars(v), saved_usd=v.saved_usd) for v in verdicts],
         }))

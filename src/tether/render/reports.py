@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tether.backtest.engine import RunVerdict
 from tether.backtest.engine import Summary as BacktestSummary
+from tether.backtest.labels import LabelReport
 from tether.backtest.sweep import SweepResult
 from tether.evals.report import fmt_interval, fmt_value
 
@@ -43,6 +44,19 @@ def print_backtest(console: Console, verdicts: list[RunVerdict], overall: Backte
         console.print(f"[dim]{overall.unlabelled} runs without a label are left out of the rates[/]")
     if overall.stops_by_rule:
         console.print("stops by rule: " + ", ".join(f"{rule} {n}" for rule, n in overall.stops_by_rule.items()))
+
+
+def print_labels(console: Console, report: LabelReport) -> None:
+    """Which file labelled how many runs; loudly, the runs with none and where labels were looked for."""
+    for source, count in report.sources.items():
+        console.print(f"[dim]labels: {count} runs from {escape(source)}[/]")
+    if report.loud:
+        looked = "\n  ".join(escape(folder) for folder in report.looked_in[:12])
+        more = f"\n  ... and {len(report.looked_in) - 12} more" if len(report.looked_in) > 12 else ""
+        console.print(f"[bold red]{report.unlabelled} of {report.runs} runs have no outcome label and are left out "
+                      f"of every rate.[/] Looked for index.csv, SWE-bench harness and sb-cli reports, "
+                      f"logs/run_evaluation/*/report.json, results_summary.json and results.json in:\n  {looked}"
+                      f"{more}\nGive the labels with --labels FILE (CSV instance_id,resolved, or JSON).")
 
 
 def print_sweep(console: Console, result: SweepResult) -> None:
