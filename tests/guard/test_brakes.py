@@ -118,3 +118,64 @@ def test_turns_without_an_action_brake():
     assert brakes.observe(typed("model_response", {"tool_calls": []})) is None
     assert brakes.observe(typed("model_response", {"tool_calls": []})) is None
     assert brakes.observe(typed("model_response", {"tool_calls": []})).detector == "no_action"
+
+
+def test_stale_failing_counts_cycles_that_do_not_beat_the_best_failing_count():
+    brakes = only(stale_failing_cycles=2)
+    assert step(brakes, 1, "python -m pytest -q", "==== 3 failed, 1 passed in 0.1s ====") is None
+    assert step(brakes, 2, "sed -i s/a/b/ x.py", "", tree="t1") is None
+    assert step(brakes, 3, "python -m pytest -q", "==== 2 failed, 2 passed in 0.1s ====") is None  # better
+    assert step(brakes, 4, "sed -i s/b/c/ x.py", "", tree="t2") is None
+    assert step(brakes, 5, "python -m pytest -q", "==== 2 failed, 2 passed in 0.3s ====") is None  # cycle 1
+    assert step(brakes, 6, "python -m pytest -q", "==== 2 failed, 2 passed in 0.3s ====") is None  # no edit
+    assert step(brakes, 7, "sed -i s/c/d/ x.py", "", tree="t3") is None
+    hit = step(brakes, 8, "python -m pytest -q", "==== 4 failed in 0.2s ====")  # worse than the best
+    assert hit.detector == "stale_failing" and hit.evidence == {"cycles": 2, "best": 2, "now": 4}
+
+
+def test_stale_failing_reads_maven_and_ignores_commands_that_are_not_tests():
+    brakes = only(stale_failing_cycles=1)
+    maven = "Tests run: 9, Failures: 1, Errors: 0, Skipped: 0\n[INFO] BUILD FAILURE"
+    assert step(brakes, 1, "mvn -q test", maven) is None
+    assert step(brakes, 2, "sed -i s/a/b/ A.java", "", tree="t1") is None
+    assert step(brakes, 3, "cat notes.txt", "==== 5 failed in 0.1s ====") is None  # not a test command
+    assert step(brakes, 4, "mvn -q test", maven).detector == "stale_failing"
+
+
+def test_the_same_error_returning_fires_whatever_its_numbers_and_paths():
+    brakes = only(error_repeat_max=3)
+    first = 'Traceback (most recent call last):\n  File "/w/a.py", line 3\nKeyError: \'user_7\''
+    assert step(brakes, 1, "python a.py", first) is None
+    assert step(brakes, 2, "python a.py", "ValueError: bad") is None  # another error
+    assert step(brakes, 3, "python b.py", first.replace("user_7", "user_12").replace("line 3", "line 9")) is None
+    hit = step(brakes, 4, "python a.py", "File \"/x/y/a.py\"\nKeyError: 'other'")
+    assert hit.detector == "error_repeat" and hit.evidence == {"signature": "KeyError: '?'", "count": 3}
+
+
+def test_exploring_after_the_first_edit_counts_only_once_editing_began():
+    brakes = only(max_steps_after_edit_without_change=3)
+    brakes.observe(typed("run_started", {"base_tree": "t0"}))
+    for n in range(10):  # exploring before any edit is how work starts
+        assert step(brakes, n, "cat x", f"out {n}") is None
+    assert step(brakes, 10, "edit", "", tree="t1") is None
+    assert step(brakes, 11, "cat a", "", tree="t1") is None and step(brakes, 12, "cat b", "", tree="t1") is None
+    hit = step(brakes, 13, "cat c", "", tree="t1")
+    assert hit.detector == "exploring_after_edit" and hit.evidence["count"] == 3
+
+
+def test_churn_counts_a_worktree_returning_to_an_earlier_state_and_reverting_commands():
+    brakes = only(churn_max=2)
+    brakes.observe(typed("run_started", {"base_tree": "t0"}))
+    assert step(brakes, 1, "edit", "", tree="t1") is None
+    assert step(brakes, 2, "edit", "", tree="t2") is None
+    assert step(brakes, 3, "undo", "", tree="t1") is None  # back to a state it left: 1
+    hit = step(brakes, 4, "git checkout -- a.py", "", tree="t9")  # an imported run's revert: 2
+    assert hit.detector == "churn" and hit.evidence["count"] == 2
+
+
+def test_seen_output_share_waits_for_enough_steps_then_fires_on_the_share():
+    brakes = only(seen_output_share=0.5, seen_output_min_steps=6)
+    outputs = ["a", "b", "a", "a", "c"]
+    assert [step(brakes, n, f"cmd {n}", out) for n, out in enumerate(outputs)] == [None] * 5
+    hit = step(brakes, 6, "cmd 6", "b")  # 3 of 6 outputs were seen before
+    assert hit.detector == "seen_outputs" and hit.evidence == {"repeated": 3, "steps": 6}

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether.guard.signals import error_signature, failing_tests
 from tether.ledger import events as ev
 from tether.ledger.chain import canonical_json
 from tether.policy.schema import BrakesPolicy
@@ -21,6 +22,9 @@ TEST_COMMAND = re.compile(
     r"\b(pytest|py\.test|tox|nox|unittest|runtests|manage\.py\s+test|mvn\b.*\btest|gradlew?\b.*\btest"
     r"|npm\s+(run\s+)?test|go\s+test|cargo\s+test|make\s+(check|test)|reproduce\w*\.(py|sh|java))"
 )
+
+
+REVERT = re.compile(r"\bgit\s+(checkout\s+(--\s+)?[\w./-]+|restore|stash|reset\s+--hard)\b")
 
 
 def masked_digest(text: str) -> str:
@@ -49,13 +53,26 @@ class Brakes:
     costs: list[float] = field(default_factory=list)
     idle_turns: int = 0
     sorted_costs: list[float] = field(default_factory=list)
+    best_failing: int | None = None  # the fewest failing tests seen so far
+    edited_since_count: bool = False
+    stale_failing: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # error signature -> times seen
+    edited: bool = False  # the worktree has changed at least once
+    unchanged_after_edit: int = 0
+    outputs_seen: set[str] = field(default_factory=set)
+    repeated_outputs: int = 0
+    results: int = 0
+    trees_seen: set[str] = field(default_factory=set)
+    churn: int = 0
 
     def observe(self, payload: ev.Payload) -> BrakeHit | None:
         if isinstance(payload, ev.ToolCall):
             return self._repeat(payload)
         if isinstance(payload, ev.ToolResult):
-            return (self._failures(payload) or self._progress(payload) or self._repeat_output(payload)
-                    or self._stale_tests(payload))
+            command = self.commands.get(payload.call_id, "")
+            return (self._failures(payload) or self._churn(payload, command) or self._progress(payload)
+                    or self._repeat_output(payload) or self._failing_count(payload, command)
+                    or self._stale_tests(payload) or self._errors(payload) or self._seen_outputs(payload))
         if isinstance(payload, ev.ModelResponse):
             return self._idle_turns(payload) or self._burn_rate(payload)
         if isinstance(payload, ev.RunStarted):
@@ -98,12 +115,76 @@ class Brakes:
         changed = tree != self.last_tree
         if changed:
             self.edited_since_test = dict.fromkeys(self.edited_since_test, True)
+            self.edited = self.edited_since_count = True
         self.unchanged = 0 if changed else self.unchanged + 1
+        self.unchanged_after_edit = 0 if changed or not self.edited else self.unchanged_after_edit + 1
         self.last_tree = tree
         limit = self.policy.max_steps_without_change
         if limit is not None and self.unchanged >= limit:
             return BrakeHit("no_progress", f"{self.unchanged} tool steps without changing the worktree",
                             {"count": self.unchanged, "tree": self.last_tree})
+        limit = self.policy.max_steps_after_edit_without_change
+        if limit is not None and self.unchanged_after_edit >= limit:
+            return BrakeHit("exploring_after_edit", f"{self.unchanged_after_edit} tool steps without a change "
+                            "since the last edit", {"count": self.unchanged_after_edit})
+        return None
+
+    def _churn(self, payload: ev.ToolResult, command: str) -> BrakeHit | None:
+        """Edits undone: the worktree back in a state it left (or, where runs carry no snapshots,
+        a command that reverts files)."""
+        tree = payload.tree
+        if tree is not None and tree != self.last_tree:
+            if tree in self.trees_seen or REVERT.search(command):
+                self.churn += 1
+            self.trees_seen.add(self.last_tree or "")
+        limit = self.policy.churn_max
+        if limit is not None and self.churn >= limit:
+            return BrakeHit("churn", f"edits undone {self.churn} times", {"count": self.churn, "command": command})
+        return None
+
+    def _failing_count(self, payload: ev.ToolResult, command: str) -> BrakeHit | None:
+        """Edit-and-test cycles after which no fewer tests fail than at the best point so far."""
+        if self.policy.stale_failing_cycles is None or not TEST_COMMAND.search(command):
+            return None
+        failing = failing_tests(payload.observation)
+        if failing is None:
+            return None
+        if self.best_failing is None or failing < self.best_failing:
+            self.best_failing, self.stale_failing = failing, 0
+        elif self.edited_since_count and failing > 0:
+            self.stale_failing += 1
+        self.edited_since_count = False
+        if self.stale_failing >= self.policy.stale_failing_cycles:
+            return BrakeHit("stale_failing", f"{self.stale_failing} edit-and-test cycles without fewer failing "
+                            f"tests (best {self.best_failing}, now {failing})",
+                            {"cycles": self.stale_failing, "best": self.best_failing, "now": failing})
+        return None
+
+    def _errors(self, payload: ev.ToolResult) -> BrakeHit | None:
+        limit = self.policy.error_repeat_max
+        if limit is None:
+            return None
+        signature = error_signature(payload.observation)
+        if signature is None:
+            return None
+        count = self.errors[signature] = self.errors.get(signature, 0) + 1
+        if count >= limit:
+            return BrakeHit("error_repeat", f"the same error {count} times: {signature[:120]}",
+                            {"signature": signature, "count": count})
+        return None
+
+    def _seen_outputs(self, payload: ev.ToolResult) -> BrakeHit | None:
+        seen = payload.output_digest or masked_digest(payload.observation)
+        self.results += 1
+        if seen in self.outputs_seen:
+            self.repeated_outputs += 1
+        self.outputs_seen.add(seen)
+        share = self.policy.seen_output_share
+        if share is None or self.results < self.policy.seen_output_min_steps:
+            return None
+        if self.repeated_outputs / self.results >= share:
+            return BrakeHit("seen_outputs", f"{self.repeated_outputs} of {self.results} steps gave an output "
+                            "already seen", {"repeated": self.repeated_outputs, "steps": self.results})
         return None
 
     def _repeat_output(self, payload: ev.ToolResult) -> BrakeHit | None:

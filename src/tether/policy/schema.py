@@ -162,6 +162,12 @@ class BrakesPolicy(Section):
     burn_rate_factor: float | None = Field(None, gt=1)  # recent cost per step vs the run's own median
     burn_rate_window: int = Field(5, gt=0)
     burn_rate_min_steps: int = Field(10, gt=0)
+    stale_failing_cycles: int | None = Field(None, gt=0)  # edit-then-test cycles not lowering the failing count
+    error_repeat_max: int | None = Field(None, gt=0)  # the same error (normalised) returning this many times
+    max_steps_after_edit_without_change: int | None = Field(None, gt=0)  # exploring again once editing began
+    seen_output_share: float | None = Field(None, gt=0, le=1)  # share of steps whose output was seen before
+    seen_output_min_steps: int = Field(10, gt=0)
+    churn_max: int | None = Field(None, gt=0)  # the worktree returning to an earlier state, or edits reverted
 
     @model_validator(mode="after")
     def _window_holds_repeats(self) -> BrakesPolicy:
