@@ -92,3 +92,27 @@ def test_a_label_file_in_the_wrong_shape_is_a_clear_error(repo: Path, tmp_path: 
     (data / "results_summary.json").write_text("[1, 2]")
     result = tether("backtest", str(data), cwd=repo)
     assert result.returncode == 2 and "results_summary.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_sweep_fitted_on_one_collection_is_reported_on_the_other(repo: Path, tmp_path: Path):
+    """Agent A's failed runs loop on one command; agent B's resolved runs do too: a brake fitted on A
+    alone looks perfect there and is measured, honestly, on B."""
+    for agent, resolved in (("agent-a", False), ("agent-b", True)):
+        rows = ["run,instance_id,resolved,traj_file"]
+        for number in range(4):
+            instance = f"{agent}-{number}"
+            looping = [("ls", 0, "x", 0.1)] + [("cat f", 0, "same", 0.1)] * 8
+            steps = looping if number < 2 else [("ls", 0, "x", 0.1), ("pytest", 0, "ok", 0.1)]
+            write(tmp_path / agent / f"{instance}.traj.json.gz", mini_v1(steps, instance=instance))
+            rows.append(f"r,{instance},{resolved if number < 2 else not resolved},{instance}.traj.json.gz")
+        (tmp_path / agent / "index.csv").write_text("\n".join(rows) + "\n")
+    result = tether("backtest", str(tmp_path / "agent-a"), str(tmp_path / "agent-b"), "--sweep", "--fit-on",
+                    "agent-a", "--json", cwd=repo)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["fit_runs"], report["test_runs"]) == (4, 4)
+    chosen = report["chosen"]
+    assert chosen["fit"]["false_stop_rate"] == 0 and chosen["fit"]["saved_share"] > 0.5
+    assert chosen["test"]["false_stops"] == 2  # on B the same loops were its resolved runs
+    unknown = tether("backtest", str(tmp_path / "agent-a"), "--sweep", "--fit-on", "agent-z", cwd=repo)
+    assert unknown.returncode == 2 and "agent-z" in unknown.stderr and "agent-a" in unknown.stderr

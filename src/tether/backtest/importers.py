@@ -217,7 +217,9 @@ def load_runs(paths: list[Path], labels: Labels | None = None, finder: LabelFind
               ) -> Iterator[ImportedRun]:
     """Every trajectory under `paths`, labelled where a label can be found (`labels` first)."""
     finder = finder if finder is not None else LabelFinder(labels)
-    for path in discover(paths):
-        run = import_file(path)
-        run.resolved, run.label_source = finder.label(path, run.instance_id)
-        yield run
+    for given in paths:
+        for path in discover([given]):
+            run = import_file(path)
+            run.resolved, run.label_source = finder.label(path, run.instance_id)
+            run.collection = given.name
+            yield run

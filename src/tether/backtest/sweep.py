@@ -26,6 +26,11 @@ GRID: dict[str, list[float]] = {
     "brakes.max_steps_without_change": [10, 15, 20, 30],
     "brakes.stale_test_cycles": [2, 3, 4],
     "brakes.burn_rate_factor": [2.0, 3.0, 5.0],
+    "brakes.stale_failing_cycles": [2, 3, 5],
+    "brakes.error_repeat_max": [3, 5, 8, 12],
+    "brakes.max_steps_after_edit_without_change": [10, 15, 25],
+    "brakes.seen_output_share": [0.3, 0.4, 0.5],
+    "brakes.churn_max": [2, 3, 5],
 }
 _OFF_BUDGET = BudgetPolicy(max_usd=None, max_tokens=None, max_wall_s=None, max_steps=None, max_tool_calls=None)
 _OFF_BRAKES = BrakesPolicy(repeat_max=None, max_consecutive_failures=None, max_steps_without_change=None,
@@ -121,12 +126,21 @@ def pareto(points: list[Point]) -> list[Point]:
 
 
 def sweep(runs: list[ImportedRun], target_false_stop_rate: float = 0.05, test_share: float = 0.5,
-          samples: int = 2000, seed: int = 7) -> SweepResult:
+          samples: int = 2000, seed: int = 7, fit_on: str | None = None) -> SweepResult:
+    """Fit on a hash split of the runs, or (`fit_on`) on one collection and report on the others:
+    a policy fitted to one agent, measured on agents it never saw."""
     labelled = [run for run in runs if run.resolved is not None]
     events = [run.events() for run in labelled]
     knobs = [(knob, value) for knob, values in GRID.items() for value in values]
     stops = [{knob: single_stop(*knob, run_events) for knob in knobs} for run_events in events]
-    sides = [split(run, test_share) for run in labelled]
+    if fit_on is not None:
+        collections = sorted({run.collection for run in labelled})
+        if fit_on not in collections:
+            raise ValueError(f"--fit-on {fit_on!r}: no labelled runs from it; the collections are "
+                             f"{', '.join(collections)}")
+        sides = ["fit" if run.collection == fit_on else "test" for run in labelled]
+    else:
+        sides = [split(run, test_share) for run in labelled]
     fit = [i for i, side in enumerate(sides) if side == "fit"]
     test = [i for i, side in enumerate(sides) if side == "test"]
 

@@ -54,6 +54,7 @@ class ImportedRun:
     total_cost_usd: float
     notes: list[str] = field(default_factory=list)  # what was estimated, and how
     label_source: str | None = None  # the file the label was read from
+    collection: str = ""  # the folder (or file) it was found under, as given: one agent's set of runs
 
     @property
     def run_id(self) -> str:

@@ -62,6 +62,8 @@ def backtest(
     sweep_: Annotated[bool, typer.Option("--sweep", help="Sweep thresholds: Pareto frontier, fit/test.")] = False,
     max_false_stops: Annotated[float, typer.Option(help="Target false-stop rate for the chosen policy.")] = 0.05,
     test_share: Annotated[float, typer.Option(help="Share of runs held out for the report.")] = 0.5,
+    fit_on: Annotated[str | None, typer.Option("--fit-on", help="Fit the sweep on this collection (a folder "
+                                                                "given, by name) and report on the others.")] = None,
     out_html: Annotated[Path | None, typer.Option("--html", help="Write the sweep's HTML page here.")] = None,
     as_json: JsonOpt = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every run, not only stopped ones.")] = False,
@@ -87,7 +89,10 @@ def backtest(
     labelled = label_report([run.label_source for run in runs], finder)
     print_labels(err, labelled)
     if sweep_:
-        result = sweep(runs, max_false_stops, test_share)
+        try:
+            result = sweep(runs, max_false_stops, test_share, fit_on=fit_on)
+        except ValueError as exc:
+            raise fail(str(exc)) from exc
         if out_html:
             out_html.write_text(sweep_html(result, f"Brake sweep over {len(runs)} runs"))
             err.print(f"wrote {out_html}")

@@ -132,13 +132,14 @@ class Brakes:
     def _churn(self, payload: ev.ToolResult, command: str) -> BrakeHit | None:
         """Edits undone: the worktree back in a state it left (or, where runs carry no snapshots,
         a command that reverts files)."""
-        tree = payload.tree
-        if tree is not None and tree != self.last_tree:
-            if tree in self.trees_seen or REVERT.search(command):
-                self.churn += 1
-            self.trees_seen.add(self.last_tree or "")
         limit = self.policy.churn_max
-        if limit is not None and self.churn >= limit:
+        tree = payload.tree
+        if limit is None or tree is None or tree == self.last_tree:
+            return None
+        if tree in self.trees_seen or REVERT.search(command):
+            self.churn += 1
+        self.trees_seen.add(self.last_tree or "")
+        if self.churn >= limit:
             return BrakeHit("churn", f"edits undone {self.churn} times", {"count": self.churn, "command": command})
         return None
 
@@ -174,13 +175,15 @@ class Brakes:
         return None
 
     def _seen_outputs(self, payload: ev.ToolResult) -> BrakeHit | None:
+        share = self.policy.seen_output_share
+        if share is None:
+            return None
         seen = payload.output_digest or masked_digest(payload.observation)
         self.results += 1
         if seen in self.outputs_seen:
             self.repeated_outputs += 1
         self.outputs_seen.add(seen)
-        share = self.policy.seen_output_share
-        if share is None or self.results < self.policy.seen_output_min_steps:
+        if self.results < self.policy.seen_output_min_steps:
             return None
         if self.repeated_outputs / self.results >= share:
             return BrakeHit("seen_outputs", f"{self.repeated_outputs} of {self.results} steps gave an output "
