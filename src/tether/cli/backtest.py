@@ -64,6 +64,8 @@ def backtest(
     test_share: Annotated[float, typer.Option(help="Share of runs held out for the report.")] = 0.5,
     fit_on: Annotated[str | None, typer.Option("--fit-on", help="Fit the sweep on this collection (a folder "
                                                                 "given, by name) and report on the others.")] = None,
+    fit: Annotated[bool, typer.Option("--fit", help="Fit a stop score (a logistic model over every detector) and "
+                                                    "its threshold; print it as [brakes.score].")] = False,
     out_html: Annotated[Path | None, typer.Option("--html", help="Write the sweep's HTML page here.")] = None,
     as_json: JsonOpt = False,
     show_all: Annotated[bool, typer.Option("--all", help="List every run, not only stopped ones.")] = False,
@@ -88,6 +90,9 @@ def backtest(
         raise fail("no trajectories found in " + ", ".join(map(str, data)))
     labelled = label_report([run.label_source for run in runs], finder)
     print_labels(err, labelled)
+    if fit:
+        _fit(runs, fit_on, test_share, max_false_stops, as_json)
+        return
     if sweep_:
         try:
             result = sweep(runs, max_false_stops, test_share, fit_on=fit_on)
@@ -121,3 +126,25 @@ def backtest(
         }))
         return
     print_backtest(out, verdicts, overall, by_source, show_all)
+
+
+def _fit(runs: list, fit_on: str | None, test_share: float, max_false_stops: float, as_json: bool) -> None:
+    from tether.backtest.fit import fit_score
+    from tether.backtest.sweep import split
+    from tether.render.reports import print_fit
+
+    collections = sorted({run.collection for run in runs})
+    if fit_on is not None and fit_on not in collections:
+        raise fail(f"--fit-on {fit_on!r}: no runs from it; the collections are {', '.join(collections)}")
+    sides = [("fit" if run.collection == fit_on else "test") if fit_on else split(run, test_share) for run in runs]
+    try:
+        result = fit_score(runs, sides, max_false_stops)
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    if as_json:
+        out.print_json(json.dumps({"policy": result.policy_toml(), "fit": result.fit, "test": result.test,
+                                   "fit_runs": result.fit_runs, "test_runs": result.test_runs,
+                                   "carried_by": dict(result.carried_by),
+                                   "target_false_stop_rate": max_false_stops}))
+    else:
+        print_fit(out, result, max_false_stops)

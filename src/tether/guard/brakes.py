@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import math
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -64,6 +65,12 @@ class Brakes:
     results: int = 0
     trees_seen: set[str] = field(default_factory=set)
     churn: int = 0
+    repeats: int = 0  # times the last action occurs in the repeat window
+    burn_ratio: float = 0.0  # the recent cost per step over the run's median
+    counting: bool = False  # keep every detector's tally (for the stop score, or to fit one)
+
+    def __post_init__(self) -> None:
+        self.counting = self.counting or self.policy.score is not None
 
     def observe(self, payload: ev.Payload) -> BrakeHit | None:
         if isinstance(payload, ev.ToolCall):
@@ -72,7 +79,8 @@ class Brakes:
             command = self.commands.get(payload.call_id, "")
             return (self._failures(payload) or self._churn(payload, command) or self._progress(payload)
                     or self._repeat_output(payload) or self._failing_count(payload, command)
-                    or self._stale_tests(payload) or self._errors(payload) or self._seen_outputs(payload))
+                    or self._stale_tests(payload) or self._errors(payload) or self._seen_outputs(payload)
+                    or self._score())
         if isinstance(payload, ev.ModelResponse):
             return self._idle_turns(payload) or self._burn_rate(payload)
         if isinstance(payload, ev.RunStarted):
@@ -84,14 +92,14 @@ class Brakes:
         if payload.name == "bash":
             self.commands[payload.call_id] = str(arguments.get("command", ""))
         limit = self.policy.repeat_max
-        if limit is None:
+        if limit is None and not self.counting:
             return None
         action = canonical_json({"name": payload.name, "arguments": arguments})
         self.recent.append(action)
         if len(self.recent) > self.policy.repeat_window:
             self.recent.popleft()
-        count = self.recent.count(action)
-        if count > limit:
+        count = self.repeats = self.recent.count(action)
+        if limit is not None and count > limit:
             return BrakeHit("repeat", f"the same action {count} times in the last {len(self.recent)}",
                             {"action": payload.name, "arguments": arguments,
                              "count": count, "window": self.policy.repeat_window})
@@ -134,18 +142,19 @@ class Brakes:
         a command that reverts files)."""
         limit = self.policy.churn_max
         tree = payload.tree
-        if limit is None or tree is None or tree == self.last_tree:
+        if (limit is None and not self.counting) or tree is None or tree == self.last_tree:
             return None
         if tree in self.trees_seen or REVERT.search(command):
             self.churn += 1
         self.trees_seen.add(self.last_tree or "")
-        if self.churn >= limit:
+        if limit is not None and self.churn >= limit:
             return BrakeHit("churn", f"edits undone {self.churn} times", {"count": self.churn, "command": command})
         return None
 
     def _failing_count(self, payload: ev.ToolResult, command: str) -> BrakeHit | None:
         """Edit-and-test cycles after which no fewer tests fail than at the best point so far."""
-        if self.policy.stale_failing_cycles is None or not TEST_COMMAND.search(command):
+        limit = self.policy.stale_failing_cycles
+        if (limit is None and not self.counting) or not TEST_COMMAND.search(command):
             return None
         failing = failing_tests(payload.observation)
         if failing is None:
@@ -155,7 +164,7 @@ class Brakes:
         elif self.edited_since_count and failing > 0:
             self.stale_failing += 1
         self.edited_since_count = False
-        if self.stale_failing >= self.policy.stale_failing_cycles:
+        if limit is not None and self.stale_failing >= limit:
             return BrakeHit("stale_failing", f"{self.stale_failing} edit-and-test cycles without fewer failing "
                             f"tests (best {self.best_failing}, now {failing})",
                             {"cycles": self.stale_failing, "best": self.best_failing, "now": failing})
@@ -163,27 +172,27 @@ class Brakes:
 
     def _errors(self, payload: ev.ToolResult) -> BrakeHit | None:
         limit = self.policy.error_repeat_max
-        if limit is None:
+        if limit is None and not self.counting:
             return None
         signature = error_signature(payload.observation)
         if signature is None:
             return None
         count = self.errors[signature] = self.errors.get(signature, 0) + 1
-        if count >= limit:
+        if limit is not None and count >= limit:
             return BrakeHit("error_repeat", f"the same error {count} times: {signature[:120]}",
                             {"signature": signature, "count": count})
         return None
 
     def _seen_outputs(self, payload: ev.ToolResult) -> BrakeHit | None:
         share = self.policy.seen_output_share
-        if share is None:
+        if share is None and not self.counting:
             return None
         seen = payload.output_digest or masked_digest(payload.observation)
         self.results += 1
         if seen in self.outputs_seen:
             self.repeated_outputs += 1
         self.outputs_seen.add(seen)
-        if self.results < self.policy.seen_output_min_steps:
+        if share is None or self.results < self.policy.seen_output_min_steps:
             return None
         if self.repeated_outputs / self.results >= share:
             return BrakeHit("seen_outputs", f"{self.repeated_outputs} of {self.results} steps gave an output "
@@ -232,7 +241,7 @@ class Brakes:
         factor = self.policy.burn_rate_factor
         cost = payload.cost_usd
         self.costs.append(cost)
-        if factor is None:
+        if factor is None and not self.counting:
             return None
         bisect.insort(self.sorted_costs, cost)
         if len(self.costs) < self.policy.burn_rate_min_steps:
@@ -242,7 +251,44 @@ class Brakes:
         median = (self.sorted_costs[middle] if len(self.sorted_costs) % 2
                   else (self.sorted_costs[middle - 1] + self.sorted_costs[middle]) / 2)
         recent = sum(window) / len(window)
-        if median > 0 and recent > factor * median:
+        self.burn_ratio = recent / median if median > 0 else 0.0
+        if factor is not None and median > 0 and recent > factor * median:
             return BrakeHit("burn_rate", f"the last {len(window)} steps cost {recent / median:.1f}x the run's "
                             "median step", {"recent_usd_per_step": recent, "median_usd_per_step": median})
         return None
+
+    def features(self) -> dict[str, float]:
+        """The run so far as the stop score reads it: every detector's tally, log-scaled where it
+        counts (agents differ in how long they run; a log lets one weight serve them all)."""
+        return {
+            "steps": math.log1p(len(self.costs)),
+            "usd": math.log1p(sum(self.costs)),
+            "consecutive_failures": math.log1p(self.failures),
+            "steps_without_change": math.log1p(self.unchanged),
+            "steps_after_edit_without_change": math.log1p(self.unchanged_after_edit),
+            "repeats": math.log1p(self.repeats),
+            "seen_output_share": self.repeated_outputs / self.results if self.results else 0.0,
+            "stale_test_cycles": math.log1p(self.stale_cycles),
+            "stale_failing_cycles": math.log1p(self.stale_failing),
+            "error_repeats": math.log1p(max(self.errors.values(), default=0)),
+            "churn": math.log1p(self.churn),
+            "burn_ratio": math.log1p(self.burn_ratio),
+        }
+
+    def _score(self) -> BrakeHit | None:
+        """The fitted stop score: a logistic model of failure over the features, stopping at its
+        threshold; the hit names the features that pushed it there."""
+        score = self.policy.score
+        if score is None or self.results < score.min_steps:
+            return None
+        features = self.features()
+        contributions = {name: weight * features.get(name, 0.0) for name, weight in score.weights.items()}
+        probability = 1 / (1 + math.exp(-max(-50.0, min(50.0, score.bias + sum(contributions.values())))))
+        if probability < score.threshold:
+            return None
+        fired = sorted(((name, value) for name, value in contributions.items() if value > 0), key=lambda kv: -kv[1])
+        return BrakeHit("score", f"stop score {probability:.2f} (threshold {score.threshold:.2f}): "
+                        + ", ".join(name for name, _ in fired[:3]),
+                        {"score": round(probability, 4), "threshold": score.threshold,
+                         "features": {name: round(features[name], 4) for name, _ in fired if name in features},
+                         "contributions": {name: round(value, 4) for name, value in fired}})

@@ -148,6 +148,28 @@ class CheckPolicy(Section):
     required: bool = True
 
 
+# What the stop score reads of a run (Brakes.features computes them).
+SCORE_FEATURES = ("steps", "usd", "consecutive_failures", "steps_without_change", "steps_after_edit_without_change",
+                  "repeats", "seen_output_share", "stale_test_cycles", "stale_failing_cycles", "error_repeats",
+                  "churn", "burn_ratio")
+
+
+class StopScore(Section):
+    """A stop score fitted by `tether backtest --fit`: stop when the logistic model's probability
+    that the run fails reaches `threshold`, after `min_steps` steps."""
+    bias: float = 0.0
+    weights: dict[str, float] = Field(default_factory=dict)
+    threshold: float = Field(0.9, gt=0, lt=1)
+    min_steps: int = Field(5, ge=0)
+
+    @model_validator(mode="after")
+    def _known_features(self) -> StopScore:
+        unknown = sorted(set(self.weights) - set(SCORE_FEATURES))
+        if unknown:
+            raise ValueError(f"unknown feature(s) {', '.join(unknown)}; the score reads {', '.join(SCORE_FEATURES)}")
+        return self
+
+
 class BrakesPolicy(Section):
     # Defaults set by the backtest on 862 real runs (docs/backtest): tighter values stopped
     # 11-15% of the runs that went on to succeed.
@@ -168,6 +190,7 @@ class BrakesPolicy(Section):
     seen_output_share: float | None = Field(None, gt=0, le=1)  # share of steps whose output was seen before
     seen_output_min_steps: int = Field(10, gt=0)
     churn_max: int | None = Field(None, gt=0)  # the worktree returning to an earlier state, or edits reverted
+    score: StopScore | None = None  # a fitted combination of all of the above (tether backtest --fit)
 
     @model_validator(mode="after")
     def _window_holds_repeats(self) -> BrakesPolicy:

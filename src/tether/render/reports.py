@@ -10,6 +10,7 @@ from rich.table import Table
 
 from tether.backtest.engine import RunVerdict
 from tether.backtest.engine import Summary as BacktestSummary
+from tether.backtest.fit import FitResult
 from tether.backtest.labels import LabelReport
 from tether.backtest.sweep import SweepResult
 from tether.evals.report import fmt_interval, fmt_value
@@ -57,6 +58,20 @@ def print_labels(console: Console, report: LabelReport) -> None:
                       f"of every rate.[/] Looked for index.csv, SWE-bench harness and sb-cli reports, "
                       f"logs/run_evaluation/*/report.json, results_summary.json and results.json in:\n  {looked}"
                       f"{more}\nGive the labels with --labels FILE (CSV instance_id,resolved, or JSON).")
+
+
+def print_fit(console: Console, result: FitResult, target: float) -> None:
+    console.print(f"stop score fitted on {result.fit_runs} labelled runs, reported on {result.test_runs}; "
+                  f"threshold chosen for ≤{target:.0%} false stops on the fit runs")
+    console.print(result.policy_toml())
+    console.print("carried by (standardised weight): " + ", ".join(f"{name} {value:+.2f}"
+                                                                   for name, value in result.carried_by))
+    for side, m in (("fit", result.fit), ("test", result.test)):
+        if m:
+            console.print(f"{side}: saves {m['saved_share']:.1%} ({m['saved_share_ci'][0]:.1%}–"
+                          f"{m['saved_share_ci'][1]:.1%}) of failed runs' USD, stopping "
+                          f"{m['unresolved_stopped']}/{m['unresolved']} failed runs; false stops "
+                          f"{_rate(m['false_stops'], m['resolved'], m['false_stop_ci'])}")
 
 
 def print_sweep(console: Console, result: SweepResult) -> None:
