@@ -101,7 +101,7 @@ def test_bad_inputs_name_the_file(tmp_path: Path):
         import_file(bad)
     other = tmp_path / "other.traj.json"
     other.write_text('{"hello": 1}')
-    with pytest.raises(ImportError_, match="neither a mini-swe-agent"):
+    with pytest.raises(ImportError_, match="not a trajectory Tether reads"):
         import_file(other)
     with pytest.raises(ImportError_, match="no such file"):
         list(load_runs([tmp_path / "missing"]))

@@ -36,12 +36,12 @@ def claude(url: str, token: str, home: Path, prompt: str) -> subprocess.Complete
                           capture_output=True, text=True, timeout=120)
 
 
-def codex(url: str, token: str, home: Path, prompt: str) -> subprocess.CompletedProcess[str]:
+def codex(url: str, token: str, home: Path, prompt: str, *flags: str) -> subprocess.CompletedProcess[str]:
     (home / "config.toml").write_text(
         'model = "gateway-model"\nmodel_provider = "tether"\n[model_providers.tether]\nname = "tether"\n'
         f'base_url = "{url}/v1"\nenv_key = "TETHER_TOKEN"\nwire_api = "responses"\n')
     env = {**os.environ, "CODEX_HOME": str(home), "TETHER_TOKEN": token, "HOME": str(home)}
-    return subprocess.run([str(binary("codex")), "exec", "--skip-git-repo-check", prompt], env=env, cwd=home,
+    return subprocess.run([str(binary("codex")), "exec", "--skip-git-repo-check", *flags, prompt], env=env, cwd=home,
                           capture_output=True, text=True, timeout=180)
 
 

@@ -2,7 +2,8 @@
 
 Formats: mini-swe-agent `mini-swe-agent-1` in both variants (1.x: one fenced bash block per
 assistant message, the next user message is the observation; 2.x: OpenAI-style tool_calls and
-`tool` observation messages), and SWE-agent's classic `.traj`. Labels: see labels.py."""
+`tool` observation messages), SWE-agent's `.traj` (classic and 1.x); OpenHands, the agents' own
+session logs and ATIF in their modules. Labels: see labels.py."""
 
 from __future__ import annotations
 
@@ -13,13 +14,21 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tether.backtest.atif import import_atif, is_atif
 from tether.backtest.labels import LabelFinder, Labels
+from tether.backtest.openhands import import_openhands
+from tether.backtest.sessions import import_claude_code, import_codex, is_claude_code, is_codex
 from tether.backtest.trajectory import ImportedRun, ImportedStep
 from tether.errors import TetherError
 
 _BASH_BLOCK = re.compile(r"```bash\s*\n(.*?)\n```", re.DOTALL)
 _RETURNCODE = re.compile(r"<returncode>(-?\d+)</returncode>")
-_TRAJECTORY_NAME = re.compile(r"\.traj(\.json)?(\.gz)?$")
+# Found in folders: trajectories, ATIF files, Codex rollouts and Claude Code transcripts (named by their
+# session's UUID); any other JSON or JSONL there (predictions, reports) is not a run. A file given
+# by name is read whatever it is called.
+_TRAJECTORY_NAME = re.compile(r"\.traj(\.json)?(\.gz)?$|(^|\.)(atif|trajectory)\.json(\.gz)?$"
+                              r"|^rollout-.*\.jsonl(\.gz)?$|^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+                              r"\.jsonl(\.gz)?$")
 
 
 T = TypeVar("T")
@@ -182,15 +191,47 @@ def _instance_from(path: Path) -> str:
     return name.removesuffix(".traj")
 
 
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    lines: list[dict[str, Any]] = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    try:
+                        value = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise ImportError_(f"{path}:{number}: not a JSON line: {exc}") from exc
+                    if isinstance(value, dict):
+                        lines.append(value)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ImportError_(f"{path}: cannot read: {exc}") from exc
+    return lines
+
+
 def import_file(path: Path) -> ImportedRun:
+    if ".jsonl" in path.suffixes:
+        lines = read_jsonl(path)
+        if is_codex(lines):
+            return _shaped(path, "Codex rollout", import_codex, lines)
+        if is_claude_code(lines):
+            return _shaped(path, "Claude Code transcript", import_claude_code, lines)
+        raise ImportError_(f"{path}: a JSONL file that is neither a Claude Code transcript nor a Codex rollout")
     data = read_json(path)
+    if isinstance(data, list) and any(isinstance(e, dict) and ("action" in e or "observation" in e) for e in data):
+        return _shaped(path, "OpenHands", import_openhands, {"history": data})
     if not isinstance(data, dict):
         raise ImportError_(f"{path}: expected a JSON object, got {type(data).__name__}")
+    if is_atif(data):
+        return _shaped(path, "ATIF", import_atif, data)
     if data.get("trajectory_format") == "mini-swe-agent-1" or "messages" in data:
         return _shaped(path, "mini-swe-agent", import_mini, data)
     if "trajectory" in data:
         return _shaped(path, "SWE-agent", import_swe_agent, data)
-    raise ImportError_(f"{path}: neither a mini-swe-agent (messages) nor a SWE-agent (trajectory) file")
+    if isinstance(data.get("history"), list):
+        return _shaped(path, "OpenHands", import_openhands, data)
+    raise ImportError_(f"{path}: not a trajectory Tether reads (mini-swe-agent, SWE-agent, OpenHands, ATIF, "
+                       "a Claude Code transcript or a Codex rollout)")
 
 
 def _shaped(path: Path, kind: str, importer: Callable[[Path, Any], T], data: Any) -> T:
@@ -220,6 +261,10 @@ def load_runs(paths: list[Path], labels: Labels | None = None, finder: LabelFind
     for given in paths:
         for path in discover([given]):
             run = import_file(path)
-            run.resolved, run.label_source = finder.label(path, run.instance_id)
+            resolved, source = finder.label(path, run.instance_id)
+            if source is not None:
+                run.resolved, run.label_source = resolved, source
+            elif run.resolved is not None:  # the trajectory records its own outcome (ATIF, OpenHands)
+                run.label_source = f"{path} (its own record)"
             run.collection = given.name
             yield run

@@ -15,7 +15,7 @@ _EDIT = re.compile(
     r"\bsed\s+(-\w*\s+)*-i|\bperl\s+-\w*i|(?<![0-9&>])>>?\s*(?!&|/dev/null)[\w./~-]+|\btee\b|\bpatch\b"
     r"|\bgit\s+(apply|checkout|restore|stash|reset)\b|\b(mv|cp|rm|touch|mkdir)\s"
     r"|open\([^)]*['\"][wa]\+?['\"]|write_text\(|\.write\(|^\s*(edit|create|insert|str_replace)\b"
-    r"|\bstr_replace_editor\s+(create|str_replace|insert)",
+    r"|\bstr_replace_editor\s+(create|str_replace|insert)|\bapply_patch\b",
     re.MULTILINE,
 )
 

@@ -148,3 +148,27 @@ def _fit(runs: list, fit_on: str | None, test_share: float, max_false_stops: flo
                                    "target_false_stop_rate": max_false_stops}))
     else:
         print_fit(out, result, max_false_stops)
+
+
+@app.command("export")
+def export(run: Annotated[str, typer.Argument(metavar="RUN", help="The run to export.")],
+           format_: Annotated[str, typer.Option("--format", help="The format: atif.")] = "atif",
+           output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")] = None,
+           repo: RepoOpt = Path("."), db: DbOpt = None) -> None:
+    """Export a run's record in an interchange format (ATIF v1.4: Harbor's trajectory format), for
+    tools that read other agents' trajectories.
+
+    Example: tether export 20261130-054701-324776 --format atif -o run.atif.json
+    """
+    from tether.backtest.atif import export_atif
+
+    if format_ != "atif":
+        raise fail(f"--format {format_!r}: Tether exports atif")
+    with open_ledger(db, repo) as ledger:
+        found = ledger.get_run(run)
+        document = json.dumps(export_atif(found.id, ledger.events(found.id)), indent=2)
+    if output is None:
+        print(document)
+    else:
+        output.write_text(document + "\n")
+        err.print(f"wrote {output}")
