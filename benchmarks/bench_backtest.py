@@ -7,6 +7,7 @@ The baseline is a bare loop over the same events that only unpacks them."""
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from tether.backtest.atif import export_atif
 from tether.backtest.engine import backtest_run
 from tether.backtest.importers import load_runs
 from tether.backtest.store import store_run
@@ -47,8 +49,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ledger = Ledger(f"sqlite:///{Path(tmp) / 'import.db'}")
         started = time.perf_counter()
-        events = sum(store_run(ledger, run).events for run in runs)
+        stored = [store_run(ledger, run) for run in runs]
         store_s = time.perf_counter() - started
+        events = sum(result.events for result in stored)
+        # The same runs as ATIF files (Tether's export), then read back by the importer.
+        atif = Path(tmp) / "atif"
+        atif.mkdir()
+        started = time.perf_counter()
+        for result in stored:
+            (atif / f"{result.run_id}.atif.json").write_text(json.dumps(export_atif(result.run_id,
+                                                                                     ledger.events(result.run_id))))
+        export_s = time.perf_counter() - started
+        started = time.perf_counter()
+        reread = sum(len(run.steps) for run in load_runs([atif]))
+        atif_s = time.perf_counter() - started
         ledger.close()
 
     recorded = [run.events() for run in runs]
@@ -68,6 +82,9 @@ def main() -> None:
     table.add_row("parse all trajectories", f"{parse_s:.1f} s", "")
     table.add_row("store them in the ledger (SQLite)", f"{store_s:.1f} s", "")
     table.add_row("import, parse + store", f"{parse_s + store_s:.1f} s", "target < 30 s")
+    table.add_row("parse, native formats", f"{steps / parse_s:,.0f} steps/s", "baseline for the formats")
+    table.add_row("export as ATIF", f"{steps / export_s:,.0f} steps/s", f"{len(runs)} files")
+    table.add_row("parse ATIF", f"{reread / atif_s:,.0f} steps/s", f"{parse_s / atif_s * reread / steps:.2f}x native")
     table.add_row("bare loop over the events", f"{steps / bare_s:,.0f} steps/s", "baseline")
     for name, backtest_s in rates.items():
         table.add_row(f"backtest, {name}", f"{steps / backtest_s:,.0f} steps/s",

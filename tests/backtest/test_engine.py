@@ -82,7 +82,7 @@ def test_sweep_fits_on_one_half_and_reports_on_the_other(tmp_path: Path):
     assert result.chosen.fit["false_stop_rate"] == 0.0 and result.chosen.fit["saved_share"] > 0.5
     assert result.chosen.test["false_stop_rate"] == 0.0 and result.chosen.test["saved_share"] > 0.5
     page = sweep_html(result, "sweep")
-    assert "<svg" in page and "fit</b> half" in page and "never saw" in page
+    assert "<svg" in page and "fixed by a hash" in page and "never saw" in page
 
 
 def test_pareto_keeps_only_undominated_points():
@@ -92,3 +92,20 @@ def test_pareto_keeps_only_undominated_points():
               for fs, saved in [(0.0, 0.1), (0.1, 0.05), (0.1, 0.3), (0.2, 0.3), (0.3, 0.5)]]
     assert [(p.fit["false_stop_rate"], p.fit["saved_share"]) for p in pareto(points)] == [
         (0.0, 0.1), (0.1, 0.3), (0.3, 0.5)]
+
+
+def test_the_cost_profile_says_where_failed_and_resolved_runs_spend():
+    from tether.backtest.engine import cost_profile
+    from tether.backtest.trajectory import ImportedRun, ImportedStep
+
+    def run(resolved: bool, steps: list[tuple[str, float]]) -> ImportedRun:
+        return ImportedRun("test", f"{resolved}-{len(steps)}", "i", "a", "m", "t",
+                           [ImportedStep(command, "", 0, cost_usd=cost) for command, cost in steps], resolved, None,
+                           sum(cost for _, cost in steps))
+    failed = run(False, [("ls", 1.0), ("sed -i s/a/b/ x", 1.0)] + [("pytest", 2.0)] * 8)
+    resolved = run(True, [("ls", 1.0)] * 9 + [("sed -i s/a/b/ x", 1.0)])
+    profile = cost_profile([failed, resolved])
+    assert profile["failed"]["usd"] == 18.0 and profile["failed"]["share_by_tenth_of_steps"][0] == round(1 / 18, 4)
+    assert profile["failed"]["share_after_last_edit"] == round(16 / 18, 4)
+    assert profile["resolved"]["share_after_last_edit"] == 0.0
+    assert profile["resolved"]["share_by_tenth_of_steps"] == [0.1] * 10

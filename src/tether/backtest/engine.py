@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tether.backtest.trajectory import ImportedRun
+from tether.backtest.trajectory import ImportedRun, looks_like_edit
 from tether.guard.brakes import Brakes
 from tether.guard.budgets import check_model_call, check_tool_call
 from tether.ledger import events as ev
@@ -123,3 +123,25 @@ def summarize(verdicts: list[RunVerdict], intervals: bool = True) -> Summary:
         resolved_usd_of_killed=sum(v.cost_usd for v in killed),
         stops_by_rule=dict(sorted(rules.items(), key=lambda item: -item[1])),
     )
+
+
+def cost_profile(runs: list[ImportedRun], buckets: int = 10) -> dict[str, Any]:
+    """Where the money goes in failed and in resolved runs: the share of their USD spent in each
+    tenth of a run's steps, and the share spent after the run's last edit (in a failed run, money
+    a brake could have saved without losing any change)."""
+    profile: dict[str, Any] = {}
+    for name, outcome in (("failed", False), ("resolved", True)):
+        spent = [0.0] * buckets
+        after_last_edit = 0.0
+        for run in (r for r in runs if r.resolved is outcome and r.steps):
+            count = len(run.steps)
+            last_edit = max((i for i, step in enumerate(run.steps) if looks_like_edit(step.command)), default=-1)
+            for index, step in enumerate(run.steps):
+                spent[min(buckets - 1, index * buckets // count)] += step.cost_usd
+                if index > last_edit:
+                    after_last_edit += step.cost_usd
+        total = sum(spent)
+        profile[name] = {"usd": round(total, 4),
+                         "share_by_tenth_of_steps": [round(x / total, 4) if total else 0.0 for x in spent],
+                         "share_after_last_edit": round(after_last_edit / total, 4) if total else 0.0}
+    return profile

@@ -80,6 +80,9 @@ def sweep_html(result: SweepResult, title: str) -> str:
                f"stopped {chosen.test['false_stops']} of {chosen.test['resolved']} resolved test runs "
                f"({_pct(chosen.test['false_stop_rate'])}, Wilson 95% CI {_ci(chosen.test['false_stop_ci'])}).")
     rows = "\n".join(_row(p, p is chosen) for p in result.frontier)
+    split_note = (f"The fit runs are one agent's ({result.fit_on}); the test runs are the other agents': "
+                  "a policy measured on agents it was not tuned for." if result.fit_on else
+                  "The two halves are fixed by a hash of each run's identity.")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -89,10 +92,9 @@ vertical-align: top; text-align: left; }} pre {{ margin: 0; font-size: 12px; }} 
 .note {{ background: #f4f7fb; padding: .6rem 1rem; border-left: 4px solid #1f77b4; }}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
-<p class="note">Thresholds were chosen on the <b>fit</b> half ({result.fit_runs} labelled runs) and every figure
-marked <b>test</b> comes from the other half ({result.test_runs} runs), which the search never saw. The halves are
-fixed by a hash of each run's identity. {result.configs} configurations were evaluated (all single thresholds,
-all pairs, and random combinations).</p>
+<p class="note">Thresholds were chosen on the <b>fit</b> runs ({result.fit_runs} labelled runs) and every figure
+marked <b>test</b> comes from the other runs ({result.test_runs}), which the search never saw. {html.escape(split_note)}
+{result.configs} configurations were evaluated (all single thresholds, all pairs, and random combinations).</p>
 <p>{html.escape(verdict)}</p>
 <h2>Saved on failed runs against false stops</h2>
 <p>Grey: every configuration (fit). Blue: the Pareto frontier (fit). Orange squares: the same frontier

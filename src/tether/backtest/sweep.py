@@ -77,6 +77,7 @@ class SweepResult:
     frontier: list[Point]  # Pareto-optimal on the fit runs, each also measured on the test runs
     chosen: Point | None
     target_false_stop_rate: float
+    fit_on: str | None = None  # the collection fitted on (the others are the test runs); None: a hash split
 
 
 def _verdicts(config: Config, runs: list[ImportedRun], stops: list[dict[tuple[str, float], Any]]) -> list[RunVerdict]:
@@ -154,4 +155,4 @@ def sweep(runs: list[ImportedRun], target_false_stop_rate: float = 0.05, test_sh
         point.test = on(test, point.config, intervals=True)
     eligible = [p for p in frontier if p.fit["false_stop_rate"] <= target_false_stop_rate]
     chosen = max(eligible, key=lambda p: p.fit["saved_share"]) if eligible else None
-    return SweepResult(len(fit), len(test), len(points), points, frontier, chosen, target_false_stop_rate)
+    return SweepResult(len(fit), len(test), len(points), points, frontier, chosen, target_false_stop_rate, fit_on)

@@ -76,12 +76,12 @@ def backtest(
 
     Example: tether backtest ../shared/data/trajectories/* --policy tether.toml --json
     """
-    from tether.backtest.engine import backtest_run, summarize
+    from tether.backtest.engine import backtest_run, cost_profile, summarize
     from tether.backtest.importers import load_runs
     from tether.backtest.labels import LabelFinder, label_report, read_labels_file
     from tether.backtest.report import sweep_html
     from tether.backtest.sweep import sweep
-    from tether.render.reports import print_backtest, print_labels, print_sweep
+    from tether.render.reports import print_backtest, print_cost_profile, print_labels, print_sweep
 
     loaded = load_policy(policy) if policy else None
     finder = LabelFinder(read_labels_file(labels) if labels else None)
@@ -121,11 +121,13 @@ def backtest(
     if as_json:
         out.print_json(json.dumps({
             "policy": str(policy), "summary": overall.as_dict(), "labels": labelled.as_dict(),
+            "cost_profile": cost_profile(runs),
             "by_source": {k: v.as_dict() for k, v in by_source.items()},
             "runs": [dict(vars(v), saved_usd=v.saved_usd) for v in verdicts],
         }))
         return
     print_backtest(out, verdicts, overall, by_source, show_all)
+    print_cost_profile(out, cost_profile(runs))
 
 
 def _fit(runs: list, fit_on: str | None, test_share: float, max_false_stops: float, as_json: bool) -> None:

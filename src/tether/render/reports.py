@@ -47,6 +47,14 @@ def print_backtest(console: Console, verdicts: list[RunVerdict], overall: Backte
         console.print("stops by rule: " + ", ".join(f"{rule} {n}" for rule, n in overall.stops_by_rule.items()))
 
 
+def print_cost_profile(console: Console, profile: dict[str, Any]) -> None:
+    """Where the money goes: each tenth of the runs' steps with its share of the USD."""
+    console.print("where the money goes (share of USD in each tenth of a run's steps; after its last edit):")
+    for name, part in profile.items():
+        shares = " ".join(f"{share:4.0%}" for share in part["share_by_tenth_of_steps"])
+        console.print(f"  {name:<8} ${part['usd']:>8.2f}  {shares}  | {part['share_after_last_edit']:.0%}")
+
+
 def print_labels(console: Console, report: LabelReport) -> None:
     """Which file labelled how many runs; loudly, the runs with none and where labels were looked for."""
     for source, count in report.sources.items():
