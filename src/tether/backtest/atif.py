@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tether.backtest.trajectory import ImportedRun, ImportedStep
+from tether.backtest.trajectory import ImportedRun, ImportedStep, iso_ts
 from tether.ledger import StoredEvent
 from tether.ledger import events as ev
 
@@ -58,7 +58,7 @@ def import_atif(path: Path, data: dict[str, Any]) -> ImportedRun:
                 input_tokens=int(metrics.get("prompt_tokens") or 0) if position == 0 else 0,
                 output_tokens=int(metrics.get("completion_tokens") or 0) if position == 0 else 0,
                 cost_usd=float(metrics.get("cost_usd") or 0.0) if position == 0 else 0.0,
-                ts=_ts(step.get("timestamp"))))
+                ts=iso_ts(step.get("timestamp"))))
     final = data.get("final_metrics") if isinstance(data.get("final_metrics"), dict) else {}
     total = float(final.get("total_cost_usd") or sum(s.cost_usd for s in steps))
     extra = data.get("extra") if isinstance(data.get("extra"), dict) else {}
@@ -68,13 +68,6 @@ def import_atif(path: Path, data: dict[str, Any]) -> ImportedRun:
                        model=str(agent.get("model_name") or "unknown"), task=task[:2000], steps=steps,
                        resolved=extra.get("resolved") if isinstance(extra.get("resolved"), bool) else None,
                        exit_status=None, total_cost_usd=total)
-
-
-def _ts(value: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def export_atif(run_id: str, events: list[StoredEvent]) -> dict[str, Any]:

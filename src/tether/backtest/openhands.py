@@ -7,11 +7,10 @@ the accumulated cost since the action before it."""
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tether.backtest.trajectory import ImportedRun, ImportedStep
+from tether.backtest.trajectory import ImportedRun, ImportedStep, iso_ts
 
 NOT_STEPS = {"system", "message", "recall", "think", "change_agent_state", "null"}
 
@@ -30,13 +29,6 @@ def _command(action: str, args: dict[str, Any]) -> str:
     if action == "write":
         return f"create {path}"
     return f"{action} {json.dumps(args, sort_keys=True)}"
-
-
-def _ts(value: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def import_openhands(path: Path, data: dict[str, Any]) -> ImportedRun:
@@ -68,7 +60,7 @@ def import_openhands(path: Path, data: dict[str, Any]) -> ImportedRun:
             command=_command(str(action), event.get("args") or {}), output=str(observation.get("content") or ""),
             exit_code=code if isinstance(code, int) else (1 if observation.get("observation") == "error" else None),
             content=str((event.get("args") or {}).get("thought") or event.get("message") or ""),
-            cost_usd=max(0.0, accumulated - spent), ts=_ts(event.get("timestamp"))))
+            cost_usd=max(0.0, accumulated - spent), ts=iso_ts(event.get("timestamp"))))
         spent = max(spent, accumulated)
     recorded = (data.get("metrics") or {}).get("accumulated_cost") if isinstance(data.get("metrics"), dict) else None
     total = float(recorded) if isinstance(recorded, int | float) else spent

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from tether.backtest.trajectory import ImportedRun, ImportedStep
+from tether.backtest.trajectory import ImportedRun, ImportedStep, iso_ts
 from tether.models.base import Usage
 from tether.models.prices import cost_of
 
@@ -30,13 +29,6 @@ def is_claude_code(lines: list[dict[str, Any]]) -> bool:
 
 def is_codex(lines: list[dict[str, Any]]) -> bool:
     return any(line.get("type") in ("session_meta", "response_item") and "payload" in line for line in lines)
-
-
-def _ts(value: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def _text(content: Any) -> str:
@@ -101,7 +93,7 @@ def import_claude_code(path: Path, lines: list[dict[str, Any]]) -> ImportedRun:
                 command=_claude_command(str(call.get("name", "")), call.get("input") or {}) if call else "",
                 output=output, exit_code=(int(code.group(1)) if code else 1 if result.get("is_error") else 0)
                 if call else None, content=text, input_tokens=tokens_in if position == 0 else 0,
-                output_tokens=tokens_out if position == 0 else 0, ts=_ts(line.get("timestamp"))))
+                output_tokens=tokens_out if position == 0 else 0, ts=iso_ts(line.get("timestamp"))))
     notes = _price(steps, f"anthropic:{model}", total)
     session = next((str(line["sessionId"]) for line in lines if line.get("sessionId")), path.stem)
     task = next((_text((line.get("message") or {}).get("content")) for line in lines if line.get("type") == "user"
@@ -139,7 +131,7 @@ def import_codex(path: Path, lines: list[dict[str, Any]]) -> ImportedRun:
             code = _CODEX_EXIT.search(output)
             steps.append(ImportedStep(command=command, output=output,
                                       exit_code=int(code.group(1) or code.group(2)) if code else None,
-                                      ts=_ts(line.get("timestamp"))))
+                                      ts=iso_ts(line.get("timestamp"))))
         elif kind == "event_msg" and item == "token_count" and steps:
             usage = ((payload.get("info") or {}).get("last_token_usage")) or {}
             last = steps[-1]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from tether.ledger import events as ev
 
@@ -22,6 +24,14 @@ _EDIT = re.compile(
 
 def looks_like_edit(command: str) -> bool:
     return bool(_EDIT.search(command))
+
+
+def iso_ts(value: Any) -> float | None:
+    """Seconds since the epoch of an ISO-8601 time (a trailing Z is UTC), or None."""
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def digest(text: str) -> str:
