@@ -118,6 +118,9 @@ def main() -> None:
                         results[name][config] = solved_by_tether(folder, meta, args.model, ledger, work / config)
                     seconds[config] += time.perf_counter() - started
                 progress.advance(job)
+                if args.json:  # after every task: a long run that is stopped keeps what it measured
+                    args.json.write_text(json.dumps({"model": args.model, "tasks": results, "seconds": seconds},
+                                                    indent=2))
         ledger.close()
     total = len(results)
     table = Table("how the model was asked", "solved", "95% interval", "seconds per task",
@@ -132,8 +135,6 @@ def main() -> None:
         only_other = sum(r[other] and not r[configs[0]] for r in results.values())
         console.print(f"{configs[0]} only: {only_plain}, {other} only: {only_other}; McNemar exact "
                       f"p = {mcnemar_exact(only_plain, only_other):.3f}")
-    if args.json:
-        args.json.write_text(json.dumps({"model": args.model, "tasks": results, "seconds": seconds}, indent=2))
 
 
 if __name__ == "__main__":
