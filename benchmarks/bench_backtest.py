@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/bench_backtest.py [DATA]   (default: ../shared/data/trajectories)
 
 Targets: all runs imported into the ledger in under 30 s; over 20,000 steps/s in the backtest.
-The baseline is a bare loop over the same events that only unpacks them."""
+The baseline is a bare loop over the same events that only unpacks them. The other formats are
+timed on the same runs written in their shapes (ATIF by Tether's own export; Codex rollouts and
+Claude Code transcripts as the lines those CLIs write), against parsing the native files."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import json
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from rich.console import Console
@@ -20,6 +23,7 @@ from tether.backtest.atif import export_atif
 from tether.backtest.engine import backtest_run
 from tether.backtest.importers import load_runs
 from tether.backtest.store import store_run
+from tether.backtest.trajectory import ImportedRun
 from tether.ledger import Ledger
 from tether.policy import Policy, parse_policy
 
@@ -36,6 +40,38 @@ max_steps_after_edit_without_change = 500
 seen_output_share = 1.0
 churn_max = 500
 """, Path("every-detector.toml"))
+
+
+def as_rollout(run: ImportedRun) -> list[dict]:
+    """A run's steps in the lines a Codex rollout holds (a call, its output, its tokens)."""
+    lines: list[dict] = [{"type": "session_meta", "payload": {"id": run.run_id}},
+                         {"type": "turn_context", "payload": {"model": run.model}}]
+    for number, step in enumerate(run.steps):
+        call = f"call_{number}"
+        lines += [{"type": "response_item", "payload": {"type": "function_call", "name": "exec_command",
+                                                        "arguments": json.dumps({"cmd": step.command}),
+                                                        "call_id": call}},
+                  {"type": "response_item", "payload": {"type": "function_call_output", "call_id": call,
+                                                        "output": f"Process exited with code {step.exit_code or 0}\n"
+                                                                  + step.output}},
+                  {"type": "event_msg", "payload": {"type": "token_count", "info": {"last_token_usage": {
+                      "input_tokens": step.input_tokens, "output_tokens": step.output_tokens}}}}]
+    return lines
+
+
+def as_transcript(run: ImportedRun) -> list[dict]:
+    """A run's steps in the lines a Claude Code transcript holds (a tool use, its result)."""
+    lines: list[dict] = [{"type": "user", "sessionId": run.run_id, "message": {"role": "user", "content": run.task}}]
+    for number, step in enumerate(run.steps):
+        call = f"toolu_{number}"
+        lines += [{"type": "assistant", "sessionId": run.run_id, "message": {
+                      "id": f"msg_{number}", "model": "claude-sonnet-4-5", "role": "assistant",
+                      "usage": {"input_tokens": step.input_tokens, "output_tokens": step.output_tokens},
+                      "content": [{"type": "tool_use", "id": call, "name": "Bash",
+                                   "input": {"command": step.command}}]}},
+                  {"type": "user", "sessionId": run.run_id, "message": {"role": "user", "content": [
+                      {"type": "tool_result", "tool_use_id": call, "content": step.output}]}}]
+    return lines
 
 
 def main() -> None:
@@ -64,6 +100,17 @@ def main() -> None:
         reread = sum(len(run.steps) for run in load_runs([atif]))
         atif_s = time.perf_counter() - started
         ledger.close()
+        # And as the agents' own session logs: the same steps written in their line shapes.
+        sessions = {}
+        for kind, writer in (("Codex rollouts", as_rollout), ("Claude Code transcripts", as_transcript)):
+            folder = Path(tmp) / kind.split()[0]
+            folder.mkdir()
+            for number, run in enumerate(runs):
+                name = f"rollout-{number}.jsonl" if kind.startswith("Codex") else f"{uuid.UUID(int=number)}.jsonl"
+                (folder / name).write_text("".join(json.dumps(line) + "\n" for line in writer(run)))
+            started = time.perf_counter()
+            count = sum(len(run.steps) for run in load_runs([folder]))
+            sessions[kind] = (count, time.perf_counter() - started)
 
     recorded = [run.events() for run in runs]
     started = time.perf_counter()
@@ -85,6 +132,9 @@ def main() -> None:
     table.add_row("parse, native formats", f"{steps / parse_s:,.0f} steps/s", "baseline for the formats")
     table.add_row("export as ATIF", f"{steps / export_s:,.0f} steps/s", f"{len(runs)} files")
     table.add_row("parse ATIF", f"{reread / atif_s:,.0f} steps/s", f"{parse_s / atif_s * reread / steps:.2f}x native")
+    for kind, (count, seconds) in sessions.items():
+        table.add_row(f"parse {kind}", f"{count / seconds:,.0f} steps/s",
+                      f"{parse_s / seconds * count / steps:.2f}x native")
     table.add_row("bare loop over the events", f"{steps / bare_s:,.0f} steps/s", "baseline")
     for name, backtest_s in rates.items():
         table.add_row(f"backtest, {name}", f"{steps / backtest_s:,.0f} steps/s",
