@@ -105,8 +105,8 @@ def hook(agent: Annotated[str, typer.Argument(help="The agent whose hook event i
     """Judge one tool call of Claude Code or Codex: the PreToolUse or PostToolUse event on stdin goes
     to the gateway (TETHER_GATEWAY_URL and TETHER_GATEWAY_TOKEN, or ANTHROPIC_BASE_URL and
     ANTHROPIC_API_KEY), the decision comes back in the agent's hook protocol. Fails closed (exit 2).
-    `tether gateway hooks` prints settings that run the same hook with a bare Python, which starts
-    in 25 ms where this command takes a few hundred.
+    `tether gateway hooks` prints settings that run the same hook with a bare Python, which decides
+    in 25 ms where this command takes about a second (it loads Tether's command line first).
 
     Example: tether hook claude-code pre < pre-tool-use.json
     """
