@@ -68,3 +68,8 @@ def bootstrap(pairs: list[tuple[float, float]], statistic: Callable[[list[tuple[
     rng = random.Random(seed)
     values = sorted(statistic([pairs[rng.randrange(len(pairs))] for _ in pairs]) for _ in range(resamples))
     return (statistic(pairs), values[int(0.025 * resamples)], values[int(0.975 * resamples) - 1])
+
+
+def sigmoid(z: float) -> float:
+    """The logistic function, its argument clamped so that exp() cannot overflow."""
+    return 1 / (1 + math.exp(-max(-50.0, min(50.0, z))))

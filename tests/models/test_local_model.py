@@ -6,7 +6,6 @@ scripts/setup installs llama.cpp and the model; TETHER_SKIP_LOCAL=1 skips these 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git, payloads
+from tests.gateway.serve import free_port
 from tether.ledger import Ledger
 from tether.models.catalog import KNOWN, model_file, status
 from tether.policy import parse_policy
@@ -76,12 +76,6 @@ def test_harness_with_the_embedded_model_solves_an_easy_task(hello_repo, tmp_pat
     check_real_model_run(ledger, summary)
     assert summary["status"] == "succeeded", summary
     assert "Hello, World!" in git(hello_repo, "show", f"{summary['branch']}:hello_world.py")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def test_the_1_5b_behind_the_openai_provider_via_llama_cpp_server(tmp_path):

@@ -19,6 +19,7 @@ from tether.guard.brakes import Brakes
 from tether.ledger import events as ev
 from tether.ledger.meters import Meters
 from tether.policy.schema import SCORE_FEATURES, BrakesPolicy, StopScore
+from tether.stats import sigmoid
 
 SAMPLES_PER_RUN = 20
 THRESHOLDS = [round(0.5 + 0.01 * i, 2) for i in range(50)]
@@ -72,7 +73,7 @@ def logistic(rows: list[list[float]], labels: list[int], weights: list[float], i
         for row, label, weight in zip(rows, labels, weights, strict=True):
             x = [1.0, *row]
             z = sum(b * v for b, v in zip(beta, x, strict=True))
-            p = 1 / (1 + math.exp(-max(-50.0, min(50.0, z))))
+            p = sigmoid(z)
             for i in range(size):
                 gradient[i] += weight * (p - label) * x[i]
                 scale = weight * p * (1 - p) * x[i]
@@ -134,8 +135,7 @@ def fit_score(runs: list[ImportedRun], fit_sides: list[str], target_false_stop_r
     carried = sorted(zip(names, beta[1:], strict=True), key=lambda kv: -abs(kv[1]))
 
     def probabilities(steps: Series) -> list[float]:
-        return [1 / (1 + math.exp(-max(-50.0, min(50.0, bias + sum(c * v for c, v in zip(coefficients, features,
-                                                                                            strict=True))))))
+        return [sigmoid(bias + sum(c * v for c, v in zip(coefficients, features, strict=True)))
                 for features, _, _ in steps]
     scored = {id(steps): probabilities(steps) for _, steps in [*fit, *test]}
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tether.gateway.wire import Wire
+from tether.gateway.wire import Wire, arguments_of
 from tether.models import ModelResponse, Provider, ToolCall
 from tether.models.base import Usage
 
@@ -77,7 +77,7 @@ def read_reply(wire: Wire, body: Any) -> ModelResponse:
                 text.append(str(block.get("text", "")))
             elif block.get("type") == "tool_use":
                 calls.append(ToolCall(str(block.get("id", "")), str(block.get("name", "")),
-                                      _object(block.get("input"))))
+                                      arguments_of(block.get("input"))))
         counted = _anthropic_usage(usage)
     elif wire == "responses":
         for item in _dicts(body.get("output")):
@@ -86,7 +86,7 @@ def read_reply(wire: Wire, body: Any) -> ModelResponse:
                          if part.get("type") == "output_text"]
             elif item.get("type") == "function_call":
                 calls.append(ToolCall(str(item.get("call_id", "")), str(item.get("name", "")),
-                                      _object(item.get("arguments"))))
+                                      arguments_of(item.get("arguments"))))
             elif item.get("type") == "custom_tool_call":  # a free-form tool (Codex's apply_patch for GPT-5)
                 calls.append(ToolCall(str(item.get("call_id", "")), str(item.get("name", "")),
                                       {"input": str(item.get("input", ""))}))
@@ -98,7 +98,7 @@ def read_reply(wire: Wire, body: Any) -> ModelResponse:
         for call in _dicts(message.get("tool_calls")):
             function = call.get("function") if isinstance(call.get("function"), dict) else {}
             calls.append(ToolCall(str(call.get("id", "")), str(function.get("name", "")),
-                                  _object(function.get("arguments"))))
+                                  arguments_of(function.get("arguments"))))
         counted = Usage(_int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens")))
     return ModelResponse("".join(text), calls, counted, str(body.get("model", "")))
 
@@ -168,7 +168,8 @@ class Tally:
     def reply(self) -> ModelResponse:
         if self.final is not None:
             return read_reply("responses", self.final)
-        calls = [ToolCall(str(c["id"]), str(c["name"]), _object(c["arguments"])) for _, c in sorted(self.calls.items())]
+        calls = [ToolCall(str(c["id"]), str(c["name"]), arguments_of(c["arguments"]))
+                 for _, c in sorted(self.calls.items())]
         usage = _anthropic_usage(self.usage) if self.wire == "anthropic" else \
             Usage(_int(self.usage.get("prompt_tokens") or self.usage.get("input_tokens")),
                   _int(self.usage.get("completion_tokens") or self.usage.get("output_tokens")))
@@ -184,16 +185,6 @@ def _anthropic_usage(usage: dict[str, Any]) -> Usage:
 
 def _dicts(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
-
-
-def _object(value: Any) -> dict[str, Any]:
-    if isinstance(value, dict):
-        return value
-    try:
-        parsed = json.loads(value) if isinstance(value, str) and value else {}
-    except json.JSONDecodeError:
-        return {"_invalid_arguments": str(value)}
-    return parsed if isinstance(parsed, dict) else {"_invalid_arguments": str(value)}
 
 
 def _int(value: Any) -> int:

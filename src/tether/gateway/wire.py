@@ -58,7 +58,8 @@ def _max_tokens(value: Any, where: str) -> int:
     return value
 
 
-def _arguments(raw: Any) -> dict[str, Any]:
+def arguments_of(raw: Any) -> dict[str, Any]:
+    """A tool call's arguments: an object as it is, or JSON text of one; anything else is marked invalid."""
     if isinstance(raw, dict):
         return raw
     try:
@@ -150,7 +151,7 @@ def _chat_messages(body: dict[str, Any]) -> list[Message]:
                              "content": _text(message.get("content"))})
         elif role == "assistant" and message.get("tool_calls"):
             calls = [ToolCall(str(call.get("id", "")), str((call.get("function") or {}).get("name", "")),
-                              _arguments((call.get("function") or {}).get("arguments"))).as_dict()
+                              arguments_of((call.get("function") or {}).get("arguments"))).as_dict()
                      for call in message["tool_calls"] if isinstance(call, dict)]
             messages.append({"role": "assistant", "content": _text(message.get("content")), "tool_calls": calls})
         else:
@@ -173,7 +174,8 @@ def _responses_messages(body: dict[str, Any]) -> list[Message]:
             role = item.get("role") if item.get("role") in ("user", "assistant", "system") else "system"
             messages.append({"role": role, "content": _text(item.get("content"))})
         elif kind == "function_call":
-            call = ToolCall(str(item.get("call_id", "")), str(item.get("name", "")), _arguments(item.get("arguments")))
+            call = ToolCall(str(item.get("call_id", "")), str(item.get("name", "")),
+                            arguments_of(item.get("arguments")))
             if messages and messages[-1]["role"] == "assistant" and "tool_calls" in messages[-1]:
                 messages[-1]["tool_calls"].append(call.as_dict())
             else:

@@ -16,6 +16,7 @@ from tether.guard.signals import error_signature, failing_tests
 from tether.ledger import events as ev
 from tether.ledger.chain import canonical_json
 from tether.policy.schema import BrakesPolicy
+from tether.stats import sigmoid
 
 # Output that differs between two runs of the same command: durations and memory addresses.
 VOLATILE = re.compile(r"\b\d+(\.\d+)?\s?(ms|s|sec|seconds)\b|0x[0-9a-f]{6,}")
@@ -283,7 +284,7 @@ class Brakes:
             return None
         features = self.features()
         contributions = {name: weight * features.get(name, 0.0) for name, weight in score.weights.items()}
-        probability = 1 / (1 + math.exp(-max(-50.0, min(50.0, score.bias + sum(contributions.values())))))
+        probability = sigmoid(score.bias + sum(contributions.values()))
         if probability < score.threshold:
             return None
         fired = sorted(((name, value) for name, value in contributions.items() if value > 0), key=lambda kv: -kv[1])
