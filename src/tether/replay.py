@@ -19,23 +19,32 @@ from tether.policy import Policy
 from tether.runner import RunError, RunSpec, agent_of, start_run
 
 
+def _unprefixed(responses: list[ev.ModelResponse], prefix: str) -> list[ev.ModelResponse]:
+    """The responses with the prefix the guard put on their call ids (a role's, an attempt's) undone."""
+    return [r.model_copy(update={"tool_calls": [c.model_copy(update={"id": c.id.removeprefix(prefix)})
+                                                for c in r.tool_calls]}) for r in responses]
+
+
 class RecordedProvider:
     """The recorded model turns of a run, in order; the turn index is the number of assistant
     messages so far, exactly as when the run was recorded."""
 
     format_hint = None
 
-    def __init__(self, run_id: str, responses: list[ev.ModelResponse]):
+    def __init__(self, run_id: str, responses: list[ev.ModelResponse], attempts: list[int] | None = None):
         self.name = f"replay:{run_id}"
         self.responses = responses
+        self.attempts = attempts or [0] * len(responses)  # the attempt of each response
 
     def for_role(self, role: str) -> RecordedProvider:
         """The turns one role of an orchestrated run saw, with the ids the guard gave them undone."""
-        prefix = f"{role}."
-        own = [r.model_copy(update={"tool_calls": [c.model_copy(update={"id": c.id.removeprefix(prefix)})
-                                                   for c in r.tool_calls]})
-               for r in self.responses if r.role == role]
-        return RecordedProvider(self.name.removeprefix("replay:"), own)
+        own = [r for r in self.responses if r.role == role]
+        return RecordedProvider(self.name.removeprefix("replay:"), _unprefixed(own, f"{role}."))
+
+    def for_attempt(self, attempt: int) -> RecordedProvider:
+        """The turns of one attempt, with the ids the guard gave them undone."""
+        own = [r for r, of in zip(self.responses, self.attempts, strict=True) if of == attempt]
+        return RecordedProvider(self.name.removeprefix("replay:"), _unprefixed(own, f"a{attempt}."))
 
     def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
         index = sum(1 for message in messages if message["role"] == "assistant")
@@ -171,7 +180,13 @@ def replay_run(ledger: Ledger, run_ref: str, policy: Policy | None = None, polic
         raise RunError(f"run {run.id} was imported; it has no repository to replay in")
     if run.status in ("running", "awaiting_approval"):
         raise RunError(f"run {run.id} is {run.status}; replay a run once it has ended")
-    responses = [e.data for e in events if isinstance(e.data, ev.ModelResponse)]
+    responses, attempts, attempt = [], [], 0
+    for event in events:
+        if isinstance(event.data, ev.AttemptStarted):
+            attempt = event.data.attempt
+        elif isinstance(event.data, ev.ModelResponse):
+            responses.append(event.data)
+            attempts.append(attempt)
     decisions = {e.data.call_id: (e.data.approved, e.data.by, e.data.reason)
                  for e in events if isinstance(e.data, ev.ApprovalDecided)}
 
@@ -185,7 +200,7 @@ def replay_run(ledger: Ledger, run_ref: str, policy: Policy | None = None, polic
         agent=agent_of(started),  # an external agent runs again, the gateway serving the recorded replies
     )
     summary = start_run(ledger, spec, on_event=on_event, approver=recorded_decision,
-                        provider=RecordedProvider(run.id, responses))
+                        provider=RecordedProvider(run.id, responses, attempts))
     divergences, compared, masked = compare(steps_of(events), steps_of(ledger.events(summary["run_id"])),
                                             first_only=policy is None)
     return ReplayReport(

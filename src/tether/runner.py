@@ -97,12 +97,15 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     # Refuse before anything is created: no sandbox, an unknown agent, or a model that cannot be built.
     require_sandbox(policy.sandbox)
     if spec.agent is not None:
+        if policy.agent.attempts > 1:
+            raise RunError(f"[agent] attempts = {policy.agent.attempts} is for Tether's own harness; "
+                           f"the agent {spec.agent} runs once")
         try:
             check_agent(spec.agent)
         except ValueError as exc:
             raise RunError(str(exc)) from exc
     if provider is None:
-        provider = make_provider(spec.model or policy.agent.model, spec.base_url)
+        provider = make_provider(spec.model or policy.agent.model, spec.base_url, policy.agent.actions == "text")
     model = provider.name
     run_id = spec.run_id or new_run_id()
     owner = lease.owner_id()
@@ -275,7 +278,7 @@ def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | No
     worktree = open_worktree(Path(started.repo), run_id, started.base_commit)
     if not worktree.path.is_dir():
         worktree = reattach_worktree(worktree, policy.writes.ignore)
-    provider = make_provider(started.model or "", started.base_url)
+    provider = make_provider(started.model or "", started.base_url, policy.agent.actions == "text")
     session = _session(ledger, run_id, policy, provider, worktree, on_event, approver)
     session.log.replay(events)
     session.tree = session.log.last_tree or session.base_tree

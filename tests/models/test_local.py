@@ -20,13 +20,10 @@ from tether.models.catalog import KNOWN, KnownModel, ModelIntegrityError, model_
     ("```bash\npython t.py\n```\nFILE: r.py\n```\n```python\nx = 2\n```\nSUBMIT",
      ("write_file", {"path": "r.py", "content": "x = 2\n"})),  # several actions: the write wins
     ("Tests pass.\nSUBMIT", ("submit", {"summary": "Tests pass."})),
-    # the 1.5B echoes the format: an empty FILE block is no write (the command runs instead), and the
-    # label of form 3 alone is form 3
+    # an empty FILE block is no write (the command runs instead)
     ("Run one shell command:\n```bash\npytest -q\n```\n\nWrite a whole file:\nFILE: a.py\n```\n```",
      ("bash", {"command": "pytest -q"})),
     ("FILE: a.py\n```\n  \n```\nFILE: b.py\n```\ny = 1\n```", ("write_file", {"path": "b.py", "content": "y = 1\n"})),
-    ("Finish, when the task is done.", ("submit", {"summary": "done"})),
-    ("All 5 pass.\n3. Finish, when the task is done:", ("submit", {"summary": "All 5 pass."})),
     ("Here is the fix in `pkg/rain.py`:\n\n```python\ndef f():\n    return 1\n```\n### Explanation",
      ("write_file", {"path": "pkg/rain.py", "content": "def f():\n    return 1\n"})),
     ("Run `tests.py` with:\n```bash\npython tests.py\n```", ("bash", {"command": "python tests.py"})),
@@ -38,9 +35,6 @@ from tether.models.catalog import KNOWN, KnownModel, ModelIntegrityError, model_
     ('{"x": 1} then {"name": "read_file", "parameters": {"path": "a {b}"}}', ("read_file", {"path": "a {b}"})),
     ('```json\n{"name": "bash", // run it\n "arguments": {"command": "ls //x"}}\n```',
      ("bash", {"command": "ls //x"})),  # the 1.5B annotates its JSON calls with // comments
-    # the 1.5B echoed the template with the path filled in: that is no write (issue 14, item 5)
-    ("Write a whole file:\nFILE: src/itsdangerous/signer.py\n```\n<the complete content of the file>\n```\n"
-     "Run one shell command:\n```bash\npytest -q\n```", ("bash", {"command": "pytest -q"})),
     ("```bash\n<the command>\n```\nFILE: a.py\n```\nx = 1\n```",
      ("write_file", {"path": "a.py", "content": "x = 1\n"})),
 ])
@@ -52,7 +46,7 @@ def test_parse_action(text, expected):
                                   "FILE: a.py\n```\n```", "I will finish, when the task is done.",
                                   '<tool_call>{"name": "bash", "arguments": {"command": "ls"</tool_call>', "",
                                   "FILE: <path of the file>\n```\n<the complete content of the file>\n```",
-                                  "```bash\n<the command>\n```", '{"name": "bash"', '{"arguments": {}}'])
+                                  '{"name": "bash"', '{"arguments": {}}'])
 def test_unparseable_replies_have_no_action(text):
     assert parse_action(text) is None
 

@@ -10,14 +10,18 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import git, payloads
 from tests.gateway.serve import free_port
+from tether.agents.harness import SYSTEM_PROMPT
 from tether.ledger import Ledger
+from tether.models import make_provider
 from tether.models.catalog import KNOWN, model_file, status
+from tether.models.tools import SPECS
 from tether.policy import parse_policy
 from tether.runner import RunSpec, start_run
 
@@ -78,21 +82,14 @@ def test_harness_with_the_embedded_model_solves_an_easy_task(hello_repo, tmp_pat
     assert "Hello, World!" in git(hello_repo, "show", f"{summary['branch']}:hello_world.py")
 
 
-def test_the_1_5b_behind_the_openai_provider_via_llama_cpp_server(tmp_path):
-    """llama.cpp's server returns the model's tool calls as text (fenced, bare, or with comments): the
-    openai provider must read them, or the run loops to its step budget (issue 14, item 10)."""
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    """llama.cpp's own OpenAI-compatible server with the 1.5B, on loopback: its base URL."""
     model_path = present(CAPABLE)
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host",
                                "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--model_alias", "qwen-local"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    repo = tmp_path / "done"
-    repo.mkdir()
-    (repo / "hello_world.py").write_text("def hello():\n    return 'Hello, World!'\n")
-    (repo / "hello_world_test.py").write_text(TEST)
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.email=d@e", "-c", "user.name=d", "commit", "-qm", "hello")
     try:
         deadline = time.time() + 120
         while True:
@@ -102,15 +99,52 @@ def test_the_1_5b_behind_the_openai_provider_via_llama_cpp_server(tmp_path):
             except OSError:
                 assert server.poll() is None and time.time() < deadline, "llama.cpp server did not start"
                 time.sleep(0.5)
-        ledger = Ledger(f"sqlite:///{tmp_path / 'db.sqlite'}")
-        task = "hello() already returns 'Hello, World!' and its test passes. Nothing is left to do: submit now."
-        summary = start_run(ledger, RunSpec(task, repo, parse_policy(POLICY, Path("t.toml")),
-                                            model="openai:qwen-local", base_url=f"http://127.0.0.1:{port}/v1"))
-        responses = check_real_model_run(ledger, summary, priced=False)
-        assert responses[0]["model"]  # the server named the model it ran
-        calls = [call for response in responses for call in response["tool_calls"]]
-        assert calls and all(call["id"].startswith("call_text_") for call in calls)  # read from the text
-        assert summary["status"] == "succeeded", summary
+        yield f"http://127.0.0.1:{port}/v1"
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_the_1_5b_behind_the_openai_provider_via_llama_cpp_server(llama_server, tmp_path):
+    """llama.cpp's server returns the model's tool calls as text (fenced, bare, or with comments): the
+    openai provider must read them, or the run loops to its step budget (issue 14, item 10)."""
+    repo = tmp_path / "done"
+    repo.mkdir()
+    (repo / "hello_world.py").write_text("def hello():\n    return 'Hello, World!'\n")
+    (repo / "hello_world_test.py").write_text(TEST)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=d@e", "-c", "user.name=d", "commit", "-qm", "hello")
+    ledger = Ledger(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    task = "hello() already returns 'Hello, World!' and its test passes. Nothing is left to do: submit now."
+    summary = start_run(ledger, RunSpec(task, repo, parse_policy(POLICY, Path("t.toml")),
+                                        model="openai:qwen-local", base_url=llama_server))
+    responses = check_real_model_run(ledger, summary, priced=False)
+    assert responses[0]["model"]  # the server named the model it ran
+    calls = [call for response in responses for call in response["tool_calls"]]
+    assert calls and all(call["id"].startswith("call_text_") for call in calls)  # read from the text
+    assert summary["status"] == "succeeded", summary
+
+
+def test_text_actions_through_the_server_are_decoded_under_the_grammar(llama_server, hello_repo, tmp_path):
+    """`[agent] actions = "text"`: the server gets the action grammar with each request (llama.cpp's
+    `grammar` field), so every reply is exactly one action; the first one writes the file the task names."""
+    ledger = Ledger(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    policy = parse_policy('[agent]\nactions = "text"\n' + POLICY.removeprefix("\n[agent]\n"), Path("t.toml"))
+    summary = start_run(ledger, RunSpec(TASK, hello_repo, policy, model="openai:qwen-local", base_url=llama_server))
+    responses = check_real_model_run(ledger, summary, priced=False)
+    assert summary["status"] == "succeeded", summary
+    assert responses[0]["content"].startswith("FILE: hello_world.py\n```")
+    assert all(len(r["tool_calls"]) == 1 for r in responses)
+
+
+def test_every_constrained_reply_is_exactly_one_action(tmp_path):
+    """Asked for prose, the model still answers with one action and nothing around it."""
+    provider = make_provider("local:qwen2.5-coder-1.5b")
+    for task in ("Explain in three paragraphs what a git rebase does, then list some shell commands.",
+                 "Say hello, describe the repository, and then write a file and run the tests."):
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": task}]
+        reply = provider.complete(messages, SPECS, 256)
+        assert len(reply.tool_calls) == 1, reply.content
+        assert reply.content.startswith(("```bash\n", "FILE: ", "SUBMIT")), reply.content
+        assert reply.content.rstrip().endswith(("```", "SUBMIT")), reply.content

@@ -36,6 +36,9 @@ class SlowStreaming:
     def for_role(self, role: str) -> SlowStreaming:
         return self
 
+    def for_attempt(self, attempt: int) -> SlowStreaming:
+        return self
+
 
 def _run(ledger: Ledger, repo: Path, tmp_path: Path, console: Console, streams: bool) -> str:
     model = script(tmp_path / "t.json", [call("submit", summary="nothing to do")])

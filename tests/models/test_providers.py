@@ -51,6 +51,39 @@ def test_openai_round_trip_with_tool_calls():
     assert sent["tools"][0]["function"]["name"] == "bash" and sent["max_tokens"] == 256
 
 
+def test_openai_text_actions_send_the_grammar_sample_retries_and_redraw_a_repeat():
+    first = "FILE: raindrops.py\n```python\nx = 1\n```"
+    replies = [openai_reply(first, model="qwen-local"), openai_reply(first, model="qwen-local"),
+               openai_reply("```bash\npytest -q\n```", model="qwen-local")]
+    task = [{"role": "system", "content": "sys"}, {"role": "user", "content": "Implement raindrops.py so that ..."}]
+    with api_server(replies) as (url, seen):
+        provider = make_provider("openai:qwen-local", base_url=f"{url}/v1", text_actions=True)
+        assert provider.format_hint is not None  # a reply with no action gets the format back
+        response = provider.complete(task, TOOLS, 256)
+        history = [*task, {"role": "assistant", "content": first, "tool_calls": [c.as_dict() for c in
+                                                                                  response.tool_calls]},
+                   {"role": "tool", "tool_call_id": "call_0_0", "content": "The required checks fail"}]
+        retry = provider.for_attempt(2).complete(history, TOOLS, 256)
+    assert [(c.name, c.arguments["path"]) for c in response.tool_calls] == [("write_file", "raindrops.py")]
+    assert retry.tool_calls[0].arguments == {"command": "pytest -q"}  # the repeated file was drawn again
+    assert retry.model == "qwen-local" and (retry.usage.input_tokens, retry.usage.output_tokens) == (240, 60)
+    bodies = [request["body"] for request in seen]
+    assert "tools" not in bodies[0] and "FILE: shapes.py" in bodies[0]["messages"][0]["content"]
+    assert 'root ::= file' in bodies[0]["grammar"] and '"raindrops.py"' in bodies[0]["grammar"]
+    assert (bodies[0]["temperature"], bodies[0]["seed"]) == (0.0, 0)
+    assert "root ::= bash | file | submit" in bodies[1]["grammar"]
+    assert bodies[1]["temperature"] > 0 and bodies[1]["seed"] != bodies[2]["seed"]
+    assert bodies[1]["messages"][-1] == {"role": "user", "content": "Result:\nThe required checks fail"}
+
+
+def test_openai_attempts_after_the_first_ask_with_a_seed_of_their_own():
+    with api_server([openai_reply("a"), openai_reply("b")]) as (url, seen):
+        provider = make_provider("openai:gpt-4o-mini", base_url=f"{url}/v1")
+        provider.complete(HISTORY, TOOLS, 64)
+        provider.for_attempt(3).complete(HISTORY, TOOLS, 64)
+    assert "seed" not in seen[0]["body"] and seen[1]["body"]["seed"] == 3
+
+
 def test_openai_malformed_arguments_are_kept_for_the_guard():
     with api_server([openai_reply("", [("c3", "bash", '{"command": "ls"')])]) as (url, _):
         response = make_provider("openai:m", base_url=url).complete(HISTORY, TOOLS, 64)

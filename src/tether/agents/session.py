@@ -74,6 +74,7 @@ class Session:
     step_limit: int | None = None
     unintegrated: list[DiffStat] = field(default_factory=list)
     last_reply: str = ""  # the model's stated reason, for an approver
+    attempt: int = 0  # of [agent] attempts
 
     def __post_init__(self) -> None:
         self.tree = self.tree or self.base_tree
@@ -163,9 +164,11 @@ class Session:
             raise RunHeld(str(exc), "model.transient", "waiting", exc.retry_at) from exc
         except ModelError as exc:
             raise RunFailed(str(exc), "model.error") from exc
-        if self.log.role is not None:  # call ids must be unique in the run, and each role counts from 0
-            response = replace(response, tool_calls=[replace(c, id=f"{self.log.role}.{c.id}")
-                                                     for c in response.tool_calls])
+        # Call ids must be unique in the run (approvals are keyed by them), and each role and each
+        # attempt counts from 0.
+        prefix = self.log.role or (f"a{self.attempt}" if self.attempt else None)
+        if prefix is not None:
+            response = replace(response, tool_calls=[replace(c, id=f"{prefix}.{c.id}") for c in response.tool_calls])
         cost = response.cost_usd if response.cost_usd is not None else cost_of(self.provider.name, response.usage)
         hit = self.log.model_response(step, response, cost, latency)
         self.last_reply = response.content

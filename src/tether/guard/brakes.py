@@ -74,6 +74,9 @@ class Brakes:
         self.counting = self.counting or self.policy.score is not None
 
     def observe(self, payload: ev.Payload) -> BrakeHit | None:
+        if isinstance(payload, ev.AttemptStarted):  # an independent try: nothing of the last one counts
+            self.__dict__.update(Brakes(self.policy, counting=self.counting).__dict__)
+            return None
         if isinstance(payload, ev.ToolCall):
             return self._repeat(payload)
         if isinstance(payload, ev.ToolResult):

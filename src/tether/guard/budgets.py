@@ -9,8 +9,9 @@ from tether.policy.schema import BudgetPolicy
 
 def check_model_call(meters: Meters, budget: BudgetPolicy, prompt_tokens: int, prompt_usd: float,
                      now: float | None) -> Decision | None:
-    """Stop before a model call that is certain to break a budget: its prompt alone would."""
-    if budget.max_steps is not None and meters.steps >= budget.max_steps:
+    """Stop before a model call that is certain to break a budget: its prompt alone would. The step
+    budget is each attempt's; tokens, money and time are the run's."""
+    if budget.max_steps is not None and meters.steps - meters.attempt_start >= budget.max_steps:
         return Decision("stop", "budget.max_steps", f"step budget of {budget.max_steps} used")
     if budget.max_tokens is not None and meters.tokens + prompt_tokens > budget.max_tokens:
         return Decision("stop", "budget.max_tokens",

@@ -86,6 +86,7 @@ class RunLog:
         """Rebuild meters, brakes, trees, approval decisions and what has been recorded from the log,
         so a continued or resumed run goes on exactly where it was."""
         names: dict[str, str] = {}
+        checks_passed: dict[str, bool] = {}  # call id -> its required checks all passed
         for event in events:
             payload = event.data
             self.meters.observe(payload, event.ts)
@@ -96,11 +97,16 @@ class RunLog:
                 self.recorded.add(event_key(payload))
             if isinstance(payload, ev.ToolCall):
                 names[payload.call_id] = payload.name
-            elif isinstance(payload, ev.ToolResult | ev.Merge):
+            elif isinstance(payload, ev.CheckFinished) and payload.call_id is not None:
+                checks_passed[payload.call_id] = checks_passed.get(payload.call_id, True) \
+                    and (payload.passed or not payload.required)
+            elif isinstance(payload, ev.ToolResult | ev.Merge | ev.AttemptStarted):
                 if payload.tree:
                     self.last_tree = self.trees[payload.role] = payload.tree
-                self.submitted = isinstance(payload, ev.ToolResult) and bool(payload.ok) \
-                    and names.get(payload.call_id) == "submit"
+                # a submit, or the run's own write whose checks passed (check_after_write), ended the run
+                self.submitted = isinstance(payload, ev.ToolResult) and bool(payload.ok) and (
+                    names.get(payload.call_id) == "submit"
+                    or (payload.role is None and checks_passed.get(payload.call_id, False)))
             elif isinstance(payload, ev.Brake | ev.RunFinished):
                 self.pending_hit = None
             elif isinstance(payload, ev.ApprovalDecided):

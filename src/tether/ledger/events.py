@@ -39,6 +39,8 @@ class EventType(StrEnum):
     PLAN = "plan"
     HANDOVER = "handover"
     MERGE = "merge"
+    ATTEMPT_STARTED = "attempt_started"
+    ATTEMPT_ENDED = "attempt_ended"
     RUN_PAUSED = "run_paused"
     RUN_CONTINUED = "run_continued"
     RUN_RESUMED = "run_resumed"
@@ -294,6 +296,26 @@ class Merge(Payload):
     conflicts: list[str]
     tree: str
     reason: str
+
+
+class AttemptStarted(Payload):
+    """One of `[agent] attempts` independent tries begins, from `tree` (the base), with a fresh
+    conversation and its own seed; the step budget and the brakes count from here."""
+
+    type = EventType.ATTEMPT_STARTED
+    attempt: int = Field(ge=0)
+    tree: str
+
+
+class AttemptEnded(Payload):
+    """A try that did not pass the required checks: why it ended, and the tree it left (the next
+    attempt starts again from the base)."""
+
+    type = EventType.ATTEMPT_ENDED
+    attempt: int = Field(ge=0)
+    reason: str
+    rule: str
+    tree: str
 
 
 class RunPaused(Payload):

@@ -14,6 +14,7 @@ class Meters:
     usd: float = 0.0
     tokens: int = 0
     steps: int = 0
+    attempt_start: int = 0  # steps taken before the current attempt (see [agent] attempts)
     tool_calls: int = 0
     active_s: float = 0.0  # wall time of closed segments (a paused run does not spend wall time)
     segment_start: float | None = None
@@ -31,6 +32,8 @@ class Meters:
             self.usd += payload.cost_usd
         elif isinstance(payload, ev.ToolCall):
             self.tool_calls += 1
+        elif isinstance(payload, ev.AttemptStarted):
+            self.attempt_start = self.steps
         elif isinstance(payload, ev.RunPaused | ev.RunFinished) and self.segment_start is not None:
             self.active_s += ts - self.segment_start
             self.segment_start = None

@@ -61,6 +61,7 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
     approvals: dict[str, dict[str, Any]] = {}
     model_errors = 0
     rework = 0
+    attempts = 0
     interrupts = 0  # approval requests, denials by a person, manual stops
     finished: ev.RunFinished | None = None
     paused: ev.RunPaused | None = None  # why the run is paused or held now
@@ -94,6 +95,8 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
             rework += data.rework
         elif isinstance(data, ev.ModelError):
             model_errors += 1
+        elif isinstance(data, ev.AttemptStarted):
+            attempts += 1
         elif isinstance(data, ev.RunPaused):
             paused = data
             interrupts += data.rule in ("fleet.kill_switch", "manual")
@@ -123,5 +126,6 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
         "interrupts": interrupts,
         "held": paused is not None and finished is None and paused.held,  # resume or cancel it
         "model_errors": model_errors,
+        "attempts": attempts or 1,
         "events": len(events),
     }

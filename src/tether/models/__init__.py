@@ -26,7 +26,8 @@ def check_spec(spec: str) -> tuple[str, str]:
     return scheme, detail
 
 
-def make_provider(spec: str, base_url: str | None = None) -> Provider:
+def make_provider(spec: str, base_url: str | None = None, text_actions: bool = False) -> Provider:
+    """`text_actions`: an openai: model answers in the text action format (local models always do)."""
     scheme, detail = check_spec(spec)
     if scheme == "scripted":
         from tether.models.scripted import ScriptedProvider
@@ -39,7 +40,7 @@ def make_provider(spec: str, base_url: str | None = None) -> Provider:
     if scheme == "openai":
         from tether.models.openai_provider import OpenAIProvider
 
-        return OpenAIProvider(detail, base_url=base_url)
+        return OpenAIProvider(detail, base_url=base_url, text_actions=text_actions)
     from tether.models.anthropic_provider import AnthropicProvider
 
     return AnthropicProvider(detail, base_url=base_url)

@@ -1,5 +1,7 @@
 """The text action format for small local models, which cannot carry code inside JSON strings
-(see shared/notes/local-models.md): one action per reply, in fenced blocks, parsed leniently.
+(see shared/notes/local-models.md): one action per reply, in fenced blocks. A local model's reply
+is decoded under a grammar that admits only this format (models/grammar.py); a model served
+without one is parsed leniently.
 
     ```bash            run a command
     FILE: path         write a whole file with the fenced block that follows
@@ -18,20 +20,19 @@ from typing import Any
 
 from tether.models.tools import TOOLS
 
-INSTRUCTIONS = """Reply with a short thought, then exactly ONE action in one of these three forms.
-
-1. Run one shell command:
+# By example, not by a labelled template: small models copy a template's labels and placeholders
+# back as their reply (issue 19), and copy an example's shape, which is what is wanted.
+INSTRUCTIONS = """Answer with exactly one action and nothing else. To run a command:
 ```bash
-<the command>
+python -m pytest -q
 ```
-
-2. Write a whole file (the complete new content, not a diff):
-FILE: <path of the file>
+To write a whole file, its complete new content:
+FILE: shapes.py
+```python
+def area(width, height):
+    return width * height
 ```
-<the complete content of the file>
-```
-
-3. Finish, when the task is done:
+When the task is done:
 SUBMIT"""
 
 FORMAT_ERROR = "Your reply had no action Tether could read. " + INSTRUCTIONS
@@ -46,10 +47,6 @@ _BASH = re.compile(r"```(?:bash|sh|shell|console)[^\n]*\n(.*?)\n?```", re.DOTALL
 _TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 _JSON_BLOCK = re.compile(r"```(?:json)?\s*\n(\{.*?\})\s*\n?```", re.DOTALL)
 _SUBMIT = re.compile(r"^\s*\**SUBMIT\**\s*$", re.MULTILINE)
-# Small models echo the format's own labels: the label of form 3 alone means form 3.
-_FINISH_LABEL = re.compile(r"^\s*(?:3\.\s*)?Finish, when the task is done\b", re.MULTILINE)
-# The format's own placeholders ("<the command>", "<the complete content of the file>") echoed back.
-_PLACEHOLDER = re.compile(r"\s*<[^<>\n]{1,80}>\s*")
 
 
 def _without_comments(text: str) -> str:
@@ -112,22 +109,18 @@ def parse_json_call(text: str) -> tuple[str, dict[str, Any]] | None:
 
 
 def parse_action(text: str) -> tuple[str, dict[str, Any]] | None:
-    """The action in a reply, as (tool name, arguments), or None when there is none. Small models
-    often write several ("run the tests" and the file, or the file and SUBMIT): the file write is
-    the substantive one and runs first (with check_after_write its checks then decide), then a
-    command, then SUBMIT. An empty file block, or one holding the format's own placeholder, is an echo
-    of the format, not a write: it would wipe the file (a command empties a file on purpose)."""
+    """The action in a reply, as (tool name, arguments), or None when there is none. A reply decoded
+    under the action grammar (models/grammar.py) is exactly one action; a model served without one
+    may write several ("run the tests" and the file, or the file and SUBMIT): the file write is the
+    substantive one and runs first (with check_after_write its checks then decide), then a command,
+    then SUBMIT. An empty file block is no write: it would wipe the file (a command empties a file
+    on purpose)."""
     for pattern in (_FILE, _NAMED):
         for match in pattern.finditer(text):
-            if match.group(2).strip() and not _echo(match.group(1)) and not _echo(match.group(2)):
+            if match.group(2).strip():
                 return "write_file", {"path": match.group(1), "content": match.group(2) + "\n"}
-    for match in _BASH.finditer(text):
-        if not _echo(match.group(1)):
-            return "bash", {"command": match.group(1).strip()}
-    if match := _SUBMIT.search(text) or _FINISH_LABEL.search(text):
+    if match := _BASH.search(text):
+        return "bash", {"command": match.group(1).strip()}
+    if match := _SUBMIT.search(text):
         return "submit", {"summary": text[: match.start()].strip()[-500:] or "done"}
     return parse_json_call(text)
-
-
-def _echo(block: str) -> bool:
-    return _PLACEHOLDER.fullmatch(block) is not None

@@ -72,3 +72,6 @@ class AnthropicProvider:
 
     def for_role(self, role: str) -> AnthropicProvider:
         return self  # the same model for every role
+
+    def for_attempt(self, attempt: int) -> AnthropicProvider:
+        return self  # the API takes no seed, and samples at temperature 1 unless told otherwise

@@ -64,6 +64,11 @@ class Provider(Protocol):
         gives each role its own turns; a real model is the same for every role)."""
         ...
 
+    def for_attempt(self, attempt: int) -> Provider:
+        """The provider an independent attempt (`[agent] attempts`) talks to: one that samples with a
+        seed of its own where the model takes one, the attempt's turns of a script or a recording."""
+        ...
+
 
 class ModelError(TetherError):
     """A model call that failed for good (bad key, bad request, script exhausted)."""

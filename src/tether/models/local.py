@@ -2,24 +2,29 @@
 
 The model is verified against its pinned sha256 before the first load. One llama.cpp instance is
 kept per model file for the life of the process, and llama.cpp reuses the evaluated prefix of the
-prompt, so each step reads only what the last step added. Replies use the text action format."""
+prompt, so each step reads only what the last step added. Replies use the text action format,
+decoded under its grammar, so each reply is exactly one well-formed action (models/text_turns.py)."""
 
 from __future__ import annotations
 
 import atexit
+import copy
+import functools
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tether.models import progress
-from tether.models.actions import FORMAT_ERROR, INSTRUCTIONS, parse_action
-from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, Usage
+from tether.models.actions import FORMAT_ERROR
+from tether.models.base import Message, ModelError, ModelResponse, ToolSpec, Usage
 from tether.models.catalog import resolve, verify
+from tether.models.text_turns import text_turn
 
 N_CTX = 8192
 MAX_REPLY = 768  # tokens; a whole small file fits, a rambling essay does not
-OBSERVATION_CHARS = 3000
 _LOADED: dict[Path, Any] = {}
+_GRAMMARS: dict[str, Any] = {}
 
 
 @atexit.register
@@ -41,27 +46,11 @@ def _load(path: Path) -> Any:
     return _LOADED[path]
 
 
-def _clip(text: str) -> str:
-    if len(text) <= OBSERVATION_CHARS:
-        return text
-    half = OBSERVATION_CHARS // 2
-    return f"{text[:half]}\n[... {len(text) - OBSERVATION_CHARS} characters omitted ...]\n{text[-half:]}"
-
-
-def render(messages: list[Message], actions: bool = True) -> list[dict[str, str]]:
-    """Chat messages for the model's own template: the action format in the system prompt (when the
-    caller offers tools), its own replies verbatim, tool results as user turns."""
-    rendered: list[dict[str, str]] = []
-    for message in messages:
-        role = message["role"]
-        if role == "system":
-            content = f"{message['content']}\n\n{INSTRUCTIONS}" if actions else message["content"]
-            rendered.append({"role": "system", "content": content})
-        elif role == "tool":
-            rendered.append({"role": "user", "content": f"Result:\n{_clip(message['content'])}"})
-        else:
-            rendered.append({"role": role, "content": message.get("content") or ""})
-    return rendered
+def _grammar(text: str) -> Any:
+    if text not in _GRAMMARS:
+        from llama_cpp import LlamaGrammar
+        _GRAMMARS[text] = LlamaGrammar.from_string(text, verbose=False)
+    return _GRAMMARS[text]
 
 
 class _TokenCounter:
@@ -82,25 +71,33 @@ class LocalProvider:
 
     def __init__(self, detail: str):
         self.name = f"local:{detail}"
+        self.attempt = 0
         path, sha256, size = resolve(detail)
         if sha256 is not None:
             verify(path, sha256, size)  # refuse a file that is not the pinned model, before loading it
         self.llm = _load(path)
 
-    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
-        rendered = render(messages, actions=bool(tools))
+    def _generate(self, rendered: list[dict[str, str]], grammar: str | None, temperature: float,
+                  seed: int, max_tokens: int) -> tuple[str, Usage]:
         try:
-            out = self.llm.create_chat_completion(messages=rendered, max_tokens=min(max_output_tokens, MAX_REPLY),
-                                                  temperature=0.0, logits_processor=[_TokenCounter()])
+            out = self.llm.create_chat_completion(
+                messages=rendered, max_tokens=min(max_tokens, MAX_REPLY), temperature=temperature, seed=seed,
+                grammar=_grammar(grammar) if grammar is not None else None, logits_processor=[_TokenCounter()])
         except ValueError as exc:  # llama.cpp says so when the prompt outgrows the context
             raise ModelError(f"local model: {exc}") from exc
-        text = out["choices"][0]["message"].get("content") or ""
-        action = parse_action(text) if tools else None
-        turn = sum(1 for message in messages if message["role"] == "assistant")
-        calls = [ToolCall(f"call_{turn}_0", action[0], action[1])] if action else []
         usage = out.get("usage") or {}
-        return ModelResponse(content=text, tool_calls=calls, model=self.name, cost_usd=0.0,
-                             usage=Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))))
+        return (out["choices"][0]["message"].get("content") or "",
+                Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))))
+
+    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+        generate = functools.partial(self._generate, max_tokens=max_output_tokens)
+        response = text_turn(generate, messages, bool(tools), self.attempt, self.name)
+        return replace(response, cost_usd=0.0)
 
     def for_role(self, role: str) -> LocalProvider:
         return self  # the same model for every role
+
+    def for_attempt(self, attempt: int) -> LocalProvider:
+        other = copy.copy(self)  # the same loaded model, already verified
+        other.attempt = attempt
+        return other

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+from dataclasses import replace
 from typing import Any
 
 import openai
 
-from tether.models.actions import parse_json_call
+from tether.models.actions import FORMAT_ERROR, parse_json_call
 from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, TransientModelError, Usage
+from tether.models.text_turns import text_turn
 
 
 def to_openai_messages(messages: list[Message]) -> list[dict[str, Any]]:
@@ -51,11 +54,15 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
 
 
 class OpenAIProvider:
-    format_hint = None
+    """Native tool calls, or (`text_actions`, for small models behind a llama.cpp server) the text
+    action format, its grammar sent in the request as llama.cpp's servers take it (`grammar`)."""
 
-    def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 300):
+    def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 300, text_actions: bool = False):
         self.name = f"openai:{model}"
         self.model = model
+        self.text_actions = text_actions
+        self.format_hint = FORMAT_ERROR if text_actions else None
+        self.attempt = 0
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         api_key = os.environ.get("OPENAI_API_KEY") or ("unused" if base_url else None)
         if api_key is None:
@@ -63,15 +70,9 @@ class OpenAIProvider:
         # Retries are Tether's, so each one is recorded as an event.
         self.client = openai.OpenAI(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s)
 
-    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+    def _create(self, **request: Any) -> Any:
         try:
-            response = self.client.chat.completions.create(
-                model=self.model,
-                messages=to_openai_messages(messages),
-                tools=[{"type": "function", "function": {"name": t.name, "description": t.description,
-                                                         "parameters": t.parameters}} for t in tools],
-                max_tokens=max_output_tokens,
-            )
+            response = self.client.chat.completions.create(model=self.model, **request)
         except openai.RateLimitError as exc:
             raise TransientModelError(f"openai: rate limited: {exc.message}", _retry_after(exc)) from exc
         except openai.APIStatusError as exc:
@@ -83,6 +84,19 @@ class OpenAIProvider:
             raise TransientModelError(f"openai: {type(exc).__name__}: {exc}") from exc
         if not response.choices:
             raise TransientModelError("openai: the response had no choices")
+        return response
+
+    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+        if self.text_actions:
+            return self._text_turn(messages, tools, max_output_tokens)
+        response = self._create(
+            messages=to_openai_messages(messages),
+            tools=[{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                     "parameters": t.parameters}} for t in tools],
+            max_tokens=max_output_tokens,
+            # the first attempt asks as a run without attempts would; later ones with a seed of their own
+            **({"seed": self.attempt} if self.attempt else {}),
+        )
         message = response.choices[0].message
         calls = [
             ToolCall(id=call.id, name=call.function.name, arguments=parse_arguments(call.function.arguments))
@@ -94,9 +108,30 @@ class OpenAIProvider:
             if action is not None:
                 turn = sum(1 for m in messages if m["role"] == "assistant")
                 calls = [ToolCall(id=f"call_text_{turn}", name=action[0], arguments=action[1])]
-        usage = Usage(response.usage.prompt_tokens, response.usage.completion_tokens) if response.usage else Usage()
-        return ModelResponse(content=message.content or "", tool_calls=calls, usage=usage,
+        return ModelResponse(content=message.content or "", tool_calls=calls, usage=_usage(response),
                              model=response.model or self.model)
+
+    def _text_turn(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+        served: list[str] = []
+
+        def generate(rendered: list[dict[str, str]], grammar: str | None, temperature: float,
+                     seed: int) -> tuple[str, Usage]:
+            response = self._create(messages=rendered, max_tokens=max_output_tokens, temperature=temperature,
+                                    seed=seed, extra_body={"grammar": grammar} if grammar is not None else None)
+            served.append(response.model or self.model)
+            return response.choices[0].message.content or "", _usage(response)
+
+        reply = text_turn(generate, messages, bool(tools), self.attempt, self.model)
+        return replace(reply, model=served[-1])
 
     def for_role(self, role: str) -> OpenAIProvider:
         return self  # the same model for every role
+
+    def for_attempt(self, attempt: int) -> OpenAIProvider:
+        other = copy.copy(self)
+        other.attempt = attempt
+        return other
+
+
+def _usage(response: Any) -> Usage:
+    return Usage(response.usage.prompt_tokens, response.usage.completion_tokens) if response.usage else Usage()

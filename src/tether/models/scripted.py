@@ -31,6 +31,7 @@ class ScriptedUsage(BaseModel):
 class ScriptedTurn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: str | None = None
+    attempt: int | None = Field(None, ge=0)  # the attempt whose turn this is; None: every attempt's
     content: str = ""
     tool_calls: list[ScriptedCall] = Field(default_factory=list)
     usage: ScriptedUsage | None = None
@@ -72,6 +73,9 @@ class ScriptedProvider:
     def for_role(self, role: str) -> ScriptedProvider:
         kind = role.split("-")[0]
         return ScriptedProvider(self.path, [t for t in self.turns if t.role in (None, role, kind)])
+
+    def for_attempt(self, attempt: int) -> ScriptedProvider:
+        return ScriptedProvider(self.path, [t for t in self.turns if t.attempt in (None, attempt)])
 
     def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
         index = sum(1 for message in messages if message["role"] == "assistant")

@@ -24,6 +24,20 @@ class AgentPolicy(Section):
     # Run the required checks after every successful write, not only on submit: a correct file
     # then finishes the run even when the model never thinks to submit (small models often don't).
     check_after_write: bool = False
+    # Independent tries, each from the base with a fresh conversation and its own seed, each judged by
+    # the required checks; the first that passes is delivered. max_steps is each try's; the run's
+    # tokens, money and time are shared by all of them.
+    attempts: int = Field(1, ge=1, le=100)
+    # How an openai: model answers: native tool calls, or the text action format under its grammar, for
+    # small models behind a llama.cpp server (local: models always answer in text).
+    actions: Literal["tools", "text"] = "tools"
+
+    @model_validator(mode="after")
+    def _attempts_of_one_loop(self) -> AgentPolicy:
+        if self.attempts > 1 and self.architecture != "harness":
+            raise ValueError(f"attempts = {self.attempts} needs architecture = \"harness\" (an orchestrated "
+                             "run's roles work in worktrees of their own)")
+        return self
 
 
 class BudgetPolicy(Section):

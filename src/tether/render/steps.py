@@ -90,6 +90,8 @@ class StepPrinter:
             self.note(f"[{style}]↳ {data.verdict} {data.rule}: {escape(data.reason)}[/]")
         elif isinstance(data, ev.Brake):
             self.note(f"[red]↳ brake {data.detector}: {escape(data.reason)}[/]")
+        elif isinstance(data, ev.AttemptEnded):
+            self.note(f"[yellow]↳ attempt {data.attempt + 1} ended ({data.rule}); the next starts from the base[/]")
         elif isinstance(data, ev.ModelError):
             retry = f"; retry in {data.retry_in_s:g}s" if data.retry_in_s else ""
             self.note(f"[yellow]↳ model error (attempt {data.attempt}): {escape(short(data.error, 80))}{retry}[/]")

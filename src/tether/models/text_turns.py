@@ -1,0 +1,93 @@
+"""One turn of a model that answers in the text action format (models/actions.py) rather than with
+native tool calls: the local models, and small models behind an OpenAI-compatible server
+(`[agent] actions = "text"`). The conversation is rendered for the model's own chat template, the
+reply decoded under the action grammar where the backend takes one, and parsed.
+
+The first reply of a run's first attempt is greedy: the model's best guess. Every later reply is
+sampled (a temperature, and a seed that differs by attempt, turn and draw), so a retry after a
+failed check is not the same greedy reply again; a reply that repeats one of the conversation's
+earlier actions word for word is drawn again, up to RESAMPLES times, before it is let through
+(the repeat brake then counts it as no progress)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from tether.models.actions import INSTRUCTIONS, parse_action
+from tether.models.base import Message, ModelResponse, ToolCall, Usage
+from tether.models.grammar import action_grammar, file_grammar, named_file
+
+OBSERVATION_HEAD = 600  # characters of a long observation kept from its start; the rest from its end,
+OBSERVATION_CHARS = 3000  # where a test run says what failed
+RETRY_TEMPERATURE = 0.7
+RESAMPLES = 2
+
+# (rendered messages, grammar or None, temperature, seed) -> (reply text, usage)
+Generate = Callable[[list[dict[str, str]], str | None, float, int], tuple[str, Usage]]
+
+
+def clip(text: str) -> str:
+    if len(text) <= OBSERVATION_CHARS:
+        return text
+    tail = OBSERVATION_CHARS - OBSERVATION_HEAD
+    return (f"{text[:OBSERVATION_HEAD]}\n[... {len(text) - OBSERVATION_CHARS} characters omitted ...]\n"
+            f"{text[-tail:]}")
+
+
+def render(messages: list[Message], actions: bool = True) -> list[dict[str, str]]:
+    """Chat messages for the model's own template: the action format in the system prompt (when the
+    caller offers tools), its own replies verbatim, tool results as user turns."""
+    rendered: list[dict[str, str]] = []
+    for message in messages:
+        role = message["role"]
+        if role == "system":
+            content = f"{message['content']}\n\n{INSTRUCTIONS}" if actions else message["content"]
+            rendered.append({"role": "system", "content": content})
+        elif role == "tool":
+            rendered.append({"role": "user", "content": f"Result:\n{clip(message['content'])}"})
+        else:
+            rendered.append({"role": role, "content": message.get("content") or ""})
+    return rendered
+
+
+def reply_grammar(messages: list[Message]) -> str:
+    """The grammar of the next reply: on the first turn of a task that names the file to write, that
+    file's whole content; otherwise any one action."""
+    if any(message["role"] == "assistant" for message in messages):
+        return action_grammar()
+    task = next((message.get("content") or "" for message in messages if message["role"] == "user"), "")
+    path = named_file(task)
+    return file_grammar(path) if path is not None else action_grammar()
+
+
+def sampling(attempt: int, turn: int, draw: int) -> tuple[float, int]:
+    """(temperature, seed) of a reply: greedy for the very first, then sampled with a seed of its own."""
+    if attempt == turn == draw == 0:
+        return 0.0, 0
+    return RETRY_TEMPERATURE, attempt * 10_000 + turn * 10 + draw
+
+
+def earlier_actions(messages: list[Message]) -> list[tuple[str, dict[str, Any]]]:
+    return [(call["name"], call["arguments"]) for message in messages if message["role"] == "assistant"
+            for call in message.get("tool_calls") or []]
+
+
+def text_turn(generate: Generate, messages: list[Message], with_tools: bool, attempt: int, model: str) -> ModelResponse:
+    """Ask for one reply (one action when `with_tools`), drawn again while it repeats an earlier action."""
+    rendered = render(messages, actions=with_tools)
+    grammar = reply_grammar(messages) if with_tools else None
+    turn = sum(1 for message in messages if message["role"] == "assistant")
+    seen = earlier_actions(messages)
+    prompt_tokens = completion_tokens = 0
+    text, action = "", None
+    for draw in range(RESAMPLES + 1):
+        temperature, seed = sampling(attempt, turn, draw)
+        text, usage = generate(rendered, grammar, temperature, seed)
+        prompt_tokens += usage.input_tokens
+        completion_tokens += usage.output_tokens
+        action = parse_action(text) if with_tools else None
+        if action is None or action not in seen:
+            break
+    calls = [ToolCall(f"call_{turn}_0", action[0], action[1])] if action else []
+    return ModelResponse(content=text, tool_calls=calls, model=model, usage=Usage(prompt_tokens, completion_tokens))
