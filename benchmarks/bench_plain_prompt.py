@@ -2,13 +2,22 @@
 
 The baseline of issue 19: each Exercism task's own instruction (the text Tether's agent gets,
 with the stub in it), then "answer with the complete solution file in one python block", one
-greedy reply, no tools; the block is the solution. Tether's single shot (`max_steps = 1`) runs the
-same tasks in the same process. Both are scored by the task's full (hidden) test file, and
-compared pair by pair (McNemar's exact test), so every change to the agent is measured against
-the plain prompt in one run.
+greedy reply, no tools; the block is the solution. Tether's configurations run the same tasks in
+the same process:
+
+    single     one step (`max_steps = 1`), no checks: the first reply is the answer
+    guarded    the harness: the visible tests as a required check after every write, write caps,
+               the test files protected (nobody attends, so a request is denied), 8 steps
+    attempts   `[agent] attempts = 4` of one step each, the visible tests as the required check:
+               the first attempt whose file passes them is delivered
+
+Everything is scored by the task's full (hidden) test file, and each configuration is compared with
+the plain prompt pair by pair (McNemar's exact test, bootstrap intervals), with the eval's own
+metrics, table and plots (`results.json` and `report.html` in --out, rewritten after every task,
+so a long run that is stopped keeps what it measured).
 
     .venv/bin/python benchmarks/bench_plain_prompt.py [--tasks 40] [--model local:qwen2.5-coder-1.5b]
-        [--configs plain,single] [--json out.json]
+        [--configs plain,single,guarded,attempts] [--out DIR]
 
 The tasks are the first N (by a hash of their names, so a fixed sample) that import-exercism keeps.
 """
@@ -17,30 +26,49 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import re
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from tether.evals.compare import compare_configs
 from tether.evals.exercism import _exercises, _passes, import_task
+from tether.evals.metrics import cell_row, summarize_config
+from tether.evals.report import write_reports
 from tether.evals.suite import load_task
 from tether.ledger import Ledger
 from tether.models import make_provider
 from tether.policy import parse_policy
 from tether.runner import RunSpec, start_run
-from tether.stats import mcnemar_exact, wilson
 from tether.workspace.git import git
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tasks" / "exercism-python"
 PLAIN = "\n\nAnswer with the complete solution file in one python block."
 _PYTHON_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)\n?```", re.DOTALL)
-SINGLE = "[budget]\nmax_steps = 1\n"
+_GUARD = """
+[writes]
+max_files = 2
+max_lines = 150
+[ownership.protected]
+"*_test.py" = ["@maintainers"]
+[approvals]
+unattended = "deny"
+[[checks]]
+name = "visible tests"
+command = "{visible_check}"
+timeout_s = 60
+"""
+CONFIGS = {
+    "single": "[budget]\nmax_steps = 1\n",
+    "guarded": "[agent]\ncheck_after_write = true\n[budget]\nmax_steps = 8\n" + _GUARD,
+    "attempts": "[agent]\ncheck_after_write = true\nattempts = 4\n[budget]\nmax_steps = 1\n" + _GUARD,
+}
 
 
 def sample(count: int) -> list[str]:
@@ -48,93 +76,108 @@ def sample(count: int) -> list[str]:
     return sorted(names, key=lambda name: hashlib.sha256(name.encode()).hexdigest())[:count]
 
 
-def plain_answer(provider: object, instruction: str) -> str:
-    """One greedy reply to the plain prompt, through the same llama.cpp instance Tether uses."""
-    out = provider.llm.create_chat_completion(  # type: ignore[attr-defined]
+def plain_row(provider: Any, folder: Path, meta: dict, instruction: str) -> dict[str, Any]:
+    """One greedy reply to the plain prompt, through the same llama.cpp instance Tether uses, as an
+    eval row (the eval's fields that a reply without a run cannot have are zero)."""
+    started = time.perf_counter()
+    out = provider.llm.create_chat_completion(
         messages=[{"role": "user", "content": instruction + PLAIN}], max_tokens=1024, temperature=0.0)
-    return out["choices"][0]["message"].get("content") or ""
+    latency = time.perf_counter() - started
+    blocks = _PYTHON_BLOCK.findall(out["choices"][0]["message"].get("content") or "")
+    visible = hidden = False
+    if blocks:
+        solution = folder / "plain-solution.py"
+        solution.write_text(max(blocks, key=len) + "\n")
+        visible, hidden = (_passes(folder, meta["solution_files"][0], solution, meta["test_files"][0], hidden=h)
+                           for h in (False, True))
+    usage = out.get("usage") or {}
+    return {"task": meta["name"], "config": "plain", "repeat": 0, "run_id": "", "status": "answered",
+            "stop_rule": "", "passed_visible": visible, "passed_hidden": hidden,
+            "escaped_defect": visible and not hidden, "false_success": False, "latency_s": round(latency, 3),
+            "tokens": int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0)), "usd": 0.0,
+            "steps": 1, "interrupts": 0, "stops": 0, "rework": 0, "rework_lines": 0, "cap_hits": 0}
 
 
-def solved_plainly(folder: Path, meta: dict, reply: str) -> bool:
-    blocks = _PYTHON_BLOCK.findall(reply)
-    if not blocks:
-        return False
-    solution = folder / "plain-solution.py"
-    solution.write_text(max(blocks, key=len) + "\n")
-    return _passes(folder, meta["solution_files"][0], solution, meta["test_files"][0], hidden=True)
-
-
-def solved_by_tether(folder: Path, meta: dict, model: str, ledger: Ledger, work: Path) -> bool:
+def tether_row(config: str, folder: Path, meta: dict, model: str, ledger: Ledger, work: Path) -> dict[str, Any]:
     task = load_task(folder)
-    repo = work / meta["name"]
+    repo = work / config / meta["name"]
     repo.mkdir(parents=True)
     for path in (folder / "repo").iterdir():
         (repo / path.name).write_bytes(path.read_bytes())
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     git(repo, "-c", "user.email=b@e", "-c", "user.name=bench", "commit", "-qm", "task")
-    summary = start_run(ledger, RunSpec(task.instruction, repo, parse_policy(SINGLE, Path("single.toml")),
-                                        model=model))
-    delivered = work / f"{meta['name']}-solution.py"
+    policy = parse_policy(CONFIGS[config].replace("{visible_check}", task.visible_check), Path(f"{config}.toml"))
+    summary = start_run(ledger, RunSpec(task.instruction, repo, policy, model=model))
+    delivered = work / config / f"{meta['name']}-solution.py"
     delivered.write_text(git(repo, "show", f"{summary['branch']}:{meta['solution_files'][0]}"))
-    return _passes(folder, meta["solution_files"][0], delivered, meta["test_files"][0], hidden=True)
+    score = {kind: {"passed": _passes(folder, meta["solution_files"][0], delivered, meta["test_files"][0],
+                                      hidden=kind == "hidden")} for kind in ("visible", "hidden")}
+    run = ledger.get_run(summary["run_id"])
+    return cell_row(meta["name"], config, 0, run, ledger.events(run.id), score)
+
+
+def results_of(rows: list[dict[str, Any]], configs: list[str], model: str) -> dict[str, Any]:
+    summary = {config: summarize_config([r for r in rows if r["config"] == config]) for config in configs}
+    return {"eval_id": f"bench_plain_prompt ({model})", "suite": "exercism-python (hash sample)", "repeats": 1,
+            "rows": rows, "summary": summary,
+            "comparisons": [compare_configs(rows, configs[0], other) for other in configs[1:]]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=40)
     parser.add_argument("--model", default="local:qwen2.5-coder-1.5b")
-    parser.add_argument("--configs", default="plain,single")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--configs", default="plain,single,guarded,attempts")
+    parser.add_argument("--out", type=Path, help="directory for results.json and report.html")
     args = parser.parse_args()
     configs = args.configs.split(",")
+    unknown = [c for c in configs if c != "plain" and c not in CONFIGS]
+    if unknown:
+        sys.exit(f"--configs: unknown {', '.join(unknown)}; known: plain, {', '.join(CONFIGS)}")
     console = Console()
     if not DATA.is_dir():
         sys.exit(f"no Exercism tasks at {DATA}")
     provider = make_provider(args.model)
     metas = {meta["name"]: meta for meta in _exercises(DATA)}
-    results: dict[str, dict[str, bool]] = {}
-    seconds: dict[str, float] = dict.fromkeys(configs, 0.0)
+    rows: list[dict[str, Any]] = []
+    done = 0
     with tempfile.TemporaryDirectory() as tmp:
         suite, work = Path(tmp) / "suite", Path(tmp) / "work"
         ledger = Ledger(f"sqlite:///{Path(tmp) / 'bench.db'}")
         with Progress(console=console) as progress:
-            names = sample(len(metas))
             job = progress.add_task("tasks", total=args.tasks)
-            for name in names:
-                if len(results) >= args.tasks:
+            for name in sample(len(metas)):
+                if done >= args.tasks:
                     break
                 meta = metas[name]
                 if not import_task(DATA / meta["dir"], meta, suite, validate=True).kept:
                     continue  # a refactoring exercise, or one whose stub passes
                 folder = suite / name
-                instruction = load_task(folder).instruction
-                results[name] = {}
                 for config in configs:
-                    started = time.perf_counter()
-                    if config == "plain":
-                        results[name][config] = solved_plainly(folder, meta, plain_answer(provider, instruction))
-                    else:
-                        results[name][config] = solved_by_tether(folder, meta, args.model, ledger, work / config)
-                    seconds[config] += time.perf_counter() - started
+                    rows.append(plain_row(provider, folder, meta, load_task(folder).instruction) if config == "plain"
+                                else tether_row(config, folder, meta, args.model, ledger, work))
+                done += 1
                 progress.advance(job)
-                if args.json:  # after every task: a long run that is stopped keeps what it measured
-                    args.json.write_text(json.dumps({"model": args.model, "tasks": results, "seconds": seconds},
-                                                    indent=2))
+                if args.out:
+                    write_reports(results_of(rows, configs, args.model), args.out,
+                                  f"{args.model}: a plain prompt against Tether on {done} Exercism tasks")
         ledger.close()
-    total = len(results)
-    table = Table("how the model was asked", "solved", "95% interval", "seconds per task",
-                  title=f"{args.model} on {total} Exercism tasks, scored on the hidden tests")
-    for config in configs:
-        solved = sum(r[config] for r in results.values())
-        low, high = wilson(solved, total)
-        table.add_row(config, f"{solved}/{total}", f"{low:.0%}-{high:.0%}", f"{seconds[config] / total:.1f}")
+    results = results_of(rows, configs, args.model)
+    table = Table("how the model was asked", "solved", "95% interval", "tokens per task", "seconds p50",
+                  title=f"{args.model} on {done} Exercism tasks, scored on the hidden tests")
+    for config, found in results["summary"].items():
+        low, high = found["pass_rate_ci"]
+        table.add_row(config, f"{found['solved']}/{found['runs']}", f"{low:.0%}-{high:.0%}",
+                      f"{found['tokens_per_task']:,.0f}", f"{found['latency_p50_s']:.1f}")
     console.print(table)
-    for other in configs[1:]:
-        only_plain = sum(r[configs[0]] and not r[other] for r in results.values())
-        only_other = sum(r[other] and not r[configs[0]] for r in results.values())
-        console.print(f"{configs[0]} only: {only_plain}, {other} only: {only_other}; McNemar exact "
-                      f"p = {mcnemar_exact(only_plain, only_other):.3f}")
+    for comparison in results["comparisons"]:
+        diff = comparison["pass_rate_diff"]
+        interval = f" [{diff['low']:+.0%}, {diff['high']:+.0%}]" if diff else ""
+        console.print(f"{comparison['second']} - {comparison['first']}: "
+                      f"{comparison['only_second_passed'] - comparison['only_first_passed']:+d} tasks{interval}; "
+                      f"{comparison['first']} only {comparison['only_first_passed']}, {comparison['second']} only "
+                      f"{comparison['only_second_passed']}, McNemar exact p = {comparison['mcnemar_p']:.3f}")
 
 
 if __name__ == "__main__":

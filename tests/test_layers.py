@@ -13,7 +13,7 @@ LAYERS = [
     {"ledger"},
     {"workspace", "models", "lease"},
     {"guard"},
-    {"agents", "backtest", "gateway"},
+    {"agents", "backtest", "gateway", "delivery"},
     {"runner"},
     {"replay", "approvals", "gc", "queue", "demo", "doctor"},
     {"evals"},

@@ -9,7 +9,7 @@ from typing import Any
 
 from tether.ledger import Ledger
 from tether.ledger import events as ev
-from tether.ledger.queries import pending_approval, run_policy
+from tether.ledger.queries import pending_approval, requester_of, run_policy
 from tether.policy import Policy
 from tether.policy.approvers import may_approve
 from tether.runner import RunError
@@ -45,6 +45,9 @@ def decide_approval(ledger: Ledger, run_ref: str, approved: bool, by: str, reaso
     if request is None:
         raise RunError(f"run {run.id} has no pending approval request")
     policy = _run_policy(ledger, run.id).approvals
+    requester = requester_of(ledger.events(run.id))
+    if approved and requester is not None and by == requester:
+        raise RunError(f"{by} asked for run {run.id} and may not approve its own request; an owner must")
     if approved and not may_approve(by, request["owners"], policy):
         raise RunError(f"{by} may not approve {', '.join(request['paths'])}: owners are "
                        f"{', '.join(request['owners'])} (or an admin of the policy)")

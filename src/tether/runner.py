@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import time
@@ -14,11 +15,13 @@ from tether.agents import run_agent
 from tether.agents.external import AGENT_RESUMED, check_agent, run_external
 from tether.agents.harness import SYSTEM_PROMPT
 from tether.agents.session import Approver, Session
+from tether.delivery.deliver import deliver
+from tether.delivery.remotes import DeliveryError
 from tether.errors import TetherError
 from tether.guard.brakes import Brakes
 from tether.guard.decisions import RunEnded, RunHeld, RunSucceeded
 from tether.guard.fleet import FleetGate
-from tether.guard.guard import Guard
+from tether.guard.guard import Guard, ownership_at
 from tether.guard.runlog import EventSink, RunLog
 from tether.ledger import Ledger, LedgerError
 from tether.ledger import events as ev
@@ -28,8 +31,7 @@ from tether.ledger.store import new_run_id
 from tether.models import Provider, make_provider
 from tether.policy import Policy
 from tether.policy.load import org_limits
-from tether.policy.ownership import CODEOWNERS_LOCATIONS, Ownership
-from tether.workspace.git import GitError, head_commit, repo_root, show_file
+from tether.workspace.git import GitError, current_branch, head_commit, repo_root
 from tether.workspace.project import SetupFailed, plan_for, prepare
 from tether.workspace.sandbox import for_setup, require_sandbox, worktree_sandbox
 from tether.workspace.worktree import Worktree, create_worktree, open_worktree, reattach_worktree
@@ -53,6 +55,7 @@ class RunSpec:
     parent_run_id: str | None = None
     run_id: str | None = None  # default: a new time-ordered id; a queued task passes its own
     agent: str | None = None  # an external agent as the loop (claude-code, codex, command:CLI)
+    requested_by: str | None = None  # who asked for it (a queued task's submitter); default: this user
 
 
 def current_user() -> str:
@@ -62,25 +65,16 @@ def current_user() -> str:
         return "unknown"
 
 
-def _ownership(policy: Policy, repo: Path, base_commit: str) -> Ownership:
-    text = None
-    for location in CODEOWNERS_LOCATIONS:
-        text = show_file(repo, base_commit, location)
-        if text is not None:
-            break
-    return Ownership.build(policy.ownership, text)
-
-
 def _fleet_gate(ledger: Ledger, repo: Path, run_id: str) -> FleetGate:
     fleet = Fleet(ledger)
     return FleetGate(fleet, org_limits(fleet.org_policy()), str(repo), run_id)
 
 
 def _session(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, worktree: Worktree,
-             on_event: EventSink | None, approver: Approver | None) -> Session:
+             on_event: EventSink | None, approver: Approver | None, requested_by: str | None) -> Session:
     """The run's session; its sandbox gets the project's environment once `_environment` prepared it."""
-    guard = Guard(policy=policy, ownership=_ownership(policy, worktree.repo, worktree.base_commit),
-                  root=worktree.path, fleet=_fleet_gate(ledger, worktree.repo, run_id))
+    guard = Guard(policy=policy, ownership=ownership_at(policy, worktree.repo, worktree.base_commit),
+                  root=worktree.path, fleet=_fleet_gate(ledger, worktree.repo, run_id), requested_by=requested_by)
     log = RunLog(run_id=run_id, ledger=ledger, brakes=Brakes(policy.brakes), on_event=on_event)
     return Session(
         log=log, guard=guard, policy=policy, provider=provider, worktree=worktree,
@@ -117,7 +111,8 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     except GitError:
         ledger.update_run(run_id, status="failed", owner=None)  # never started: nothing to resume
         raise
-    session = _session(ledger, run_id, policy, provider, worktree, on_event, approver)
+    requested_by = spec.requested_by or current_user()
+    session = _session(ledger, run_id, policy, provider, worktree, on_event, approver, requested_by)
     system_prompt = spec.system_prompt or policy.agent.system_prompt or SYSTEM_PROMPT
     policy_digest = hashlib.sha256(spec.policy_path.read_bytes()).hexdigest() if spec.policy_path else None
     session.record(ev.RunStarted(
@@ -127,7 +122,8 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
         policy=policy.model_dump(mode="json"),
         policy_file=str(spec.policy_path) if spec.policy_path else None, policy_sha256=policy_digest,
         system_prompt=system_prompt, sandbox=session.sandbox.describe(), user=current_user(), source=spec.source,
-        parent_run_id=spec.parent_run_id,
+        parent_run_id=spec.parent_run_id, requested_by=requested_by,
+        base_branch=current_branch(repo),
     ))
     try:
         _environment(session)
@@ -279,7 +275,8 @@ def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | No
     if not worktree.path.is_dir():
         worktree = reattach_worktree(worktree, policy.writes.ignore)
     provider = make_provider(started.model or "", started.base_url, policy.agent.actions == "text")
-    session = _session(ledger, run_id, policy, provider, worktree, on_event, approver)
+    session = _session(ledger, run_id, policy, provider, worktree, on_event, approver,
+                       started.requested_by or started.user)
     session.log.replay(events)
     session.tree = session.log.last_tree or session.base_tree
     _environment(session)
@@ -343,4 +340,7 @@ def _finish(ledger: Ledger, session: Session, status: str, reason: str, rule: st
                                 tree=session.tree, diffstat=diffstat, usage=session.meters.as_dict()))
     ledger.update_run(session.run_id, status=status, owner=None)
     worktree.remove()
+    if status == "succeeded" and session.policy.delivery.mode != "branch":
+        with contextlib.suppress(DeliveryError):  # recorded as delivery_failed; `tether deliver` tries again
+            deliver(ledger, session.run_id)
 

@@ -27,14 +27,30 @@ from tether.ledger.meters import Meters
 from tether.models import ToolCall
 from tether.models.tools import TOOLS, WRITE_TOOLS
 from tether.policy.approvers import may_approve
-from tether.policy.ownership import Ownership
+from tether.policy.ownership import CODEOWNERS_LOCATIONS, Ownership
 from tether.policy.schema import Policy
 from tether.workspace.files import read_regular
+from tether.workspace.git import show_file
 from tether.workspace.worktree import DiffStat
 
 DIFF_LIMIT = 20_000  # characters of a proposed write's diff shown to its approver
 DESTRUCTIVE_MIN_LINES = 10  # smaller files (stubs) may be rewritten whole
 DESTRUCTIVE_LIMIT = 1 << 20  # larger files are not compared line by line
+
+
+def ownership_at(policy: Policy, repo: Path, commit: str, codeowners: bool | None = None) -> Ownership:
+    """The ownership a run is judged by: the policy's protected paths and the CODEOWNERS file of
+    `commit` (its base), never the worktree's copy, which the agent can write. `codeowners` instead
+    of the policy's own setting (a pull request's reviewers come from CODEOWNERS either way)."""
+    ownership = policy.ownership
+    if codeowners is not None:
+        ownership = ownership.model_copy(update={"codeowners": codeowners})
+    text = None
+    for location in CODEOWNERS_LOCATIONS:
+        text = show_file(repo, commit, location)
+        if text is not None:
+            break
+    return Ownership.build(ownership, text)
 
 
 @dataclass
@@ -43,6 +59,7 @@ class Guard:
     ownership: Ownership
     root: Path  # the worktree the acting agent's paths are resolved in
     fleet: FleetGate | None = None
+    requested_by: str | None = None  # who asked for the run: never its approver
 
     def __post_init__(self) -> None:
         self.commands = CommandRules(self.policy.commands)
@@ -96,7 +113,10 @@ class Guard:
 
     def may_decide(self, ask: Decision, approved: bool, by: str) -> Decision | None:
         """None when `by` may give this answer to `ask`; else the refusal (anyone may deny, only an
-        owner or an admin may approve)."""
+        owner or an admin may approve, and never whoever asked for the run)."""
+        if approved and self.requested_by is not None and by == self.requested_by:
+            return Decision("ask", "approvals.requester", f"{by} asked for this run and may not approve its own "
+                            "request; an owner must", ask.paths, ask.owners)
         if approved and not may_approve(by, ask.owners, self.policy.approvals):
             return Decision("ask", "approvals.not_owner",
                             f"{by} may not approve: owners are {', '.join(ask.owners)} (or an admin)",

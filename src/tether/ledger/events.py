@@ -41,6 +41,8 @@ class EventType(StrEnum):
     MERGE = "merge"
     ATTEMPT_STARTED = "attempt_started"
     ATTEMPT_ENDED = "attempt_ended"
+    DELIVERED = "delivered"
+    DELIVERY_FAILED = "delivery_failed"
     RUN_PAUSED = "run_paused"
     RUN_CONTINUED = "run_continued"
     RUN_RESUMED = "run_resumed"
@@ -88,6 +90,9 @@ class RunStarted(Payload):
     system_prompt: str | None = None
     sandbox: dict[str, Any] | None = None
     user: str | None = None
+    requested_by: str | None = Field(None, description="who asked for the run (a queued task's submitter); "
+                                     "never counted as its approver")
+    base_branch: str | None = Field(None, description="the branch checked out at the start; a pull request targets it")
     source: str = "live"
     parent_run_id: str | None = None
     # imported runs (backtests): another agent's trajectory
@@ -316,6 +321,36 @@ class AttemptEnded(Payload):
     reason: str
     rule: str
     tree: str
+
+
+class Delivered(Payload):
+    """The run's branch left the machine: pushed (`mode` push) and, for `pull_request`, one request
+    opened (`created`) or updated on the forge. `remote` never carries credentials."""
+
+    type = EventType.DELIVERED
+    mode: Literal["push", "pull_request"]
+    remote: str
+    ref: str
+    commit: str
+    forge: str | None = None
+    number: int | None = None
+    url: str | None = None
+    created: bool = False
+    draft: bool = False
+    labels: list[str] = Field(default_factory=list)
+    reviewers: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list, description="labels or reviewers the forge refused")
+
+
+class DeliveryFailed(Payload):
+    """Delivery did not finish; the run keeps its branch, and `tether deliver RUN` tries again."""
+
+    type = EventType.DELIVERY_FAILED
+    mode: Literal["push", "pull_request"]
+    stage: Literal["config", "push", "pull_request"]
+    kind: Literal["config", "auth", "not_found", "conflict", "invalid", "rate_limit", "network", "server"]
+    reason: str
+    retry_at: float | None = None
 
 
 class RunPaused(Payload):

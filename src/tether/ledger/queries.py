@@ -41,6 +41,12 @@ def run_policy(events: list[StoredEvent]) -> Policy | None:
     return Policy.model_validate(started.policy) if started is not None and started.policy is not None else None
 
 
+def requester_of(events: list[StoredEvent]) -> str | None:
+    """Who asked for the run: never its approver, nor a reviewer of its pull request."""
+    started = started_of(events)
+    return (started.requested_by or started.user) if started is not None else None
+
+
 def finished_of(events: list[StoredEvent]) -> ev.RunFinished | None:
     return next((e.data for e in reversed(events) if isinstance(e.data, ev.RunFinished)), None)
 

@@ -155,6 +155,48 @@ class ApprovalsPolicy(Section):
         return self
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class DeliveryPolicy(Section):
+    """How a finished run's work leaves the machine. "branch": a local branch (always made);
+    "push": the branch pushed to `remote`; "pull_request": pushed, and one pull/merge request
+    opened or updated on the forge with the run's evidence. Only `tether/<run id>` is pushed,
+    never with force. The token is read from the environment variable `token_env` when delivering,
+    never stored, logged or given to a sandbox."""
+    mode: Literal["branch", "push", "pull_request"] = "branch"
+    remote: str = Field("origin", min_length=1)  # a remote's name in the repository, or a URL
+    forge: Literal["github", "gitlab", "gitea"] | None = None  # None: known from the remote's host
+    api_url: str | None = None  # None: the forge's public API for github.com and gitlab.com
+    repository: str | None = None  # "owner/name" (GitLab: "group/sub/name"); None: from the remote URL
+    token_env: str | None = None  # None: GITHUB_TOKEN, GITLAB_TOKEN or GITEA_TOKEN
+    base: str | None = None  # the branch the request targets; None: the branch the run started from
+    labels: list[str] = Field(default_factory=lambda: ["tether"])
+    draft: bool = False  # a run that did not succeed is always delivered as a draft
+    reviewers: bool = True  # ask the CODEOWNERS of the touched files (never the requester)
+
+    @field_validator("token_env")
+    @classmethod
+    def _env_name(cls, name: str | None) -> str | None:
+        if name is not None and not _ENV_NAME.fullmatch(name):
+            raise ValueError(f"token_env must name an environment variable, got {name!r}")
+        return name
+
+    @field_validator("repository")
+    @classmethod
+    def _owner_and_name(cls, repository: str | None) -> str | None:
+        if repository is not None and (repository.count("/") < 1 or "" in repository.split("/")):
+            raise ValueError(f"repository must be \"owner/name\", got {repository!r}")
+        return repository
+
+    @field_validator("api_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("https://", "http://")):
+            raise ValueError(f"api_url must be an http(s) URL, got {url!r}")
+        return url
+
+
 class CheckPolicy(Section):
     name: str = Field(min_length=1)
     command: str = Field(min_length=1)
@@ -250,6 +292,7 @@ class Policy(Section):
     brakes: BrakesPolicy = Field(default_factory=BrakesPolicy)
     fleet: FleetPolicy = Field(default_factory=FleetPolicy)
     orchestrated: OrchestratedPolicy = Field(default_factory=OrchestratedPolicy)
+    delivery: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
 
     @field_validator("checks")
     @classmethod

@@ -53,7 +53,8 @@ def _drive(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
         policy, policy_path = find_policy(repo, Path(task["policy"]) if task.get("policy") else None,
                                           Fleet(ledger).org_policy())
         spec = runner.RunSpec(task["instruction"], repo, policy, policy_path, task.get("model"),
-                              source=task.get("source", "queue"), run_id=task_id)
+                              source=task.get("source", "queue"), run_id=task_id,
+                              requested_by=task.get("submitted_by"))
         return runner.start_run(ledger, spec)
     run = ledger.get_run(task_id)
     if run.status in TERMINAL and held_reason(ledger.events(task_id)) is None:

@@ -29,9 +29,6 @@ _GIT_ENV = {
     "GIT_COMMITTER_EMAIL": "tether@localhost",
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_PAGER": "cat",
-    "GIT_CONFIG_COUNT": str(len(_NO_EXECUTION)),
-    **{f"GIT_CONFIG_KEY_{i}": key for i, key in enumerate(_NO_EXECUTION)},
-    **{f"GIT_CONFIG_VALUE_{i}": value for i, value in enumerate(_NO_EXECUTION.values())},
 }
 
 
@@ -39,7 +36,16 @@ def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The caller's environment without its own GIT_* settings (a GIT_DIR inherited from a hook
     would point Tether elsewhere), plus Tether's identity and the config above."""
     inherited = {name: value for name, value in os.environ.items() if not name.startswith("GIT_")}
-    return {**inherited, **_GIT_ENV, **(extra or {})}
+    return {**inherited, **_GIT_ENV, **with_config({}), **(extra or {})}
+
+
+def with_config(config: dict[str, str]) -> dict[str, str]:
+    """Environment entries that add `config` to Tether's own (for `git(env=...)`): through the
+    environment, so a value such as an authorization header never appears in a process listing."""
+    settings = {**_NO_EXECUTION, **config}
+    return {"GIT_CONFIG_COUNT": str(len(settings)),
+            **{f"GIT_CONFIG_KEY_{i}": key for i, key in enumerate(settings)},
+            **{f"GIT_CONFIG_VALUE_{i}": value for i, value in enumerate(settings.values())}}
 
 
 def git(cwd: Path, *args: str, input_text: str | None = None, env: dict[str, str] | None = None) -> str:
@@ -54,6 +60,14 @@ def git(cwd: Path, *args: str, input_text: str | None = None, env: dict[str, str
     if result.returncode != 0:
         raise GitError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.strip() or result.stdout.strip()}")
     return result.stdout
+
+
+def current_branch(repo: Path) -> str | None:
+    """The branch checked out in `repo`; None on a detached HEAD."""
+    try:
+        return git(repo, "symbolic-ref", "--quiet", "--short", "HEAD").strip() or None
+    except GitError:
+        return None
 
 
 def repo_root(path: Path) -> Path:

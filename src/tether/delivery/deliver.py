@@ -1,0 +1,111 @@
+"""Deliver a finished run as its policy says: push its branch, and open (or update) its one pull
+request. Every outcome is an event on the run: `delivered`, or `delivery_failed` with the stage and
+kind (auth, conflict, rate_limit, network, ...); the run's branch stays, and delivering again picks
+up where the last attempt stopped (the push is a no-op once done, the request is found and updated)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from tether.delivery import evidence
+from tether.delivery.forges import DEFAULT_API, DEFAULT_TOKEN_ENV, Request, open_on
+from tether.delivery.remotes import DeliveryError, Remote, push_branch, resolve_remote
+from tether.guard.guard import ownership_at
+from tether.ledger import Ledger
+from tether.ledger import events as ev
+from tether.ledger.queries import finished_of, run_policy, summarize
+from tether.ledger.store import ConcurrentAppend
+from tether.policy import Policy
+from tether.policy.schema import DeliveryPolicy
+from tether.workspace.git import GitError, git
+
+RECORD_TRIES = 5
+
+
+def deliver(ledger: Ledger, run_ref: str, policy: DeliveryPolicy | None = None,
+            environ: Mapping[str, str] | None = None) -> ev.Delivered:
+    """Deliver one run (the policy it ran with, unless another is given); raises DeliveryError,
+    recorded as `delivery_failed`, when it cannot."""
+    environ = os.environ if environ is None else environ
+    run = ledger.get_run(run_ref)
+    events = ledger.events(run.id)
+    started, finished = events[0].data if events else None, finished_of(events)
+    recorded_policy = run_policy(events)
+    if not isinstance(started, ev.RunStarted) or started.repo is None or recorded_policy is None:
+        raise DeliveryError("config", f"run {run.id} was not made by Tether here; it has no branch to deliver")
+    if finished is None or finished.commit is None or finished.branch is None:
+        raise DeliveryError("config", f"run {run.id} is {run.status}; a run is delivered once it has ended")
+    policy = policy or recorded_policy.delivery
+    if policy.mode == "branch":
+        raise DeliveryError("config", f"run {run.id}'s policy delivers as a local branch ({finished.branch}); set "
+                                      "[delivery] mode = \"push\" or \"pull_request\" to deliver it elsewhere")
+    stage = "config"
+    try:
+        repo = Path(started.repo)
+        remote = resolve_remote(repo, policy.remote)
+        forge = policy.forge or remote.forge
+        if policy.mode == "pull_request" and forge is None:
+            raise DeliveryError("config", f"cannot tell the forge of {remote.host!r}: set [delivery] forge")
+        token_env = policy.token_env or (DEFAULT_TOKEN_ENV[forge] if forge else None)
+        token = environ.get(token_env) if token_env else None
+        if policy.mode == "pull_request" and not token:
+            raise DeliveryError("config", f"no forge token: set the environment variable {token_env} "
+                                          "([delivery] token_env names it)")
+        base = policy.base or started.base_branch
+        if policy.mode == "pull_request" and base is None:
+            raise DeliveryError("config", "the run started on a detached HEAD: set [delivery] base")
+        stage = "push"
+        ref = push_branch(repo, remote, finished.branch, finished.commit, base, token)
+        if policy.mode == "push":
+            delivered = ev.Delivered(mode="push", remote=remote.url, ref=ref, commit=finished.commit)
+        else:
+            stage = "pull_request"
+            assert forge is not None and token is not None and base is not None
+            delivered = _pull_request(ledger, run.id, events, policy, remote, forge, token, base, ref, finished)
+    except DeliveryError as exc:
+        _record(ledger, run.id, ev.DeliveryFailed(mode=policy.mode, stage=stage, kind=exc.kind, reason=str(exc),
+                                                  retry_at=exc.retry_at))
+        raise
+    _record(ledger, run.id, delivered)
+    return delivered
+
+
+def _pull_request(ledger: Ledger, run_id: str, events: list, policy: DeliveryPolicy, remote: Remote, forge: str,
+                  token: str, base: str, ref: str, finished: ev.RunFinished) -> ev.Delivered:
+    started = events[0].data
+    summary = summarize(ledger.get_run(run_id), events)
+    requester = started.requested_by or started.user
+    reviewers = _reviewers(Path(started.repo), started, finished, requester) if policy.reviewers else []
+    request = Request(head=finished.branch or "", base=base, title=evidence.title(started.task),
+                      body=evidence.description(summary, events),
+                      draft=policy.draft or summary["status"] != "succeeded", labels=policy.labels, reviewers=reviewers)
+    api_url = policy.api_url or DEFAULT_API[forge].format(host=remote.host)
+    opened = open_on(forge, api_url, policy.repository or remote.path, token, request)
+    return ev.Delivered(mode="pull_request", remote=remote.url, ref=ref, commit=finished.commit or "", forge=forge,
+                        number=opened.number, url=opened.url, created=opened.created, draft=request.draft,
+                        labels=request.labels, reviewers=reviewers, warnings=opened.warnings)
+
+
+def _reviewers(repo: Path, started: ev.RunStarted, finished: ev.RunFinished, requester: str | None) -> list[str]:
+    """The owners (CODEOWNERS at the base commit, and the policy's protected paths) of the files the
+    run touched, less whoever asked for the run: they do not review their own request."""
+    try:
+        touched = git(repo, "diff", "--name-only", "-z", started.base_commit or "", finished.commit or "").split("\0")
+    except GitError:
+        return []
+    ownership = ownership_at(Policy.model_validate(started.policy), repo, started.base_commit or "", codeowners=True)
+    owners = {owner for path in touched if path for owner in ownership.owners_of(path)}
+    return sorted(owner for owner in owners if requester is None or owner.lstrip("@") != requester)
+
+
+def _record(ledger: Ledger, run_id: str, payload: ev.Payload) -> None:
+    """Append to a run that another deliverer may be appending to at the same moment."""
+    for tries_left in reversed(range(RECORD_TRIES)):
+        try:
+            ledger.record(run_id, payload)
+            return
+        except ConcurrentAppend:
+            if not tries_left:
+                raise

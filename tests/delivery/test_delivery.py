@@ -1,0 +1,274 @@
+"""Delivery end to end: real runs pushed over git's smart-HTTP protocol to `git http-backend` on
+loopback, and pull requests opened on a forge server speaking GitHub's, GitLab's and Gitea's
+documented REST shapes, errors included."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CHECK, FIX, bash, call, git, payloads, run_scripted, script
+from tests.delivery.servers import TOKEN, Forge, bare_repo, forge_server, git_http_server
+from tether.delivery.deliver import deliver
+from tether.delivery.remotes import DeliveryError, parse_remote, push_branch
+from tether.ledger import Ledger
+from tether.policy import PolicyError, parse_policy
+from tether.runner import RunSpec, current_user, start_run
+
+TOKEN_ENV = "TEST_FORGE_TOKEN"
+WRONG = "def convert(number):\n    return str(number)\n"
+
+
+@dataclass
+class World:
+    repo: Path  # the user's checkout
+    remote: str  # the git server's URL of the forge's copy
+    bare: Path
+    api: str
+    forge: Forge
+
+    def policy(self, mode: str = "pull_request", **extra: str) -> str:
+        lines = [f'mode = "{mode}"', f'remote = "{self.remote}"', f'forge = "{self.forge.kind}"',
+                 f'api_url = "{self.api}"', 'repository = "acme/shop"', f'token_env = "{TOKEN_ENV}"',
+                 *(f"{key} = {value}" for key, value in extra.items())]
+        # CODEOWNERS names the reviewers; it does not also make the agent ask to write raindrops.py
+        return CHECK + "[ownership]\ncodeowners = false\n[delivery]\n" + "\n".join(lines) + "\n"
+
+
+@pytest.fixture(params=["github", "gitlab", "gitea"])
+def world(request: pytest.FixtureRequest, repo: Path, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    (repo / "CODEOWNERS").write_text(f"raindrops.py @alice @{current_user()}\n")
+    git(repo, "add", "CODEOWNERS")
+    git(repo, "-c", "user.email=dev@example.com", "-c", "user.name=Dev", "commit", "-qm", "owners")
+    root = tmp_path / "forge"
+    root.mkdir()
+    bare = bare_repo(root, "shop", repo)
+    forge = Forge(request.param, root)
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+    with git_http_server(root) as git_url, forge_server(forge) as api:
+        yield World(repo, f"{git_url}/shop.git", bare, api, forge)
+
+
+def fixed(ledger: Ledger, world: World, tmp_path: Path, policy: str, turns: list | None = None) -> dict:
+    return run_scripted(ledger, world.repo, tmp_path, turns or [call("write_file", path="raindrops.py", content=FIX),
+                                                                call("submit", summary="done")], policy)
+
+
+def remote_ref(world: World, branch: str) -> str | None:
+    found = subprocess.run(["git", "--git-dir", str(world.bare), "rev-parse", "--verify", "--quiet",
+                            f"refs/heads/{branch}"], capture_output=True, text=True)
+    return found.stdout.strip() or None
+
+
+def test_a_succeeded_run_is_pushed_and_gets_one_pull_request_with_its_evidence(ledger, world, tmp_path):
+    head_before, status_before = git(world.repo, "rev-parse", "HEAD"), git(world.repo, "status", "--porcelain")
+    summary = fixed(ledger, world, tmp_path, world.policy())
+    assert summary["status"] == "succeeded"
+    (delivered,) = payloads(ledger, summary["run_id"], "delivered")
+    assert remote_ref(world, summary["branch"]) == delivered["commit"] == summary["commit"]
+    assert delivered["created"] and delivered["number"] == 1 and not delivered["draft"]
+    (pull,) = world.forge.open_pulls("acme/shop")
+    assert pull.head == summary["branch"] and pull.base == "main"
+    assert pull.title.startswith("tether: Make the tests pass")
+    for evidence in ("Make the tests pass", "scripted:", "tests: passed", "tether verify", "tether replay",
+                     summary["run_id"], "budget used", "1 files, +"):
+        assert evidence in pull.body, evidence
+    assert pull.labels == ["tether"]
+    assert pull.reviewers == ["alice"]  # raindrops.py's owners, less the person who asked for the run
+    # the user's checkout is as it was; the token is nowhere in the log
+    assert git(world.repo, "rev-parse", "HEAD") == head_before
+    assert git(world.repo, "status", "--porcelain") == status_before
+    assert all(TOKEN not in event.payload_json for event in ledger.events(summary["run_id"]))
+
+
+def test_delivering_again_updates_the_same_request(ledger, world, tmp_path):
+    summary = fixed(ledger, world, tmp_path, world.policy())
+    again = deliver(ledger, summary["run_id"])
+    assert again.number == 1 and not again.created
+    assert len(world.forge.open_pulls("acme/shop")) == 1
+    assert [d["created"] for d in payloads(ledger, summary["run_id"], "delivered")] == [True, False]
+
+
+def test_a_run_that_did_not_succeed_is_delivered_only_on_request_and_as_a_draft(ledger, world, tmp_path):
+    turns = [call("write_file", path="raindrops.py", content=WRONG)]
+    policy = world.policy() + "[budget]\nmax_steps = 1\n[agent]\ncheck_after_write = true\n"
+    summary = fixed(ledger, world, tmp_path, policy, turns)
+    assert summary["status"] == "stopped" and payloads(ledger, summary["run_id"], "delivered") == []
+    assert remote_ref(world, summary["branch"]) is None
+    delivered = deliver(ledger, summary["run_id"])
+    assert delivered.draft
+    (pull,) = world.forge.open_pulls("acme/shop")
+    assert pull.draft and "failed (exit 1)" in pull.body and "FAILED raindrops_test.py" in pull.body
+
+
+def test_two_workers_delivering_the_same_run_at_once_open_one_request(world, tmp_path, sqlite_url):
+    ledger = Ledger(sqlite_url)
+    summary = fixed(ledger, world, tmp_path, world.policy(mode="push"))
+    world.forge.slow_s = 0.3  # both find nothing before either creates
+    command = [sys.executable, "-m", "tether", "deliver", summary["run_id"], "--mode", "pull_request",
+               "--db", sqlite_url, "--repo", str(world.repo)]
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [worker.communicate(timeout=120) for worker in workers]
+    assert [worker.returncode for worker in workers] == [0, 0], outputs
+    assert len(world.forge.pulls["acme/shop"]) == 1
+    created = [d["created"] for d in payloads(ledger, summary["run_id"], "delivered") if d["mode"] == "pull_request"]
+    assert sorted(created) == [False, True]
+    assert ledger.verify(summary["run_id"]).ok
+    ledger.close()
+
+
+def test_a_worker_killed_between_push_and_request_is_finished_by_the_next_delivery(ledger, world, tmp_path):
+    summary = fixed(ledger, world, tmp_path, world.policy(mode="branch"))
+    pushed = push_branch(world.repo, parse_remote(world.remote), summary["branch"], summary["commit"], "main", TOKEN)
+    assert remote_ref(world, summary["branch"]) == summary["commit"] and pushed.endswith(summary["branch"])
+    policy = parse_policy(world.policy(), Path("t.toml")).delivery
+    first, second = deliver(ledger, summary["run_id"], policy), deliver(ledger, summary["run_id"], policy)
+    assert (first.created, second.created) == (True, False) and first.number == second.number
+    assert len(world.forge.pulls["acme/shop"]) == 1
+
+
+@pytest.mark.parametrize("status, headers, kind", [
+    (401, {}, "auth"),
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "4102444800"}, "rate_limit"),
+    (429, {"retry-after": "30"}, "rate_limit"),
+    (404, {}, "not_found"),
+    (502, {}, "server"),
+])
+def test_forge_errors_are_recorded_and_the_next_delivery_succeeds(ledger, world, tmp_path, status, headers, kind):
+    world.forge.fail_next = [(status, {"message": "nope"}, headers)]
+    summary = fixed(ledger, world, tmp_path, world.policy())
+    assert summary["status"] == "succeeded"  # a delivery failure never changes the run's outcome
+    (failed,) = payloads(ledger, summary["run_id"], "delivery_failed")
+    assert (failed["stage"], failed["kind"]) == ("pull_request", kind)
+    if kind == "rate_limit":
+        assert failed["retry_at"] is not None
+    assert remote_ref(world, summary["branch"]) == summary["commit"]  # the push had happened
+    assert deliver(ledger, summary["run_id"]).created
+
+
+def test_the_command_line_says_why_and_exits_1_on_a_refusal_2_on_bad_input(world, tmp_path, sqlite_url):
+    ledger = Ledger(sqlite_url)
+    summary = fixed(ledger, world, tmp_path, world.policy(mode="push"))
+    base = [sys.executable, "-m", "tether", "deliver", summary["run_id"], "--db", sqlite_url, "--repo", str(world.repo),
+            "--mode", "pull_request"]
+    env = {**os.environ, TOKEN_ENV: "wrong-token"}
+    refused = subprocess.run(base, capture_output=True, text=True, env=env)  # the git server says 401 to the push
+    assert refused.returncode == 1 and "refused the credentials" in refused.stderr
+    assert "wrong-token" not in refused.stderr
+    unset = {k: v for k, v in env.items() if k != TOKEN_ENV}
+    no_token = subprocess.run(base, capture_output=True, text=True, env=unset)
+    assert no_token.returncode == 2 and f"set the environment variable {TOKEN_ENV}" in no_token.stderr
+    done = subprocess.run([*base, "--json"], capture_output=True, text=True)
+    assert done.returncode == 0 and '"created": true' in done.stdout
+    kinds = [(f["stage"], f["kind"]) for f in payloads(ledger, summary["run_id"], "delivery_failed")]
+    assert kinds == [("push", "auth"), ("config", "config")]
+    ledger.close()
+
+
+@pytest.mark.parametrize("world", ["github"], indirect=True)
+def test_push_never_forces_and_never_leaves_the_runs_own_branch(ledger, world, tmp_path):
+    summary = fixed(ledger, world, tmp_path, world.policy(mode="branch"))
+    # someone else's commit on the run's branch name, not an ancestor of the run's commit
+    other = git(world.repo, "commit-tree", "main^{tree}", "-p", "main", "-m", "someone else").strip()
+    git(world.repo, "push", "-q", str(world.bare), f"{other}:refs/heads/{summary['branch']}")
+    with pytest.raises(DeliveryError) as refused:
+        deliver(ledger, summary["run_id"], parse_policy(world.policy(mode="push"), Path("t.toml")).delivery)
+    assert refused.value.kind == "conflict"
+    assert remote_ref(world, summary["branch"]) == other  # not overwritten
+    for branch in ("main", "feature/x", "tether"):
+        with pytest.raises(DeliveryError, match="pushes only its runs' own branches"):
+            push_branch(world.repo, parse_remote(world.remote), branch, summary["commit"], "main", TOKEN)
+    assert remote_ref(world, "main") == git(world.repo, "rev-parse", "main").strip()
+
+
+@pytest.mark.parametrize("world", ["github"], indirect=True)
+def test_a_push_with_a_wrong_token_is_an_auth_failure_that_names_no_token(ledger, world, tmp_path, monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, "ghp_" + "x" * 36)
+    summary = fixed(ledger, world, tmp_path, world.policy(mode="push"))
+    (failed,) = payloads(ledger, summary["run_id"], "delivery_failed")
+    assert (failed["stage"], failed["kind"]) == ("push", "auth") and "ghp_" not in failed["reason"]
+    assert remote_ref(world, summary["branch"]) is None
+
+
+@pytest.mark.parametrize("world", ["github"], indirect=True)
+def test_an_unreachable_forge_is_a_network_failure(ledger, world, tmp_path):
+    from tests.gateway.serve import free_port
+
+    policy = world.policy().replace(world.api, f"http://127.0.0.1:{free_port()}/api/v3")
+    summary = fixed(ledger, world, tmp_path, policy)
+    (failed,) = payloads(ledger, summary["run_id"], "delivery_failed")
+    assert failed["kind"] == "network"
+
+
+@pytest.mark.parametrize("world", ["github"], indirect=True)
+def test_bad_delivery_settings_are_named(ledger, world, tmp_path):
+    summary = fixed(ledger, world, tmp_path, world.policy(mode="branch"))
+    assert payloads(ledger, summary["run_id"], "delivered") == []  # a branch run is not delivered
+    with pytest.raises(DeliveryError, match="delivers as a local branch"):
+        deliver(ledger, summary["run_id"])
+    unknown = parse_policy(world.policy().replace(world.remote, "upstream"), Path("t.toml")).delivery
+    with pytest.raises(DeliveryError, match="no remote 'upstream'"):
+        deliver(ledger, summary["run_id"], unknown)
+    guessed = parse_policy(world.policy().replace('forge = "github"\n', ""), Path("t.toml")).delivery
+    with pytest.raises(DeliveryError, match=r"cannot tell the forge of '127\.0\.0\.1'"):
+        deliver(ledger, summary["run_id"], guessed)
+
+
+@pytest.mark.parametrize("text, problem", [
+    ('[delivery]\nmode = "merge"', "mode"),
+    ('[delivery]\ntoken_env = "MY TOKEN"', "token_env must name an environment variable"),
+    ('[delivery]\nrepository = "shop"', 'repository must be "owner/name"'),
+    ('[delivery]\napi_url = "ftp://x"', "api_url must be an http"),
+    ('[delivery]\nforge = "bitbucket"', "forge"),
+    ('[delivery]\ntoken = "ghp_x"', "token"),  # a token never goes in the policy file
+])
+def test_bad_delivery_policy_is_refused_with_the_key(text, problem):
+    with pytest.raises(PolicyError, match=problem):
+        parse_policy(text, Path("tether.toml"))
+
+
+@pytest.mark.parametrize("url, host, path, forge", [
+    ("https://github.com/acme/shop.git", "github.com", "acme/shop", "github"),
+    ("https://x-access-token:secret@github.com/acme/shop", "github.com", "acme/shop", "github"),
+    ("git@gitlab.com:group/sub/shop.git", "gitlab.com", "group/sub/shop", "gitlab"),
+    ("ssh://git@codeberg.org/acme/shop.git", "codeberg.org", "acme/shop", "gitea"),
+    ("https://gitea.internal:3000/acme/shop.git", "gitea.internal", "acme/shop", "gitea"),
+    ("https://git.example.com/acme/shop.git", "git.example.com", "acme/shop", None),
+])
+def test_remote_urls_are_read_and_credentials_dropped(url, host, path, forge):
+    remote = parse_remote(url)
+    assert (remote.host, remote.path, remote.forge) == (host, path, forge)
+    assert "secret" not in remote.url
+
+
+def test_the_person_who_asked_is_never_the_approver(ledger, repo, tmp_path):
+    from tether.approvals import decide_approval
+    from tether.runner import RunError
+
+    policy = '[ownership.protected]\n"LICENSE" = ["@me"]\n[approvals]\nadmins = ["' + current_user() + '"]\n'
+    turns = [call("write_file", path="LICENSE", content="mine\n"), call("submit", summary="done")]
+    inline = run_scripted(ledger, repo, tmp_path, turns, policy, approver=lambda request: (True, current_user(), "ok"))
+    assert inline["status"] == "awaiting_approval"  # the inline yes of the requester did not count
+    decisions = payloads(ledger, inline["run_id"], "policy_decision")
+    assert any(d["rule"] == "approvals.requester" for d in decisions)
+    with pytest.raises(RunError, match=r"asked for run .* may not approve its own request"):
+        decide_approval(ledger, inline["run_id"], True, current_user(), "ok")
+    queued = start_run(ledger, RunSpec("task", repo, parse_policy(policy, Path("t.toml")),
+                                       model=script(tmp_path / "q.json", turns), requested_by="carol"))
+    decide_approval(ledger, queued["run_id"], True, current_user(), "reviewed")  # an admin who did not ask
+
+
+@pytest.mark.parametrize("world", ["github"], indirect=True)
+def test_the_forge_token_never_reaches_the_sandbox(ledger, world, tmp_path):
+    turns = [bash("env; git config --list; cat ~/.git-credentials"), call("write_file", path="raindrops.py", content=FIX), call("submit", summary="done")]
+    summary = fixed(ledger, world, tmp_path, world.policy(), turns)
+    assert summary["status"] == "succeeded" and payloads(ledger, summary["run_id"], "delivered")
+    (seen,) = [r["observation"] for r in payloads(ledger, summary["run_id"], "tool_result")][:1]
+    assert TOKEN not in seen and TOKEN_ENV not in seen and "PATH=" in seen
