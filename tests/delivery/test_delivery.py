@@ -267,7 +267,8 @@ def test_the_person_who_asked_is_never_the_approver(ledger, repo, tmp_path):
 
 @pytest.mark.parametrize("world", ["github"], indirect=True)
 def test_the_forge_token_never_reaches_the_sandbox(ledger, world, tmp_path):
-    turns = [bash("env; git config --list; cat ~/.git-credentials"), call("write_file", path="raindrops.py", content=FIX), call("submit", summary="done")]
+    turns = [bash("env; git config --list; cat ~/.git-credentials"),
+             call("write_file", path="raindrops.py", content=FIX), call("submit", summary="done")]
     summary = fixed(ledger, world, tmp_path, world.policy(), turns)
     assert summary["status"] == "succeeded" and payloads(ledger, summary["run_id"], "delivered")
     (seen,) = [r["observation"] for r in payloads(ledger, summary["run_id"], "tool_result")][:1]
