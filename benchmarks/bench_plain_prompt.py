@@ -7,9 +7,9 @@ the same process:
 
     single     one step (`max_steps = 1`), no checks: the first reply is the answer
     guarded    the harness: the visible tests as a required check after every write, write caps,
-               the test files protected (nobody attends, so a request is denied), 8 steps
+               the test files protected (nobody attends, so a request is denied), 8 steps, 300 s
     attempts   `[agent] attempts = 4` of one step each, the visible tests as the required check:
-               the first attempt whose file passes them is delivered
+               the first attempt whose file passes them is delivered; 300 s for all four
 
 Everything is scored by the task's full (hidden) test file, and each configuration is compared with
 the plain prompt pair by pair (McNemar's exact test, bootstrap intervals), with the eval's own
@@ -64,10 +64,11 @@ name = "visible tests"
 command = "{visible_check}"
 timeout_s = 60
 """
+# 300 s a run, as the eval of docs/eval-exercism-local gave each run.
 CONFIGS = {
     "single": "[budget]\nmax_steps = 1\n",
-    "guarded": "[agent]\ncheck_after_write = true\n[budget]\nmax_steps = 8\n" + _GUARD,
-    "attempts": "[agent]\ncheck_after_write = true\nattempts = 4\n[budget]\nmax_steps = 1\n" + _GUARD,
+    "guarded": "[agent]\ncheck_after_write = true\n[budget]\nmax_steps = 8\nmax_wall_s = 300\n" + _GUARD,
+    "attempts": "[agent]\ncheck_after_write = true\nattempts = 4\n[budget]\nmax_steps = 1\nmax_wall_s = 300\n" + _GUARD,
 }
 
 

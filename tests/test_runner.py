@@ -264,7 +264,7 @@ def test_interactive_approver_decides_inline(ledger, repo, tmp_path):
     assert "-MIT License\n+MIT Licence" in asked[0]["diff"]  # approvers see the change
 
 
-@pytest.mark.parametrize("who", ["dave", "root", "legal-ish"])
+@pytest.mark.parametrize("who", ["dave", "ops", "legal-ish"])  # the requester: test_delivery.py
 def test_inline_approval_by_someone_not_an_owner_waits_for_an_owner(ledger, repo, tmp_path, who):
     turns = [call("write_file", path="LICENSE", content="relicensed\n"), SUBMIT]
     summary = run_scripted(ledger, repo, tmp_path, turns, PROTECTED, approver=lambda request: (True, who, "ok"))
