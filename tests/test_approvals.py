@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHECK, FIX, call, payloads, run_scripted
+from tests.conftest import CHECK, FIX, call, payloads, run_scripted, script
 from tether.approvals import decide_approval, expire_approvals, list_pending, may_approve
 from tether.ledger import Ledger
+from tether.policy import parse_policy
 from tether.policy.schema import ApprovalsPolicy
-from tether.runner import RunError, continue_run
+from tether.runner import RunError, RunSpec, continue_run, current_user, start_run
 
 POLICY = """
 [ownership.protected]
@@ -121,3 +122,17 @@ def test_escalation_policy_needs_owners_and_timeout():
         ApprovalsPolicy(on_timeout="escalate", timeout_s=5)
     with pytest.raises(ValueError, match="timeout_s"):
         ApprovalsPolicy(on_timeout="escalate", escalate_to=["@x"])
+
+
+def test_the_person_who_asked_is_never_the_approver(ledger, repo, tmp_path):
+    policy = '[ownership.protected]\n"LICENSE" = ["@me"]\n[approvals]\nadmins = ["' + current_user() + '"]\n'
+    turns = [call("write_file", path="LICENSE", content="mine\n"), call("submit", summary="done")]
+    inline = run_scripted(ledger, repo, tmp_path, turns, policy, approver=lambda request: (True, current_user(), "ok"))
+    assert inline["status"] == "awaiting_approval"  # the inline yes of the requester did not count
+    decisions = payloads(ledger, inline["run_id"], "policy_decision")
+    assert any(d["rule"] == "approvals.requester" for d in decisions)
+    with pytest.raises(RunError, match=r"asked for run .* may not approve its own request"):
+        decide_approval(ledger, inline["run_id"], True, current_user(), "ok")
+    queued = start_run(ledger, RunSpec("task", repo, parse_policy(policy, Path("t.toml")),
+                                       model=script(tmp_path / "q.json", turns), requested_by="carol"))
+    decide_approval(ledger, queued["run_id"], True, current_user(), "reviewed")  # an admin who did not ask

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHECK, FIX, bash, call, git, payloads, run_scripted, script
+from tests.conftest import CHECK, FIX, bash, call, git, payloads, run_scripted
 from tests.delivery.servers import TOKEN, Forge, bare_repo, forge_server, git_http_server
 from tether.delivery.deliver import deliver
 from tether.delivery.remotes import DeliveryError, parse_remote, push_branch
 from tether.ledger import Ledger
 from tether.policy import PolicyError, parse_policy
-from tether.runner import RunSpec, current_user, start_run
+from tether.runner import current_user
 
 TOKEN_ENV = "TEST_FORGE_TOKEN"
 WRONG = "def convert(number):\n    return str(number)\n"
@@ -246,23 +246,6 @@ def test_remote_urls_are_read_and_credentials_dropped(url, host, path, forge):
     remote = parse_remote(url)
     assert (remote.host, remote.path, remote.forge) == (host, path, forge)
     assert "secret" not in remote.url
-
-
-def test_the_person_who_asked_is_never_the_approver(ledger, repo, tmp_path):
-    from tether.approvals import decide_approval
-    from tether.runner import RunError
-
-    policy = '[ownership.protected]\n"LICENSE" = ["@me"]\n[approvals]\nadmins = ["' + current_user() + '"]\n'
-    turns = [call("write_file", path="LICENSE", content="mine\n"), call("submit", summary="done")]
-    inline = run_scripted(ledger, repo, tmp_path, turns, policy, approver=lambda request: (True, current_user(), "ok"))
-    assert inline["status"] == "awaiting_approval"  # the inline yes of the requester did not count
-    decisions = payloads(ledger, inline["run_id"], "policy_decision")
-    assert any(d["rule"] == "approvals.requester" for d in decisions)
-    with pytest.raises(RunError, match=r"asked for run .* may not approve its own request"):
-        decide_approval(ledger, inline["run_id"], True, current_user(), "ok")
-    queued = start_run(ledger, RunSpec("task", repo, parse_policy(policy, Path("t.toml")),
-                                       model=script(tmp_path / "q.json", turns), requested_by="carol"))
-    decide_approval(ledger, queued["run_id"], True, current_user(), "reviewed")  # an admin who did not ask
 
 
 @pytest.mark.parametrize("world", ["github"], indirect=True)
