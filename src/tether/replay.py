@@ -198,6 +198,7 @@ def replay_run(ledger: Ledger, run_ref: str, policy: Policy | None = None, polic
         policy=policy or Policy.model_validate(started.policy), base_commit=started.base_commit,
         system_prompt=started.system_prompt, source="replay", parent_run_id=run.id,
         agent=agent_of(started),  # an external agent runs again, the gateway serving the recorded replies
+        requested_by=started.requested_by or started.user,  # so the recorded approvers decide as they did
     )
     summary = start_run(ledger, spec, on_event=on_event, approver=recorded_decision,
                         provider=RecordedProvider(run.id, responses, attempts))
