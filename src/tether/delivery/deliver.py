@@ -15,8 +15,8 @@ from tether.delivery.remotes import DeliveryError, Remote, push_branch, resolve_
 from tether.guard.guard import ownership_at
 from tether.ledger import Ledger
 from tether.ledger import events as ev
-from tether.ledger.queries import finished_of, run_policy, summarize
-from tether.ledger.store import ConcurrentAppend
+from tether.ledger.queries import finished_of, requester_of, run_policy, summarize
+from tether.ledger.store import ConcurrentAppend, RunRow
 from tether.policy import Policy
 from tether.policy.schema import DeliveryPolicy
 from tether.workspace.git import GitError, git
@@ -63,7 +63,7 @@ def deliver(ledger: Ledger, run_ref: str, policy: DeliveryPolicy | None = None,
         else:
             stage = "pull_request"
             assert forge is not None and token is not None and base is not None
-            delivered = _pull_request(ledger, run.id, events, policy, remote, forge, token, base, ref, finished)
+            delivered = _pull_request(run, events, recorded_policy, policy, remote, forge, token, base, ref, finished)
     except DeliveryError as exc:
         _record(ledger, run.id, ev.DeliveryFailed(mode=policy.mode, stage=stage, kind=exc.kind, reason=str(exc),
                                                   retry_at=exc.retry_at))
@@ -72,12 +72,11 @@ def deliver(ledger: Ledger, run_ref: str, policy: DeliveryPolicy | None = None,
     return delivered
 
 
-def _pull_request(ledger: Ledger, run_id: str, events: list, policy: DeliveryPolicy, remote: Remote, forge: str,
+def _pull_request(run: RunRow, events: list, ran_with: Policy, policy: DeliveryPolicy, remote: Remote, forge: str,
                   token: str, base: str, ref: str, finished: ev.RunFinished) -> ev.Delivered:
     started = events[0].data
-    summary = summarize(ledger.get_run(run_id), events)
-    requester = started.requested_by or started.user
-    reviewers = _reviewers(Path(started.repo), started, finished, requester) if policy.reviewers else []
+    summary = summarize(run, events)
+    reviewers = _reviewers(ran_with, started, finished, requester_of(events)) if policy.reviewers else []
     request = Request(head=finished.branch or "", base=base, title=evidence.title(started.task),
                       body=evidence.description(summary, events),
                       draft=policy.draft or summary["status"] != "succeeded", labels=policy.labels, reviewers=reviewers)
@@ -88,14 +87,15 @@ def _pull_request(ledger: Ledger, run_id: str, events: list, policy: DeliveryPol
                         labels=request.labels, reviewers=reviewers, warnings=opened.warnings)
 
 
-def _reviewers(repo: Path, started: ev.RunStarted, finished: ev.RunFinished, requester: str | None) -> list[str]:
+def _reviewers(policy: Policy, started: ev.RunStarted, finished: ev.RunFinished, requester: str | None) -> list[str]:
     """The owners (CODEOWNERS at the base commit, and the policy's protected paths) of the files the
     run touched, less whoever asked for the run: they do not review their own request."""
+    repo = Path(started.repo or "")
     try:
         touched = git(repo, "diff", "--name-only", "-z", started.base_commit or "", finished.commit or "").split("\0")
     except GitError:
         return []
-    ownership = ownership_at(Policy.model_validate(started.policy), repo, started.base_commit or "", codeowners=True)
+    ownership = ownership_at(policy, repo, started.base_commit or "", codeowners=True)
     owners = {owner for path in touched if path for owner in ownership.owners_of(path)}
     return sorted(owner for owner in owners if requester is None or owner.lstrip("@") != requester)
 
