@@ -13,7 +13,7 @@ LAYERS = [
     {"ledger"},
     {"workspace", "models", "lease"},
     {"guard"},
-    {"agents", "backtest", "gateway", "delivery"},
+    {"agents", "backtest", "gateway", "delivery", "gate"},
     {"runner"},
     {"replay", "approvals", "gc", "queue", "demo", "doctor"},
     {"evals"},

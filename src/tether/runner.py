@@ -18,6 +18,7 @@ from tether.agents.session import Approver, Session
 from tether.delivery.deliver import deliver
 from tether.delivery.remotes import DeliveryError
 from tether.errors import TetherError
+from tether.gate.ladder import evaluate
 from tether.guard.brakes import Brakes
 from tether.guard.decisions import RunEnded, RunHeld, RunSucceeded
 from tether.guard.fleet import FleetGate
@@ -31,6 +32,8 @@ from tether.ledger.store import new_run_id
 from tether.models import Provider, make_provider
 from tether.policy import Policy
 from tether.policy.load import org_limits
+from tether.policy.schema import TierPolicy
+from tether.policy.tiers import TierRefusal, apply_tier, configuration_of
 from tether.workspace.git import GitError, current_branch, head_commit, repo_root
 from tether.workspace.project import SetupFailed, plan_for, prepare
 from tether.workspace.sandbox import for_setup, require_sandbox, worktree_sandbox
@@ -101,6 +104,14 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     if provider is None:
         provider = make_provider(spec.model or policy.agent.model, spec.base_url, policy.agent.actions == "text")
     model = provider.name
+    architecture = f"agent:{spec.agent}" if spec.agent else policy.agent.architecture
+    configuration = configuration_of(policy, model, architecture)
+    tier = _tier(ledger, policy, str(repo), configuration)
+    if tier is not None:
+        try:
+            policy = apply_tier(policy, tier, architecture)
+        except TierRefusal as exc:
+            raise RunError(str(exc)) from exc
     run_id = spec.run_id or new_run_id()
     owner = lease.owner_id()
     ledger.create_run(run_id, repo=str(repo), instruction=spec.instruction, branch=f"tether/{run_id}",
@@ -118,12 +129,11 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     session.record(ev.RunStarted(
         schema_version=ev.SCHEMA_VERSION, task=spec.instruction, repo=str(repo), base_commit=base_commit,
         base_tree=session.base_tree, branch=worktree.branch, worktree=str(worktree.path), model=model,
-        base_url=spec.base_url, architecture=f"agent:{spec.agent}" if spec.agent else policy.agent.architecture,
-        policy=policy.model_dump(mode="json"),
+        base_url=spec.base_url, architecture=architecture, policy=policy.model_dump(mode="json"),
         policy_file=str(spec.policy_path) if spec.policy_path else None, policy_sha256=policy_digest,
         system_prompt=system_prompt, sandbox=session.sandbox.describe(), user=current_user(), source=spec.source,
         parent_run_id=spec.parent_run_id, requested_by=requested_by,
-        base_branch=current_branch(repo),
+        base_branch=current_branch(repo), configuration=configuration, tier=tier.name if tier else None,
     ))
     try:
         _environment(session)
@@ -131,6 +141,15 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
         _finish(ledger, session, "failed", str(exc), "environment.setup")
         return _summary(ledger, run_id)
     return _drive(ledger, session, owner, system_prompt, spec.instruction, [], spec.agent)
+
+
+def _tier(ledger: Ledger, policy: Policy, repo: str, configuration: str) -> TierPolicy | None:
+    """The tier this run may work at (None when the org has no tiers), after demoting the pair if
+    its tier's SLA is breached: a breach takes effect before the next run, not at the next gate."""
+    if not policy.tiers:
+        return None
+    return evaluate(ledger, policy.tiers, repo, configuration, by=f"worker {lease.owner_id()}",
+                    promote=False).state.tier
 
 
 def _environment(session: Session) -> None:

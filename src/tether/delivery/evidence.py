@@ -36,6 +36,7 @@ def description(summary: dict[str, Any], events: list[StoredEvent]) -> str:
         f"| architecture | {started.architecture}" + (f", {summary['attempts']} attempts" if summary["attempts"] > 1
                                                        else "") + " |",
         f"| requested by | {started.requested_by or started.user or 'unknown'} |",
+        f"| tier | {started.tier or 'none (the org has no tiers)'} |",
         f"| budget used | {usage['steps']} steps, {usage['tokens']:,} tokens, ${usage['usd']:.4f}, "
         f"{usage['wall_s']:.0f} s |",
         f"| diff | {diff['files']} files, +{diff['added']} -{diff['removed']} |",

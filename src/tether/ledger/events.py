@@ -43,6 +43,8 @@ class EventType(StrEnum):
     ATTEMPT_ENDED = "attempt_ended"
     DELIVERED = "delivered"
     DELIVERY_FAILED = "delivery_failed"
+    OUTCOME_REPORTED = "outcome_reported"
+    TIER_CHANGED = "tier_changed"
     RUN_PAUSED = "run_paused"
     RUN_CONTINUED = "run_continued"
     RUN_RESUMED = "run_resumed"
@@ -93,6 +95,9 @@ class RunStarted(Payload):
     requested_by: str | None = Field(None, description="who asked for the run (a queued task's submitter); "
                                      "never counted as its approver")
     base_branch: str | None = Field(None, description="the branch checked out at the start; a pull request targets it")
+    configuration: str | None = Field(None, description="architecture, model and agent settings digest: "
+                                      "with the repository, what a permission tier is earned by")
+    tier: str | None = Field(None, description="the permission tier the run ran at (None: the org has no tiers)")
     source: str = "live"
     parent_run_id: str | None = None
     # imported runs (backtests): another agent's trajectory
@@ -351,6 +356,38 @@ class DeliveryFailed(Payload):
     kind: Literal["config", "auth", "not_found", "conflict", "invalid", "rate_limit", "network", "server"]
     reason: str
     retry_at: float | None = None
+
+
+Outcome = Literal["merged", "rejected", "reverted", "defect"]
+
+
+class OutcomeReported(Payload):
+    """What became of a finished run's work, reported afterwards (by a person, a forge hook or the
+    telemetry): merged; rejected (closed unmerged: its success was false); reverted after merging,
+    or a defect traced to it (an escaped defect). The latest report counts."""
+
+    type = EventType.OUTCOME_REPORTED
+    outcome: Outcome
+    by: str
+    reason: str = ""
+
+
+class TierChanged(Payload):
+    """A (repository, configuration) moved one tier, in its gate log: promoted by `tether gate`
+    after meeting the next tier's SLA, demoted on breaching its own, or pinned/unpinned by a person.
+    `measures` and `breaches` are the evidence the decision was taken on."""
+
+    type = EventType.TIER_CHANGED
+    repo: str
+    configuration: str
+    from_tier: str | None
+    to_tier: str
+    decision: Literal["promote", "demote", "pin", "unpin"]
+    reason: str
+    by: str
+    pinned: bool = False
+    measures: dict[str, Any] = Field(default_factory=dict)
+    breaches: list[str] = Field(default_factory=list)
 
 
 class RunPaused(Payload):

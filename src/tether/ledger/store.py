@@ -28,6 +28,7 @@ from tether.paths import tether_dir
 from tether.redact import mask, mask_payload, secret_values
 
 DB_ENV = "TETHER_DB"
+GATE_SOURCE = "gate"  # a (repository, configuration)'s log of tier decisions, not a run
 
 
 class LedgerError(TetherError):
@@ -185,8 +186,13 @@ class Ledger:
             raise UnknownRun(f"run prefix {ref!r} is ambiguous; give more characters")
         return _row_to_run(rows[0])
 
-    def list_runs(self, limit: int | None = 50, repo: str | None = None) -> list[RunRow]:
+    def list_runs(self, limit: int | None = 50, repo: str | None = None, since: float | None = None,
+                  sources: list[str] | None = None) -> list[RunRow]:
+        """Runs, newest first; gate logs (source "gate", see gate/) only when `sources` names them."""
         query = select(runs).order_by(runs.c.created_at.desc()).limit(limit)
+        query = query.where(runs.c.source.in_(sources) if sources is not None else runs.c.source != GATE_SOURCE)
+        if since is not None:
+            query = query.where(runs.c.created_at >= since)
         if repo is not None:
             query = query.where(runs.c.repo == repo)
         with self.engine.connect() as conn:
@@ -263,6 +269,21 @@ class Ledger:
                 .order_by(events.c.seq, events.c.id)
             ).all()
         return [StoredEvent(*row) for row in rows]
+
+    def events_of(self, run_ids: list[str], types: list[str]) -> dict[str, list[StoredEvent]]:
+        """The events of these types of many runs at once, by run, each run's in order."""
+        found: dict[str, list[StoredEvent]] = {run_id: [] for run_id in run_ids}
+        with self.engine.connect() as conn:
+            for start in range(0, len(run_ids), 500):  # SQLite binds at most 32766 parameters
+                rows = conn.execute(
+                    select(events.c.run_id, events.c.seq, events.c.ts, events.c.type, events.c.payload,
+                           events.c.prev_hash, events.c.hash)
+                    .where(events.c.run_id.in_(run_ids[start:start + 500]), events.c.type.in_(types))
+                    .order_by(events.c.run_id, events.c.seq)
+                ).all()
+                for row in rows:
+                    found[row.run_id].append(StoredEvent(*row))
+        return found
 
     def verify(self, run_id: str) -> Verification:
         run = self.get_run(run_id)

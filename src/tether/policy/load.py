@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tether.errors import TetherError
-from tether.policy.schema import FleetPolicy, Policy
+from tether.policy.schema import FleetPolicy, Policy, TierPolicy
 
 POLICY_FILE = "tether.toml"
 ORG_POLICY_NAME = Path("<org policy>")
@@ -81,12 +81,14 @@ def _merge(under: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def layer_policy(org_text: str, repo_text: str | None, repo_path: Path) -> Policy:
     """The org policy with a repository's policy on top: the repository's keys win, except that
-    fleet limits belong to the org alone."""
+    fleet limits and the permission tiers belong to the org alone (a repository, which an agent may
+    have written to, must not raise its own ceiling)."""
     org = _toml(org_text, ORG_POLICY_NAME)
     _validate(org, ORG_POLICY_NAME)
     repo = _toml(repo_text, repo_path) if repo_text is not None else {}
-    if "fleet" in repo:
-        raise PolicyError(repo_path, ["fleet: fleet limits belong to the org policy (tether fleet set FILE)"])
+    for section, what in (("fleet", "fleet limits"), ("tiers", "permission tiers")):
+        if section in repo:
+            raise PolicyError(repo_path, [f"{section}: {what} belong to the org policy (tether fleet set FILE)"])
     return _validate(_merge(org, repo), repo_path)
 
 
@@ -106,6 +108,11 @@ def load_policy(path: Path) -> Policy:
 def org_limits(org_text: str | None) -> FleetPolicy:
     """The fleet limits of the org policy (the defaults, none set, when there is none)."""
     return parse_policy(org_text, ORG_POLICY_NAME).fleet if org_text is not None else FleetPolicy()
+
+
+def org_tiers(org_text: str | None) -> list[TierPolicy]:
+    """The permission tiers of the org policy, lowest first (none when there is no org policy)."""
+    return parse_policy(org_text, ORG_POLICY_NAME).tiers if org_text is not None else []
 
 
 def find_policy(repo: Path, explicit: Path | None, org_text: str | None = None) -> tuple[Policy, Path | None]:
@@ -135,9 +142,10 @@ def toml_value(value: Any) -> str:
 
 
 def dump_policy(policy: Policy) -> str:
-    """A repository policy file for `policy` (without the org's fleet limits), which loads back equal."""
+    """A repository policy file for `policy` (without the org's fleet limits and tiers), which loads
+    back equal."""
     lines: list[str] = []
-    for section, values in policy.model_dump(mode="json", exclude_none=True, exclude={"fleet"}).items():
+    for section, values in policy.model_dump(mode="json", exclude_none=True, exclude={"fleet", "tiers"}).items():
         if isinstance(values, list):
             for item in values:
                 lines += [f"[[{section}]]", *(f"{k} = {toml_value(v)}" for k, v in item.items()), ""]

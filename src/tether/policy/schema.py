@@ -158,13 +158,17 @@ class ApprovalsPolicy(Section):
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+DeliveryMode = Literal["branch", "push", "pull_request"]
+DELIVERY_ORDER: tuple[DeliveryMode, ...] = ("branch", "push", "pull_request")
+
+
 class DeliveryPolicy(Section):
     """How a finished run's work leaves the machine. "branch": a local branch (always made);
     "push": the branch pushed to `remote`; "pull_request": pushed, and one pull/merge request
     opened or updated on the forge with the run's evidence. Only `tether/<run id>` is pushed,
     never with force. The token is read from the environment variable `token_env` when delivering,
     never stored, logged or given to a sandbox."""
-    mode: Literal["branch", "push", "pull_request"] = "branch"
+    mode: DeliveryMode = "branch"
     remote: str = Field("origin", min_length=1)  # a remote's name in the repository, or a URL
     forge: Literal["github", "gitlab", "gitea"] | None = None  # None: known from the remote's host
     api_url: str | None = None  # None: the forge's public API for github.com and gitlab.com
@@ -279,6 +283,43 @@ class OrchestratedPolicy(Section):
     reviewer_prompt: str | None = None
 
 
+class Sla(Section):
+    """What a (repository, configuration) must show, over the last `window_days`, to enter or keep
+    a tier (see gate/). A limit left unset is not judged."""
+    window_days: float = Field(30, gt=0)
+    min_runs: int = Field(20, gt=0)  # fewer finished runs in the window: not enough evidence to judge
+    min_fix_rate: float | None = Field(None, ge=0, le=1)  # the lower bound of the 95% Wilson interval
+    max_p95_latency_s: float | None = Field(None, gt=0)
+    max_escaped_defect_rate: float | None = Field(None, ge=0, le=1)  # reverted or defect, of claimed fixes
+    max_false_success_rate: float | None = Field(None, ge=0, le=1)  # rejected or failing hidden tests, of claimed
+    max_usd_per_fix: float | None = Field(None, gt=0)
+    max_interrupts_per_run: float | None = Field(None, ge=0)
+
+
+class TierPolicy(Section):
+    """One rung of the org's permission ladder: the most a run at this tier may do, on top of the
+    policy (a tier only ever narrows it), and the SLA to enter it and to keep it."""
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    delivery: DeliveryMode = "branch"  # the furthest a run's work may go
+    draft: bool = False  # pull requests opened as drafts
+    max_files: int | None = Field(None, gt=0)
+    max_lines: int | None = Field(None, gt=0)
+    network: bool = False  # whether commands may reach the network (if the policy allows it too)
+    commands_deny: list[str] = Field(default_factory=list)  # added to [commands] deny
+    architectures: list[str] | None = None  # e.g. ["harness", "agent:claude-code"]; None: any
+    enter: Sla | None = None  # every tier but the first needs one
+    keep: Sla | None = None  # None: the enter SLA
+
+    @field_validator("commands_deny")
+    @classmethod
+    def _valid_rules(cls, rules: list[str]) -> list[str]:
+        return CommandsPolicy._valid_rules(rules)
+
+    @property
+    def keep_sla(self) -> Sla | None:
+        return self.keep or self.enter
+
+
 class Policy(Section):
     agent: AgentPolicy = Field(default_factory=AgentPolicy)
     budget: BudgetPolicy = Field(default_factory=BudgetPolicy)
@@ -293,6 +334,25 @@ class Policy(Section):
     fleet: FleetPolicy = Field(default_factory=FleetPolicy)
     orchestrated: OrchestratedPolicy = Field(default_factory=OrchestratedPolicy)
     delivery: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
+    tiers: list[TierPolicy] = Field(default_factory=list)  # lowest first; org policy only
+
+    @field_validator("tiers")
+    @classmethod
+    def _ladder(cls, tiers: list[TierPolicy]) -> list[TierPolicy]:
+        names = [tier.name for tier in tiers]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate tier names: {', '.join(duplicates)}")
+        missing = [tier.name for tier in tiers[1:] if tier.enter is None]
+        if missing:
+            raise ValueError(f"tier(s) {', '.join(missing)} need an [tiers.enter] SLA (only the first tier has none)")
+        return tiers
+
+    def tier(self, name: str) -> TierPolicy:
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(name)
 
     @field_validator("checks")
     @classmethod
