@@ -78,7 +78,7 @@ def test_a_succeeded_run_is_pushed_and_gets_one_pull_request_with_its_evidence(l
     assert pull.head == summary["branch"] and pull.base == "main"
     assert pull.title.startswith("tether: Make the tests pass")
     for evidence in ("Make the tests pass", "scripted:", "tests: passed", "tether verify", "tether replay",
-                     summary["run_id"], "budget used", "1 files, +"):
+                     summary["run_id"], "budget used", "1 files, +", "| tier | none"):
         assert evidence in pull.body, evidence
     assert pull.labels == ["tether"]
     assert pull.reviewers == ["alice"]  # raindrops.py's owners, less the person who asked for the run
