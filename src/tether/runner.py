@@ -8,7 +8,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tether import lease
 from tether.agents import run_agent
@@ -59,6 +59,8 @@ class RunSpec:
     run_id: str | None = None  # default: a new time-ordered id; a queued task passes its own
     agent: str | None = None  # an external agent as the loop (claude-code, codex, command:CLI)
     requested_by: str | None = None  # who asked for it (a queued task's submitter); default: this user
+    canary: str | None = None  # the canary that routed this queued task to `arm`
+    arm: Literal["candidate", "current"] | None = None
 
 
 def current_user() -> str:
@@ -134,6 +136,7 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
         system_prompt=system_prompt, sandbox=session.sandbox.describe(), user=current_user(), source=spec.source,
         parent_run_id=spec.parent_run_id, requested_by=requested_by,
         base_branch=current_branch(repo), configuration=configuration, tier=tier.name if tier else None,
+        canary=spec.canary, arm=spec.arm,
     ))
     try:
         _environment(session)

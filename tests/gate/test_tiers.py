@@ -6,13 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
 
-from tests.conftest import CHECK, FIX, call, git, payloads, script, typed
+from tests.conftest import CHECK, FIX, call, git, payloads, script
+from tests.gate.history import CONFIG, REPO, history
 from tether.gate.ladder import GateError, configurations, evaluate, gate_log_id, pin, tier_state
 from tether.gate.measure import breaches, measure_window
 from tether.gate.outcomes import report_outcome
@@ -26,8 +26,6 @@ from tether.policy.schema import Sla
 from tether.policy.tiers import TierRefusal, apply_tier
 from tether.runner import RunError, RunSpec, start_run
 
-REPO = "/srv/repos/shop"
-CONFIG = "harness openai:gpt-4o #0123abcd"
 LADDER = """
 [[tiers]]
 name = "observe"
@@ -54,31 +52,6 @@ max_usd_per_fix = 1.0
 
 def tiers(text: str = LADDER):
     return org_tiers(text)
-
-
-def history(ledger: Ledger, results: list[str], *, configuration: str = CONFIG, repo: str = REPO,
-            mode: str = "branch", latency_s: float = 60.0, usd: float = 0.1, source: str = "queue") -> list[str]:
-    """Finished runs as a worker would have recorded them: "fix" succeeded (and was delivered when
-    the mode asks for it), "undelivered" succeeded but never left the machine, "fail" failed."""
-    ids = []
-    for result in results:
-        run_id = f"run-{uuid.uuid4().hex[:12]}"
-        status = "failed" if result == "fail" else "succeeded"
-        ledger.create_run(run_id, repo=repo, instruction="a task", source=source, status=status)
-        start = time.time() - latency_s
-        batch: list[tuple[ev.Payload, float]] = [
-            (ev.RunStarted(task="a task", repo=repo, configuration=configuration, tier="observe",
-                           policy={"delivery": {"mode": mode}}), start),
-            (typed("model_response", {"cost_usd": usd}), start + 1),
-        ]
-        if result == "fix" and mode != "branch":
-            batch.append((ev.Delivered(mode=mode, remote="origin", ref=f"tether/{run_id}", commit="c" * 40),
-                          start + latency_s - 1))
-        batch.append((ev.RunFinished(status=status, reason="checks passed" if status == "succeeded" else "failed"),
-                      start + latency_s))
-        ledger.record_many(run_id, batch)
-        ids.append(run_id)
-    return ids
 
 
 def decisions(ledger: Ledger, repo: str = REPO, configuration: str = CONFIG) -> list[ev.TierChanged]:

@@ -28,8 +28,8 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
 
 
 # The command groups, in the order --help lists them; each registers its commands on import.
-for _group in ("runs", "delivery", "gate", "approvals", "queue", "fleet", "models", "backtest", "evals", "gateway",
-               "schema"):
+for _group in ("runs", "delivery", "gate", "canary", "approvals", "queue", "fleet", "models", "backtest", "evals",
+               "gateway", "schema"):
     import_module(f"tether.cli.{_group}")
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from sqlalchemy import select
@@ -33,6 +34,8 @@ _READ = [ev.EventType.RUN_STARTED, ev.EventType.MODEL_RESPONSE, ev.EventType.APP
 @dataclass(frozen=True)
 class RunRecord:
     run_id: str
+    started: ev.RunStarted
+    finished_at: float
     claimed: bool
     fixed: bool
     false_success: bool
@@ -75,8 +78,10 @@ def _hidden_results(ledger: Ledger, run_ids: list[str]) -> dict[str, bool]:
     return found
 
 
-def run_records(ledger: Ledger, repo: str, configuration: str, since: float) -> list[RunRecord]:
-    """The finished runs of `configuration` in `repo` started at or after `since`."""
+def run_records(ledger: Ledger, repo: str | None, since: float | None,
+                selects: Callable[[ev.RunStarted], bool]) -> list[RunRecord]:
+    """The finished runs (of `repo`, or of every repository) started at or after `since` whose
+    run_started `selects` accepts, in the order they finished."""
     rows = [row for row in ledger.list_runs(limit=None, repo=repo, since=since, sources=list(PRODUCED_BY))
             if row.status in FINISHED]
     by_run = ledger.events_of([row.id for row in rows], _READ)
@@ -86,7 +91,7 @@ def run_records(ledger: Ledger, repo: str, configuration: str, since: float) -> 
         events = by_run[row.id]
         started = events[0].data if events else None
         finished = next((e for e in reversed(events) if e.type == ev.EventType.RUN_FINISHED), None)
-        if not isinstance(started, ev.RunStarted) or started.configuration != configuration or finished is None:
+        if not isinstance(started, ev.RunStarted) or finished is None or not selects(started):
             continue
         claimed = row.status == ev.RunStatus.SUCCEEDED
         mode = (started.policy or {}).get("delivery", {}).get("mode", "branch")
@@ -95,12 +100,12 @@ def run_records(ledger: Ledger, repo: str, configuration: str, since: float) -> 
         hidden_failed = hidden.get(row.id) is False
         summary = summarize(row, events)
         records.append(RunRecord(
-            run_id=row.id, claimed=claimed,
+            run_id=row.id, started=started, finished_at=finished.ts, claimed=claimed,
             fixed=claimed and delivered and not hidden_failed and outcome not in ("rejected", "reverted", "defect"),
             false_success=claimed and (hidden_failed or outcome == "rejected"),
             escaped_defect=claimed and outcome in ("reverted", "defect"),
             latency_s=finished.ts - events[0].ts, usd=summary["usage"]["usd"], interrupts=summary["interrupts"]))
-    return records
+    return sorted(records, key=lambda record: record.finished_at)
 
 
 def measure(records: list[RunRecord], window_days: float) -> Measures:
@@ -123,7 +128,8 @@ def measure(records: list[RunRecord], window_days: float) -> Measures:
 def measure_window(ledger: Ledger, repo: str, configuration: str, window_days: float,
                    now: float | None = None) -> Measures:
     since = (time.time() if now is None else now) - window_days * 86400
-    return measure(run_records(ledger, repo, configuration, since), window_days)
+    records = run_records(ledger, repo, since, lambda started: started.configuration == configuration)
+    return measure(records, window_days)
 
 
 def breaches(sla: Sla, measures: Measures, *, entering: bool) -> list[str]:

@@ -45,6 +45,8 @@ class EventType(StrEnum):
     DELIVERY_FAILED = "delivery_failed"
     OUTCOME_REPORTED = "outcome_reported"
     TIER_CHANGED = "tier_changed"
+    CANARY_STARTED = "canary_started"
+    CANARY_DECIDED = "canary_decided"
     RUN_PAUSED = "run_paused"
     RUN_CONTINUED = "run_continued"
     RUN_RESUMED = "run_resumed"
@@ -98,6 +100,8 @@ class RunStarted(Payload):
     configuration: str | None = Field(None, description="architecture, model and agent settings digest: "
                                       "with the repository, what a permission tier is earned by")
     tier: str | None = Field(None, description="the permission tier the run ran at (None: the org has no tiers)")
+    canary: str | None = Field(None, description="the canary that routed this queued task, with `arm`")
+    arm: Literal["candidate", "current"] | None = None
     source: str = "live"
     parent_run_id: str | None = None
     # imported runs (backtests): another agent's trajectory
@@ -388,6 +392,36 @@ class TierChanged(Payload):
     pinned: bool = False
     measures: dict[str, Any] = Field(default_factory=dict)
     breaches: list[str] = Field(default_factory=list)
+
+
+class CanaryStarted(Payload):
+    """A canary begins, in its own log: `share` of the queued tasks (of `repo`, or of every
+    repository) run with the `candidate` policy, the rest with the current one, until a decision."""
+
+    type = EventType.CANARY_STARTED
+    candidate: str = Field(description="the candidate policy's TOML")
+    candidate_path: str
+    candidate_sha256: str
+    share: float = Field(gt=0, lt=1)
+    repo: str | None
+    alpha: float
+    min_tasks: int
+    max_tasks: int
+    cost_tolerance: float
+    by: str
+
+
+class CanaryDecided(Payload):
+    """The canary's decision with its evidence: promote (the candidate takes every task until the
+    canary is stopped), rollback (it takes none), exhausted (max_tasks without a decision: the
+    current configuration stays), stopped (by a person)."""
+
+    type = EventType.CANARY_DECIDED
+    decision: Literal["promote", "rollback", "exhausted", "stopped"]
+    reason: str
+    by: str
+    tasks: int
+    evidence: dict[str, Any] = Field(default_factory=dict)
 
 
 class RunPaused(Payload):

@@ -29,6 +29,8 @@ from tether.redact import mask, mask_payload, secret_values
 
 DB_ENV = "TETHER_DB"
 GATE_SOURCE = "gate"  # a (repository, configuration)'s log of tier decisions, not a run
+CANARY_SOURCE = "canary"  # a canary's log of its start and decisions, not a run
+NOT_RUNS = (GATE_SOURCE, CANARY_SOURCE)
 
 
 class LedgerError(TetherError):
@@ -188,9 +190,9 @@ class Ledger:
 
     def list_runs(self, limit: int | None = 50, repo: str | None = None, since: float | None = None,
                   sources: list[str] | None = None) -> list[RunRow]:
-        """Runs, newest first; gate logs (source "gate", see gate/) only when `sources` names them."""
+        """Runs, newest first; the gate's and canaries' logs (see gate/) only when `sources` names them."""
         query = select(runs).order_by(runs.c.created_at.desc()).limit(limit)
-        query = query.where(runs.c.source.in_(sources) if sources is not None else runs.c.source != GATE_SOURCE)
+        query = query.where(runs.c.source.in_(sources) if sources is not None else runs.c.source.not_in(NOT_RUNS))
         if since is not None:
             query = query.where(runs.c.created_at >= since)
         if repo is not None:

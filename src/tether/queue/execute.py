@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from tether import lease, runner
+from tether.gate.canary import judge, route
 from tether.ledger import Ledger
 from tether.ledger.fleet import Fleet
-from tether.ledger.queries import HELD, held_reason, pending_approval
+from tether.ledger.queries import HELD, held_reason, pending_approval, started_of
 from tether.policy import find_policy
 from tether.policy.load import org_limits
 
@@ -37,7 +38,10 @@ def execute(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
     if not fleet.acquire_slot(repo, task_id, lease.owner_id(), limit, lease.holder_alive):
         return _wait("queued", f"{repo} already runs {limit} task(s), its limit")
     try:
-        return _outcome(_drive(ledger, task), ledger, task_id)
+        outcome = _outcome(_drive(ledger, task), ledger, task_id)
+        if not outcome["wait"]:
+            _judge_canary(ledger, task_id)
+        return outcome
     except runner.RunError as exc:
         return _wait(ledger.get_run(task_id).status if ledger.has_run(task_id) else "queued", str(exc))
     except Exception as exc:  # a task that cannot run (bad repo, policy, model) fails with the reason
@@ -46,15 +50,28 @@ def execute(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
         fleet.release_slot(task_id)
 
 
+def _judge_canary(ledger: Ledger, task_id: str) -> None:
+    """A finished task of a canary is new evidence: judge the canary now, so a decision takes effect
+    from the next task on."""
+    started = started_of(ledger.events(task_id)) if ledger.has_run(task_id) else None
+    if started is not None and started.canary is not None:
+        judge(ledger, started.canary, by=f"worker {lease.owner_id()}")
+
+
 def _drive(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
     task_id = task["id"]
     if not ledger.has_run(task_id):
         repo = Path(task["repo"])
-        policy, policy_path = find_policy(repo, Path(task["policy"]) if task.get("policy") else None,
-                                          Fleet(ledger).org_policy())
+        org_text = Fleet(ledger).org_policy()
+        policy, policy_path = find_policy(repo, Path(task["policy"]) if task.get("policy") else None, org_text)
+        assignment = route(ledger, task["repo"], task_id, org_text) if task.get("source", "queue") == "queue" else None
+        if assignment is not None and assignment.policy is not None:
+            policy, policy_path = assignment.policy, None  # the candidate's, in place of the repository's
         spec = runner.RunSpec(task["instruction"], repo, policy, policy_path, task.get("model"),
                               source=task.get("source", "queue"), run_id=task_id,
-                              requested_by=task.get("submitted_by"))
+                              requested_by=task.get("submitted_by"),
+                              canary=assignment.canary if assignment else None,
+                              arm=assignment.arm if assignment else None)
         return runner.start_run(ledger, spec)
     run = ledger.get_run(task_id)
     if run.status in TERMINAL and held_reason(ledger.events(task_id)) is None:
