@@ -16,8 +16,8 @@ from tests.gate.history import REPO, history
 from tether.gate.canary import (
     ArmMeasures,
     Point,
-    _verdict,
     canaries,
+    decide,
     judge,
     route,
     start_canary,
@@ -118,9 +118,9 @@ def test_a_better_candidate_whose_cost_per_fix_is_over_the_tolerance_is_not_prom
     better = Point(80, 0.3, 0.05, 0.55)
     unsure_cost = Point(80, 0.5, -0.1, 1.1)  # dearer per task, but not with confidence
     cheap, dear = ArmMeasures(40, 10, 4.0), ArmMeasures(40, 22, 22.0)  # $0.40 and $1.00 per fix
-    assert _verdict(found, 80, better, unsure_cost, dear, cheap) is None
-    assert _verdict(found, 100, better, unsure_cost, dear, cheap)[0] == "exhausted"
-    assert _verdict(found, 80, better, unsure_cost, ArmMeasures(40, 22, 9.0), cheap)[0] == "promote"
+    assert decide(found.started, 80, better, unsure_cost, dear, cheap) is None
+    assert decide(found.started, 100, better, unsure_cost, dear, cheap)[0] == "exhausted"
+    assert decide(found.started, 80, better, unsure_cost, ArmMeasures(40, 22, 9.0), cheap)[0] == "promote"
 
 
 def test_a_canary_without_a_decision_by_max_tasks_ends_and_the_current_stays(ledger, candidate):

@@ -184,9 +184,10 @@ def route(ledger: Ledger, repo: str, task_id: str, org_text: str | None) -> Assi
     return Assignment(canary.id, "current", None)
 
 
-def _verdict(canary: Canary, tasks: int, fix: Point | None, cost: Point | None, candidate: ArmMeasures,
-             current: ArmMeasures) -> tuple[str, str] | None:
-    rule = canary.started
+def decide(rule: ev.CanaryStarted, tasks: int, fix: Point | None, cost: Point | None, candidate: ArmMeasures,
+           current: ArmMeasures) -> tuple[str, str] | None:
+    """The decision the evidence after `tasks` finished tasks supports, with its reason, or None
+    (see the module's docstring for the rule)."""
     if tasks < rule.min_tasks or fix is None:
         return None
     per_task = current.usd_per_task or 0.0
@@ -227,7 +228,7 @@ def status(ledger: Ledger, canary_id: str) -> CanaryStatus:
     cost_interval = cost.interval()
     cost_point = Point(cost.t, cost.estimate or 0.0, *cost_interval) if cost_interval else None
     fix_point = path[-1] if path else None
-    verdict = _verdict(canary, len(records), fix_point, cost_point, measured["candidate"], measured["current"])
+    verdict = decide(canary.started, len(records), fix_point, cost_point, measured["candidate"], measured["current"])
     return CanaryStatus(canary, measured["candidate"], measured["current"], fix_point, cost_point, path, verdict)
 
 
