@@ -335,3 +335,11 @@ def test_a_killed_tether_leaves_no_cgroup_behind(tmp_path: Path):
     from tether.workspace.sandbox import Sandbox
     Sandbox(SandboxPolicy(), tmp_path).run("true", 10)  # the next command sweeps what the dead one left
     assert not any(list(r.rglob(pattern)) for r in roots)
+
+
+def test_tethers_settings_are_masked_as_secrets_except_the_mirror_folder():
+    from tether.redact import secret_values
+
+    found = secret_values({"TETHER_DB": "postgresql://u:hunter2hunter2@db/x", "TETHER_MIRRORS": "/var/cache/mirrors",
+                           "HOME": "/home/worker"})
+    assert found == ["postgresql://u:hunter2hunter2@db/x"]

@@ -42,6 +42,9 @@ SECRET_NAME = re.compile(
     re.IGNORECASE,
 )
 _MIN_VALUE = 8  # shorter values would mask ordinary words
+# Tether's own settings that are plainly not secret (a folder): masking them would hide the paths
+# runs record.
+NOT_SECRET = frozenset({"TETHER_MIRRORS"})
 
 
 # Detectors whose patterns start with a character class scan slowly; these cheap patterns must
@@ -162,7 +165,8 @@ def _detectors() -> _Detectors:
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Values of the secret-looking variables of an environment (Tether's own by default)."""
     environ = os.environ if environ is None else environ
-    values = {value for name, value in environ.items() if SECRET_NAME.search(name) and len(value) >= _MIN_VALUE}
+    values = {value for name, value in environ.items()
+              if SECRET_NAME.search(name) and name not in NOT_SECRET and len(value) >= _MIN_VALUE}
     return sorted(values, key=len, reverse=True)
 
 

@@ -59,6 +59,8 @@ class RunSpec:
     run_id: str | None = None  # default: a new time-ordered id; a queued task passes its own
     agent: str | None = None  # an external agent as the loop (claude-code, codex, command:CLI)
     requested_by: str | None = None  # who asked for it (a queued task's submitter); default: this user
+    repo_url: str | None = None  # the URL a queued task named (repo is then this machine's checkout of it)
+    base_branch: str | None = None  # default: the branch checked out in repo
     canary: str | None = None  # the canary that routed this queued task to `arm`
     arm: Literal["candidate", "current"] | None = None
 
@@ -70,16 +72,17 @@ def current_user() -> str:
         return "unknown"
 
 
-def _fleet_gate(ledger: Ledger, repo: Path, run_id: str) -> FleetGate:
+def _fleet_gate(ledger: Ledger, repo: str, run_id: str) -> FleetGate:
     fleet = Fleet(ledger)
-    return FleetGate(fleet, org_limits(fleet.org_policy()), str(repo), run_id)
+    return FleetGate(fleet, org_limits(fleet.org_policy()), repo, run_id)
 
 
 def _session(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, worktree: Worktree,
              on_event: EventSink | None, approver: Approver | None, requested_by: str | None) -> Session:
     """The run's session; its sandbox gets the project's environment once `_environment` prepared it."""
     guard = Guard(policy=policy, ownership=ownership_at(policy, worktree.repo, worktree.base_commit),
-                  root=worktree.path, fleet=_fleet_gate(ledger, worktree.repo, run_id), requested_by=requested_by)
+                  root=worktree.path, fleet=_fleet_gate(ledger, ledger.get_run(run_id).repo, run_id),
+                  requested_by=requested_by)
     log = RunLog(run_id=run_id, ledger=ledger, brakes=Brakes(policy.brakes), on_event=on_event)
     return Session(
         log=log, guard=guard, policy=policy, provider=provider, worktree=worktree,
@@ -108,7 +111,8 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     model = provider.name
     architecture = f"agent:{spec.agent}" if spec.agent else policy.agent.architecture
     configuration = configuration_of(policy, model, architecture)
-    tier = _tier(ledger, policy, str(repo), configuration)
+    name = spec.repo_url or str(repo)  # what the fleet knows the repository by, on every machine
+    tier = _tier(ledger, policy, name, configuration)
     if tier is not None:
         try:
             policy = apply_tier(policy, tier, architecture)
@@ -116,7 +120,7 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
             raise RunError(str(exc)) from exc
     run_id = spec.run_id or new_run_id()
     owner = lease.owner_id()
-    ledger.create_run(run_id, repo=str(repo), instruction=spec.instruction, branch=f"tether/{run_id}",
+    ledger.create_run(run_id, repo=name, instruction=spec.instruction, branch=f"tether/{run_id}",
                       base_commit=base_commit, model=model, architecture=policy.agent.architecture,
                       owner=owner, heartbeat_at=time.time(), source=spec.source, parent_run_id=spec.parent_run_id)
     try:
@@ -135,8 +139,8 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
         policy_file=str(spec.policy_path) if spec.policy_path else None, policy_sha256=policy_digest,
         system_prompt=system_prompt, sandbox=session.sandbox.describe(), user=current_user(), source=spec.source,
         parent_run_id=spec.parent_run_id, requested_by=requested_by,
-        base_branch=current_branch(repo), configuration=configuration, tier=tier.name if tier else None,
-        canary=spec.canary, arm=spec.arm,
+        base_branch=spec.base_branch or current_branch(repo), repo_url=spec.repo_url, configuration=configuration,
+        tier=tier.name if tier else None, canary=spec.canary, arm=spec.arm,
     ))
     try:
         _environment(session)

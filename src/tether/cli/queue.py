@@ -29,15 +29,19 @@ def submit(
     priority: Annotated[int, typer.Option(help="0 runs first; larger numbers wait.")] = 0,
     policy: Annotated[Path | None, typer.Option("--policy", help="Policy file (default: tether.toml).")] = None,
     model: Annotated[str | None, typer.Option(help="Model spec (default: the policy's).")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="The repository by its git URL instead of a local "
+                                            "path: each worker fetches it into a mirror of its own.")] = None,
+    branch: Annotated[str | None, typer.Option("--branch", help="With --url: the branch to start from "
+                                               "(default: the remote's default branch).")] = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Queue a task for the workers; prints its id.
 
-    Example: tether submit "Fix the failing test" --model openai:gpt-4o-mini
+    Example: tether submit "Fix the failing test" --url https://git.example.com/acme/shop.git --branch main
     """
     with open_tasks(db, repo) as (_, tasks):
-        task_id, created = tasks.submit(instruction, repo, key, priority, policy, model)
+        task_id, created = tasks.submit(instruction, repo, key, priority, policy, model, url=url, branch=branch)
     if as_json:
         out.print_json(json.dumps({"task_id": task_id, "created": created}))
     else:

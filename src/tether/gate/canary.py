@@ -31,7 +31,7 @@ from tether.gate.sequential import DifferenceSequence
 from tether.ledger import Ledger
 from tether.ledger import events as ev
 from tether.ledger.store import CANARY_SOURCE, ConcurrentAppend
-from tether.policy.load import layer_policy, parse_policy
+from tether.policy.load import policy_from_text
 from tether.policy.schema import Policy
 
 Arm = Literal["candidate", "current"]
@@ -143,7 +143,7 @@ def start_canary(ledger: Ledger, candidate_path: Path, *, share: float, repo: st
     if cost_tolerance < 0:
         raise GateError(f"--cost-tolerance must be 0 or more, got {cost_tolerance}")
     text = candidate_text(candidate_path)
-    candidate_policy(text, candidate_path, org_text)  # a bad candidate is refused now, not by every worker
+    policy_from_text(text, candidate_path, org_text)  # a bad candidate is refused now, not by every worker
     clash = [c for c in canaries(ledger) if c.routing and (repo is None or c.started.repo is None
                                                            or c.started.repo == repo)]
     if clash:
@@ -166,10 +166,6 @@ def candidate_text(path: Path) -> str:
         raise GateError(f"cannot read the candidate policy {path}: {exc}") from exc
 
 
-def candidate_policy(text: str, path: Path, org_text: str | None) -> Policy:
-    return layer_policy(org_text, text, path) if org_text is not None else parse_policy(text, path)
-
-
 def route(ledger: Ledger, repo: str, task_id: str, org_text: str | None) -> Assignment | None:
     """Which arm a new task of `repo` runs in, or None when no canary routes it."""
     canary = next((c for c in canaries(ledger) if c.routing and c.covers(repo)), None)
@@ -180,7 +176,7 @@ def route(ledger: Ledger, repo: str, task_id: str, org_text: str | None) -> Assi
     if promoted or draw < canary.started.share:
         started = canary.started
         return Assignment(canary.id, "candidate",
-                          candidate_policy(started.candidate, Path(started.candidate_path), org_text))
+                          policy_from_text(started.candidate, Path(started.candidate_path), org_text))
     return Assignment(canary.id, "current", None)
 
 

@@ -97,6 +97,8 @@ class RunStarted(Payload):
     requested_by: str | None = Field(None, description="who asked for the run (a queued task's submitter); "
                                      "never counted as its approver")
     base_branch: str | None = Field(None, description="the branch checked out at the start; a pull request targets it")
+    repo_url: str | None = Field(None, description="the URL a queued task named; `repo` is then the worker's "
+                                 "checkout of it, and the runs table knows the run by the URL")
     configuration: str | None = Field(None, description="architecture, model and agent settings digest: "
                                       "with the repository, what a permission tier is earned by")
     tier: str | None = Field(None, description="the permission tier the run ran at (None: the org has no tiers)")

@@ -121,10 +121,15 @@ def find_policy(repo: Path, explicit: Path | None, org_text: str | None = None) 
     path = explicit if explicit is not None else repo / POLICY_FILE
     if explicit is None and not path.exists():
         path = None
+    text = read_policy_text(path) if path is not None else None
+    return policy_from_text(text, path or repo / POLICY_FILE, org_text), path
+
+
+def policy_from_text(text: str | None, path: Path, org_text: str | None = None) -> Policy:
+    """A repository policy's text (None: it has none), layered over the org policy when one is set."""
     if org_text is not None:
-        text = read_policy_text(path) if path is not None else None
-        return layer_policy(org_text, text, path or repo / POLICY_FILE), path
-    return (load_policy(path) if path is not None else Policy()), path
+        return layer_policy(org_text, text, path)
+    return parse_policy(text, path) if text is not None else Policy()
 
 
 def toml_value(value: Any) -> str:

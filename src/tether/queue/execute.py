@@ -11,8 +11,10 @@ from tether.gate.canary import judge, route
 from tether.ledger import Ledger
 from tether.ledger.fleet import Fleet
 from tether.ledger.queries import HELD, held_reason, pending_approval, started_of
-from tether.policy import find_policy
-from tether.policy.load import org_limits
+from tether.policy import POLICY_FILE, find_policy
+from tether.policy.load import org_limits, policy_from_text
+from tether.workspace.git import show_file
+from tether.workspace.mirror import checkout, is_url
 
 TERMINAL = ("succeeded", "failed", "stopped")
 
@@ -61,15 +63,21 @@ def _judge_canary(ledger: Ledger, task_id: str) -> None:
 def _drive(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
     task_id = task["id"]
     if not ledger.has_run(task_id):
-        repo = Path(task["repo"])
         org_text = Fleet(ledger).org_policy()
-        policy, policy_path = find_policy(repo, Path(task["policy"]) if task.get("policy") else None, org_text)
+        if is_url(task["repo"]):  # this machine's mirror of it, fetched now; the policy of the fetched commit
+            found = checkout(task["repo"], task.get("branch"))
+            repo, base, url, branch = found.path, found.commit, found.url, found.branch
+            policy_path = None
+            policy = policy_from_text(show_file(repo, base, POLICY_FILE), Path(POLICY_FILE), org_text)
+        else:
+            repo, base, url, branch = Path(task["repo"]), None, None, None
+            policy, policy_path = find_policy(repo, Path(task["policy"]) if task.get("policy") else None, org_text)
         assignment = route(ledger, task["repo"], task_id, org_text) if task.get("source", "queue") == "queue" else None
         if assignment is not None and assignment.policy is not None:
             policy, policy_path = assignment.policy, None  # the candidate's, in place of the repository's
-        spec = runner.RunSpec(task["instruction"], repo, policy, policy_path, task.get("model"),
+        spec = runner.RunSpec(task["instruction"], repo, policy, policy_path, task.get("model"), base_commit=base,
                               source=task.get("source", "queue"), run_id=task_id,
-                              requested_by=task.get("submitted_by"),
+                              requested_by=task.get("submitted_by"), repo_url=url, base_branch=branch,
                               canary=assignment.canary if assignment else None,
                               arm=assignment.arm if assignment else None)
         return runner.start_run(ledger, spec)

@@ -21,6 +21,7 @@ from tether.policy import find_policy
 from tether.queue import engine
 from tether.runner import current_user
 from tether.workspace.git import repo_root
+from tether.workspace.mirror import check_url
 
 
 class TaskError(TetherError):
@@ -64,19 +65,31 @@ class Tasks:
         self.client.destroy()
 
     def submit(self, instruction: str, repo: Path, key: str | None = None, priority: int = 0,
-               policy: Path | None = None, model: str | None = None, source: str = "queue") -> tuple[str, bool]:
-        """Enqueue a task; returns (task id, whether this call created it). `source` tags its run."""
+               policy: Path | None = None, model: str | None = None, source: str = "queue",
+               url: str | None = None, branch: str | None = None) -> tuple[str, bool]:
+        """Enqueue a task; returns (task id, whether this call created it). `source` tags its run.
+        With `url`, the task names the repository by URL (and `branch`, default the remote's
+        default): each worker fetches it into its own mirror, and reads the policy of the commit."""
         if not instruction.strip():
             raise TaskError("the instruction is empty")
         if not 0 <= priority <= 2_000_000_000:
             raise TaskError(f"priority must be between 0 (first) and 2000000000, got {priority}")
-        root = repo_root(repo.resolve())
-        find_policy(root, policy.resolve() if policy else None, Fleet(self.ledger).org_policy())  # refuse a bad one now
+        if url is not None:
+            if policy is not None:
+                raise TaskError("--policy is for a local repository; a task named by URL runs with the "
+                                "tether.toml of the commit it starts from")
+            name = check_url(url)
+        else:
+            if branch is not None:
+                raise TaskError("--branch is for a repository named by --url; a local task starts from HEAD")
+            root = repo_root(repo.resolve())
+            find_policy(root, policy.resolve() if policy else None, Fleet(self.ledger).org_policy())  # refuse now
+            name = str(root)
         task_id = task_id_for(key)
         nonce = secrets.token_hex(8)
-        task = {"id": task_id, "instruction": instruction, "repo": str(root), "key": key, "priority": priority,
+        task = {"id": task_id, "instruction": instruction, "repo": name, "key": key, "priority": priority,
                 "policy": str(policy.resolve()) if policy else None, "model": model, "submitted_at": time.time(),
-                "submitted_by": current_user(), "nonce": nonce, "source": source}
+                "submitted_by": current_user(), "nonce": nonce, "source": source, "branch": branch}
         self.client.enqueue({"workflow_name": engine.WORKFLOW, "queue_name": engine.QUEUE, "workflow_id": task_id,
                              "priority": priority + 1}, task)  # DBOS counts from 1
         stored = self._input(task_id)
