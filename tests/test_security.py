@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import CHECK, FIX, bash, call, git, payloads, run_scripted
 from tether.ledger import Ledger
+from tether.redact import secret_values
 from tether.workspace.identity import drops_root
 
 SUBMIT = call("submit", summary="done")
@@ -338,8 +339,6 @@ def test_a_killed_tether_leaves_no_cgroup_behind(tmp_path: Path):
 
 
 def test_tethers_settings_are_masked_as_secrets_except_the_mirror_folder():
-    from tether.redact import secret_values
-
     found = secret_values({"TETHER_DB": "postgresql://u:hunter2hunter2@db/x", "TETHER_MIRRORS": "/var/cache/mirrors",
                            "HOME": "/home/worker"})
     assert found == ["postgresql://u:hunter2hunter2@db/x"]
