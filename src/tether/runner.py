@@ -140,7 +140,8 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
         system_prompt=system_prompt, sandbox=session.sandbox.describe(), user=current_user(), source=spec.source,
         parent_run_id=spec.parent_run_id, requested_by=requested_by,
         base_branch=spec.base_branch or current_branch(repo), repo_url=spec.repo_url, configuration=configuration,
-        tier=tier.name if tier else None, canary=spec.canary, arm=spec.arm,
+        tier=tier.name if tier else None, tier_delivery=tier.delivery if tier else None, canary=spec.canary,
+        arm=spec.arm,
     ))
     try:
         _environment(session)

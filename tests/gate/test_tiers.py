@@ -13,6 +13,8 @@ from sqlalchemy import insert
 
 from tests.conftest import CHECK, FIX, call, git, payloads, script
 from tests.gate.history import CONFIG, REPO, history
+from tether.delivery.deliver import deliver
+from tether.delivery.remotes import DeliveryError
 from tether.gate.ladder import GateError, configurations, evaluate, gate_log_id, pin, tier_state
 from tether.gate.measure import breaches, measure_window
 from tether.gate.outcomes import report_outcome
@@ -22,7 +24,7 @@ from tether.ledger.fleet import ORG_POLICY, Fleet
 from tether.ledger.schema import eval_cells, evals
 from tether.policy import PolicyError, parse_policy
 from tether.policy.load import layer_policy, org_tiers
-from tether.policy.schema import Sla
+from tether.policy.schema import DeliveryPolicy, Sla
 from tether.policy.tiers import TierRefusal, apply_tier
 from tether.runner import RunError, RunSpec, start_run
 
@@ -257,6 +259,8 @@ def test_a_real_run_records_its_tier_and_is_held_to_its_limits(ledger, repo, tmp
     assert payloads(ledger, summary["run_id"], "delivered") == payloads(ledger, summary["run_id"],
                                                                         "delivery_failed") == []
     assert configurations(ledger, str(repo)) == [started["configuration"]]
+    with pytest.raises(DeliveryError, match="ran at tier 'observe', which delivers no further than 'branch'"):
+        deliver(ledger, summary["run_id"], DeliveryPolicy(mode="push", remote="https://git.example.com/a/b.git"))
 
 
 def test_a_worker_demotes_a_breached_tier_before_the_next_run_starts(ledger, repo, tmp_path):

@@ -18,7 +18,7 @@ from tether.ledger import events as ev
 from tether.ledger.queries import finished_of, requester_of, run_policy, summarize
 from tether.ledger.store import ConcurrentAppend, RunRow
 from tether.policy import Policy
-from tether.policy.schema import DeliveryPolicy
+from tether.policy.schema import DELIVERY_ORDER, DeliveryPolicy
 from tether.workspace.git import GitError, git
 
 RECORD_TRIES = 5
@@ -38,6 +38,10 @@ def deliver(ledger: Ledger, run_ref: str, policy: DeliveryPolicy | None = None,
     if finished is None or finished.commit is None or finished.branch is None:
         raise DeliveryError("config", f"run {run.id} is {run.status}; a run is delivered once it has ended")
     policy = policy or recorded_policy.delivery
+    if started.tier_delivery is not None and DELIVERY_ORDER.index(policy.mode) > DELIVERY_ORDER.index(
+            started.tier_delivery):
+        raise DeliveryError("config", f"run {run.id} ran at tier {started.tier!r}, which delivers no further than "
+                                      f"{started.tier_delivery!r} (a higher tier is earned with tether gate)")
     if policy.mode == "branch":
         raise DeliveryError("config", f"run {run.id}'s policy delivers as a local branch ({finished.branch}); set "
                                       "[delivery] mode = \"push\" or \"pull_request\" to deliver it elsewhere")

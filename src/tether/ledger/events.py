@@ -102,6 +102,8 @@ class RunStarted(Payload):
     configuration: str | None = Field(None, description="architecture, model and agent settings digest: "
                                       "with the repository, what a permission tier is earned by")
     tier: str | None = Field(None, description="the permission tier the run ran at (None: the org has no tiers)")
+    tier_delivery: Literal["branch", "push", "pull_request"] | None = Field(
+        None, description="the furthest its tier lets the run's work be delivered, even by hand")
     canary: str | None = Field(None, description="the canary that routed this queued task, with `arm`")
     arm: Literal["candidate", "current"] | None = None
     source: str = "live"
