@@ -112,7 +112,9 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     architecture = f"agent:{spec.agent}" if spec.agent else policy.agent.architecture
     configuration = configuration_of(policy, model, architecture)
     name = spec.repo_url or str(repo)  # what the fleet knows the repository by, on every machine
-    tier = _tier(ledger, policy, name, configuration)
+    # A replay re-runs a record with the policy it recorded (its tier's limits already in it); it
+    # is not new work, so it neither waits on nor moves the gate.
+    tier = _tier(ledger, policy, name, configuration) if spec.source != "replay" else None
     if tier is not None:
         try:
             policy = apply_tier(policy, tier, architecture)
