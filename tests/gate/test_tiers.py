@@ -322,4 +322,11 @@ def test_gate_and_outcome_on_the_command_line(sqlite_url, repo):
     assert pinned.returncode == 0 and "pin at pull_request by alice" in pinned.stdout
     ledger = Ledger(sqlite_url)
     assert tier_state(ledger, tiers(), root, CONFIG).pinned
+    url = "https://git.example.com/acme/shop.git"
+    history(ledger, ["fix"] * 10, repo=url, configuration="harness openai:gpt-4o #99999999")
     ledger.close()
+    by_url = _tether("gate", "--url", url, *store)
+    assert by_url.returncode == 0 and "branch (promoted from observe)  harness openai:gpt-4o #99999999" in by_url.stdout
+    assert CONFIG not in by_url.stdout  # the other repository's configuration
+    bad_url = _tether("gate", "--url", "https://u:p@git.example.com/a.git", *store)
+    assert bad_url.returncode != 0 and "must not carry a password" in bad_url.stderr

@@ -8,12 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from tether.cli.common import DbOpt, JsonOpt, app, err, fail, open_ledger, out
+from tether.cli.common import DbOpt, JsonOpt, UrlOpt, app, err, fail, open_ledger, out, repository_name
 from tether.gate.canary import CanaryStatus, canaries, start_canary, status, stop_canary
 from tether.ledger.fleet import Fleet
 from tether.render.canary import canary_html, print_canary
 from tether.runner import current_user
-from tether.workspace.git import repo_root
 
 canary_app = typer.Typer(help="Canaries: a candidate configuration on a share of the queued tasks. Example: "
                          "tether canary status")
@@ -36,7 +35,7 @@ def _as_json(found: CanaryStatus) -> dict[str, Any]:
 def canary_start(
     candidate: Annotated[Path, typer.Option("--candidate", help="The candidate policy (a tether.toml).")],
     share: Annotated[float, typer.Option("--share", help="The share of queued tasks it takes, e.g. 0.2.")],
-    repo: StoreRepoOpt = None,
+    repo: StoreRepoOpt = None, url: UrlOpt = None,
     alpha: Annotated[float, typer.Option("--alpha", help="Error rate of the sequential test.")] = 0.05,
     min_tasks: Annotated[int, typer.Option("--min-tasks", help="No decision before this many tasks.")] = 100,
     max_tasks: Annotated[int, typer.Option("--max-tasks", help="No decision by then: the current stays.")] = 2000,
@@ -49,7 +48,7 @@ def canary_start(
 
     Example: tether canary start --candidate cand.toml --share 0.2 --repo ../shop
     """
-    scope = str(repo_root(repo.resolve())) if repo is not None else None
+    scope = repository_name(repo or Path("."), url) if repo is not None or url is not None else None
     with open_ledger(db, repo or Path(".")) as ledger:
         canary = start_canary(ledger, candidate, share=share, repo=scope, by=by or current_user(),
                               org_text=Fleet(ledger).org_policy(), alpha=alpha, min_tasks=min_tasks,

@@ -26,6 +26,7 @@ from tether.queue.tasks import Tasks
 from tether.render.runs import print_approval_request, print_summary
 from tether.render.text import show_diff
 from tether.workspace.git import GitError, repo_root
+from tether.workspace.mirror import check_url
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 out = Console()
@@ -108,6 +109,15 @@ def finish_run(summary: dict[str, Any], as_json: bool, budget: dict[str, Any] | 
     raise typer.Exit(EXIT_CODES.get(summary["status"], 1))
 
 
+
+
+UrlOpt = Annotated[str | None, typer.Option("--url", help="The repository by the git URL its tasks named "
+                                            "(instead of --repo's path).")]
+
+
+def repository_name(repo: Path, url: str | None) -> str:
+    """What the store knows a repository by: the URL its tasks named, else its root's path."""
+    return check_url(url) if url is not None else str(repo_root(repo.resolve()))
 
 
 def checked_root(repo: Path, policy: Path | None) -> Path:

@@ -9,14 +9,13 @@ from typing import Annotated, get_args
 
 import typer
 
-from tether.cli.common import DbOpt, JsonOpt, RepoOpt, app, fail, open_ledger, out
+from tether.cli.common import DbOpt, JsonOpt, RepoOpt, UrlOpt, app, fail, open_ledger, out, repository_name
 from tether.gate.ladder import configurations, evaluate, pin, tier_state
 from tether.gate.outcomes import report_outcome
 from tether.ledger import events as ev
 from tether.ledger.fleet import Fleet
 from tether.policy.load import org_tiers
 from tether.runner import current_user
-from tether.workspace.git import repo_root
 
 ByOpt = Annotated[str | None, typer.Option("--by", help="Who decides (default: this user).")]
 
@@ -30,7 +29,7 @@ def gate_command(
     unpin: Annotated[bool, typer.Option("--unpin", help="Let the gate judge the configuration again.")] = False,
     reason: Annotated[str, typer.Option("--reason", help="Why (required with --pin and --unpin).")] = "",
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Judge and print; record nothing.")] = False,
-    by: ByOpt = None, repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
+    by: ByOpt = None, repo: RepoOpt = Path("."), url: UrlOpt = None, db: DbOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Judge each configuration of the repository against the org's tier ladder and move it at
     most one tier: down when its tier's SLA to keep is breached, up when the next tier's SLA to enter
@@ -40,7 +39,7 @@ def gate_command(
     Example: tether gate --repo ../service && tether gate -c "harness openai:gpt-4o #1a2b3c4d" --pin branch
     --reason "incident 42"
     """
-    root = str(repo_root(repo.resolve()))
+    root = repository_name(repo, url)
     who = by or current_user()
     with open_ledger(db, repo) as ledger:
         tiers = org_tiers(Fleet(ledger).org_policy())
