@@ -7,6 +7,7 @@ import json
 import random
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -236,3 +237,24 @@ def test_canary_on_the_command_line(sqlite_url, repo, candidate, tmp_path):
     stopped = _tether("canary", "stop", canary, "--reason", "done", *store)
     assert stopped.returncode == 0
     assert json.loads(_tether("canary", "status", "--json", *store).stdout)["stopped"] is True
+
+
+def test_workers_judging_at_once_record_one_decision(sqlite_url, candidate):
+    ledger = Ledger(sqlite_url)
+    canary = _start(ledger, candidate)
+    _tasks(ledger, canary, {"candidate": 0.95, "current": 0.3}, 80)
+    start = threading.Barrier(4)
+
+    def worker(n: int) -> None:
+        own = Ledger(sqlite_url)
+        start.wait()
+        judge(own, canary, by=f"worker {n}")
+        own.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [e.type for e in ledger.events(canary)] == ["canary_started", "canary_decided"]
+    ledger.close()

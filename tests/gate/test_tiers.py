@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -330,3 +331,30 @@ def test_gate_and_outcome_on_the_command_line(sqlite_url, repo):
     assert CONFIG not in by_url.stdout  # the other repository's configuration
     bad_url = _tether("gate", "--url", "https://u:p@git.example.com/a.git", *store)
     assert bad_url.returncode != 0 and "must not carry a password" in bad_url.stderr
+
+
+def test_workers_judging_a_breach_at_once_demote_it_once(sqlite_url):
+    ladder = tiers(LADDER.replace("min_fix_rate = 0.5", "min_fix_rate = 0.3"))
+    ledger = Ledger(sqlite_url)
+    runs = history(ledger, ["fix"] * 30)
+    pin(ledger, ladder, REPO, CONFIG, "pull_request", by="alice", reason="trial")
+    pin(ledger, ladder, REPO, CONFIG, None, by="alice", reason="judge it")
+    for run_id in runs[:10]:  # pull_request's SLA breached; branch's still met
+        report_outcome(ledger, run_id, "defect", by="oncall")
+    start = threading.Barrier(4)
+
+    def worker(n: int) -> None:
+        own = Ledger(sqlite_url)
+        start.wait()
+        evaluate(own, ladder, REPO, CONFIG, by=f"worker {n}", promote=False)
+        own.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [(d.decision, d.to_tier) for d in decisions(ledger)] == [("pin", "pull_request"),
+                                                                    ("unpin", "pull_request"), ("demote", "branch")]
+    assert ledger.verify(gate_log_id(REPO, CONFIG)).ok
+    ledger.close()

@@ -45,6 +45,7 @@ class Canary:
     started_at: float
     decided: ev.CanaryDecided | None
     stopped: ev.CanaryDecided | None
+    seen: int  # events in its log when read: a decision is recorded only on top of them
 
     @property
     def routing(self) -> bool:
@@ -121,7 +122,7 @@ def _read(ledger: Ledger, canary_id: str) -> Canary:
     decisions = [e.data for e in events if isinstance(e.data, ev.CanaryDecided)]
     decided = next((d for d in decisions if d.decision != "stopped"), None)
     stopped = next((d for d in decisions if d.decision == "stopped"), None)
-    return Canary(run.id, events[0].data, events[0].ts, decided, stopped)
+    return Canary(run.id, events[0].data, events[0].ts, decided, stopped, len(events))
 
 
 def canaries(ledger: Ledger) -> list[Canary]:
@@ -234,10 +235,10 @@ def judge(ledger: Ledger, canary_id: str, *, by: str) -> CanaryStatus:
     found = status(ledger, canary_id)
     if found.canary.decided is None and found.canary.stopped is None and found.verdict is not None:
         decision, reason = found.verdict
-        with contextlib.suppress(ConcurrentAppend):  # another worker recorded it first
+        with contextlib.suppress(ConcurrentAppend):  # another worker recorded a decision first
             ledger.record(found.canary.id, ev.CanaryDecided(
                 decision=decision, reason=reason, by=by,  # type: ignore[arg-type]
-                tasks=found.candidate.tasks + found.current.tasks, evidence=found.evidence()))
+                tasks=found.candidate.tasks + found.current.tasks, evidence=found.evidence()), after=found.canary.seen)
         found = status(ledger, canary_id)
     return found
 

@@ -36,6 +36,7 @@ class TierState:
     index: int
     pinned: bool = False
     pinned_by: str | None = None
+    seen: int = 0  # events in the gate log when this was read: a move is recorded only on top of them
 
 
 @dataclass(frozen=True)
@@ -53,32 +54,29 @@ def gate_log_id(repo: str, configuration: str) -> str:
     return "gate-" + hashlib.sha256(f"{repo}\n{configuration}".encode()).hexdigest()[:24]
 
 
-def _decisions(ledger: Ledger, repo: str, configuration: str) -> list[ev.TierChanged]:
-    log = gate_log_id(repo, configuration)
-    if not ledger.has_run(log):
-        return []
-    return [e.data for e in ledger.events(log) if isinstance(e.data, ev.TierChanged)]
-
-
 def tier_state(ledger: Ledger, tiers: list[TierPolicy], repo: str, configuration: str) -> TierState:
     """The pair's tier now: its last decision's, or the lowest when it has none (or when the ladder
     no longer has the tier it was given)."""
+    log = gate_log_id(repo, configuration)
+    events = ledger.events(log) if ledger.has_run(log) else []
     names = [tier.name for tier in tiers]
-    last = next(iter(reversed(_decisions(ledger, repo, configuration))), None)
+    last = next((e.data for e in reversed(events) if isinstance(e.data, ev.TierChanged)), None)
     index = names.index(last.to_tier) if last is not None and last.to_tier in names else 0
     pinned = last is not None and last.pinned and last.to_tier in names
-    return TierState(repo, configuration, tiers[index], index, pinned, last.by if pinned and last else None)
+    return TierState(repo, configuration, tiers[index], index, pinned, last.by if pinned and last else None,
+                     len(events))
 
 
-def _record(ledger: Ledger, change: ev.TierChanged) -> bool:
-    """Append to the pair's gate log (made on first use); False when another worker decided first."""
+def _record(ledger: Ledger, change: ev.TierChanged, seen: int) -> bool:
+    """Append to the pair's gate log (made on first use) if nobody has since `seen` events; False
+    when another worker decided first (its decision stands, this one was taken on stale state)."""
     log = gate_log_id(change.repo, change.configuration)
     if not ledger.has_run(log):
         with contextlib.suppress(IntegrityError):  # made by another worker just now
             ledger.create_run(log, repo=change.repo, instruction=f"permission tier of {change.configuration}",
                               source=GATE_SOURCE, status=GATE_SOURCE, model=change.configuration)
     try:
-        ledger.record(log, change)
+        ledger.record(log, change, after=seen)
     except ConcurrentAppend:
         return False
     return True
@@ -89,7 +87,7 @@ def _move(ledger: Ledger, tiers: list[TierPolicy], state: TierState, to: int, de
     change = ev.TierChanged(repo=state.repo, configuration=state.configuration, from_tier=state.tier.name,
                             to_tier=tiers[to].name, decision=decision, reason=reason, by=by, pinned=pinned,
                             measures=measures.as_dict() if measures else {}, breaches=found)
-    return change if _record(ledger, change) else None
+    return change if _record(ledger, change, state.seen) else None
 
 
 def evaluate(ledger: Ledger, tiers: list[TierPolicy], repo: str, configuration: str, *, by: str,

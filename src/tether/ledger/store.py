@@ -214,8 +214,14 @@ class Ledger:
             self._heads[run_id] = (row.event_count, row.head_hash)
         return self._heads[run_id]
 
-    def record(self, run_id: str, payload: ev.Payload) -> StoredEvent:
-        """Append one typed event (see ledger/events.py): how every writer of a run's log appends."""
+    def record(self, run_id: str, payload: ev.Payload, *, after: int | None = None) -> StoredEvent:
+        """Append one typed event (see ledger/events.py): how every writer of a run's log appends.
+        With `after`, only if the log still holds exactly that many events: a decision taken on what
+        was read is not recorded once someone else has recorded theirs (raises ConcurrentAppend)."""
+        if after is not None:
+            self._heads.pop(run_id, None)
+            if self._head(run_id)[0] != after:
+                raise ConcurrentAppend(f"run {run_id} was appended to by another writer")
         return self.append(run_id, payload.type, payload.as_json())
 
     def record_many(self, run_id: str, batch: list[tuple[ev.Payload, float]]) -> int:
