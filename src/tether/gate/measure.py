@@ -26,9 +26,8 @@ from tether.stats import percentile, wilson
 
 FINISHED = (ev.RunStatus.SUCCEEDED, ev.RunStatus.FAILED, ev.RunStatus.STOPPED)
 PRODUCED_BY = ("live", "queue", "eval", "gateway")  # not replays, imports or gate logs
-_READ = [ev.EventType.RUN_STARTED, ev.EventType.MODEL_RESPONSE, ev.EventType.APPROVAL_REQUESTED,
-         ev.EventType.APPROVAL_DECIDED, ev.EventType.RUN_PAUSED, ev.EventType.RUN_FINISHED,
-         ev.EventType.DELIVERED, ev.EventType.OUTCOME_REPORTED]
+# Money and interrupts come from the summary a run stores when it ends; only these are read besides.
+_READ = [ev.EventType.RUN_STARTED, ev.EventType.RUN_FINISHED, ev.EventType.DELIVERED, ev.EventType.OUTCOME_REPORTED]
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def run_records(ledger: Ledger, repo: str | None, since: float | None,
         delivered = mode == "branch" or any(e.type == ev.EventType.DELIVERED for e in events)
         outcome = next((e.data.outcome for e in reversed(events) if isinstance(e.data, ev.OutcomeReported)), None)
         hidden_failed = hidden.get(row.id) is False
-        summary = summarize(row, events)
+        summary = row.summary or summarize(row, ledger.events(row.id))  # no summary: ended before it was stored
         records.append(RunRecord(
             run_id=row.id, started=started, finished_at=finished.ts, claimed=claimed,
             fixed=claimed and delivered and not hidden_failed and outcome not in ("rejected", "reverted", "defect"),
