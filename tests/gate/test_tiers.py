@@ -227,7 +227,8 @@ def test_a_tier_only_ever_narrows_the_policy():
                                                          "commands_deny": ["curl", "re:^ssh"]}), "harness")
     assert widened.delivery.mode == "push"  # the tier allows pull requests; the policy asked for a push
     assert widened.writes.max_lines == 50 and widened.writes.max_files == 5 and widened.commands.network
-    assert widened.commands.deny == ["curl", "re:^ssh"]
+    assert widened.commands.deny == ["curl", "re:^ssh"] and not widened.delivery.draft
+    assert apply_tier(policy, high.model_copy(update={"draft": True}), "harness").delivery.draft
     with pytest.raises(TierRefusal, match="allows the architectures harness, not 'agent:codex'"):
         apply_tier(policy, low.model_copy(update={"architectures": ["harness"]}), "agent:codex")
 
