@@ -4,6 +4,7 @@ documented REST shapes, errors included."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHECK, FIX, bash, call, git, payloads, run_scripted
+from tests.conftest import CHECK, FIX, bash, call, git, payloads, run_scripted, script
 from tests.delivery.servers import TOKEN, Forge, bare_repo, forge_server, git_http_server
-from tether.delivery.deliver import deliver
+from tether.delivery.deliver import deliver, redelivery_due
 from tether.delivery.remotes import DeliveryError, parse_remote, push_branch
 from tether.ledger import Ledger
+from tether.ledger import events as ev
 from tether.policy import PolicyError, parse_policy
 from tether.runner import current_user
 
@@ -256,3 +258,44 @@ def test_the_forge_token_never_reaches_the_sandbox(ledger, world, tmp_path):
     assert summary["status"] == "succeeded" and payloads(ledger, summary["run_id"], "delivered")
     (seen,) = [r["observation"] for r in payloads(ledger, summary["run_id"], "tool_result")][:1]
     assert TOKEN not in seen and TOKEN_ENV not in seen and "PATH=" in seen
+
+
+def _failed(kind: str, retry_at: float | None = None) -> ev.DeliveryFailed:
+    return ev.DeliveryFailed(mode="pull_request", stage="pull_request", kind=kind, reason=kind, retry_at=retry_at)
+
+
+def test_a_passing_delivery_failure_is_due_again_with_backoff_and_a_lasting_one_is_not(ledger):
+    ledger.create_run("r1", repo="/r", instruction="t")
+    assert redelivery_due(ledger.events("r1")) is None
+    ledger.record("r1", _failed("server"))
+    first = ledger.events("r1")[-1]
+    assert redelivery_due(ledger.events("r1")) == pytest.approx(first.ts + 30)
+    ledger.record("r1", _failed("network"))
+    assert redelivery_due(ledger.events("r1")) == pytest.approx(ledger.events("r1")[-1].ts + 60)
+    ledger.record("r1", _failed("rate_limit", retry_at=4102444800.0))
+    assert redelivery_due(ledger.events("r1")) == 4102444800.0  # the forge said when
+    ledger.record("r1", _failed("server"))
+    assert redelivery_due(ledger.events("r1")) is None  # four in a row: a person looks
+    ledger.record("r1", ev.Delivered(mode="push", remote="u", ref="r", commit="c"))
+    ledger.record("r1", _failed("auth"))
+    assert redelivery_due(ledger.events("r1")) is None  # a bad token does not heal by waiting
+
+
+@pytest.mark.parametrize("world", ["github"], indirect=True)
+def test_a_worker_delivers_again_when_the_forge_rate_limited_it(world, tmp_path, sqlite_url):
+    (world.repo / "tether.toml").write_text(world.policy())
+    world.forge.fail_next = [(429, {"message": "slow down"}, {"retry-after": "1"})]
+    model = script(tmp_path / "t.json", [call("write_file", path="raindrops.py", content=FIX),
+                                         call("submit", summary="done")])
+    submitted = subprocess.run([sys.executable, "-m", "tether", "submit", "Make the tests pass", "--repo",
+                                str(world.repo), "--model", model, "--db", sqlite_url, "--json"],
+                               capture_output=True, text=True)
+    assert submitted.returncode == 0, submitted.stderr
+    worker = subprocess.run([sys.executable, "-m", "tether", "worker", "--db", sqlite_url, "--id", "w1",
+                             "--idle-exit", "3"], capture_output=True, text=True, timeout=180)
+    ledger = Ledger(sqlite_url)
+    run_id = json.loads(submitted.stdout)["task_id"]
+    kinds = [e.type for e in ledger.events(run_id) if e.type in ("delivered", "delivery_failed")]
+    assert kinds == ["delivery_failed", "delivered"], worker.stderr
+    assert len(world.forge.open_pulls("acme/shop")) == 1
+    ledger.close()

@@ -15,6 +15,7 @@ from tether.delivery.remotes import DeliveryError, Remote, push_branch, resolve_
 from tether.guard.guard import ownership_at
 from tether.ledger import Ledger
 from tether.ledger import events as ev
+from tether.ledger.chain import StoredEvent
 from tether.ledger.queries import finished_of, requester_of, run_policy, summarize
 from tether.ledger.store import ConcurrentAppend, RunRow
 from tether.policy import Policy
@@ -22,6 +23,30 @@ from tether.policy.schema import DELIVERY_ORDER, DeliveryPolicy
 from tether.workspace.git import GitError, git
 
 RECORD_TRIES = 5
+
+
+PASSING = ("rate_limit", "network", "server")  # failures worth trying again without a person
+REDELIVERIES = 3
+BACKOFF_S = 30.0
+
+
+def redelivery_due(events: list[StoredEvent]) -> float | None:
+    """When a worker should deliver the run again: its last delivery failed for a passing reason
+    (a rate limit, the network, the forge's server), fewer than REDELIVERIES times in a row; at the
+    forge's retry_at, else after a doubling backoff. None when there is nothing to retry."""
+    failures = [e for e in events if isinstance(e.data, ev.DeliveryFailed | ev.Delivered)]
+    streak = 0
+    for event in reversed(failures):
+        if isinstance(event.data, ev.Delivered):
+            break
+        streak += 1
+    if streak == 0 or streak > REDELIVERIES:
+        return None
+    last = failures[-1]
+    assert isinstance(last.data, ev.DeliveryFailed)
+    if last.data.kind not in PASSING:
+        return None
+    return last.data.retry_at or last.ts + BACKOFF_S * 2 ** (streak - 1)
 
 
 def deliver(ledger: Ledger, run_ref: str, policy: DeliveryPolicy | None = None,

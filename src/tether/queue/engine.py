@@ -58,6 +58,15 @@ def _execute_step(task: dict[str, Any]) -> dict[str, Any]:
     return outcome
 
 
+@DBOS.step(name="tether.redeliver")
+def _redeliver_step(task_id: str) -> float | None:
+    from tether.queue.execute import redeliver
+
+    again = redeliver(_store(), task_id)
+    _report(f"{task_id} delivery tried again" + (f"; next try at {again:.0f}" if again else ""))
+    return again
+
+
 @DBOS.workflow(name=WORKFLOW)
 def task_workflow(task: dict[str, Any]) -> dict[str, Any]:
     """Run the task's run until it ends. A run held by the kill switch, a fleet limit, a failing model
@@ -66,6 +75,9 @@ def task_workflow(task: dict[str, Any]) -> dict[str, Any]:
     while True:
         outcome = _execute_step(task)
         if outcome["status"] not in ("waiting", "stopped") or not outcome.get("wait"):
+            while outcome.get("redeliver_at") is not None:  # a delivery the forge refused for now
+                DBOS.sleep(max(0.05, outcome["redeliver_at"] - time.time()))
+                outcome = {**outcome, "redeliver_at": _redeliver_step(task["id"])}
             return outcome
         retry_at = outcome.get("retry_at")
         delay = max(0.05, retry_at - time.time()) if retry_at else poll

@@ -3,10 +3,13 @@ the task's run with the normal runner, and say whether the task is done or must 
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 from tether import lease, runner
+from tether.delivery.deliver import deliver, redelivery_due
+from tether.delivery.remotes import DeliveryError
 from tether.gate.canary import judge, route
 from tether.ledger import Ledger
 from tether.ledger.fleet import Fleet
@@ -43,6 +46,7 @@ def execute(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
         outcome = _outcome(_drive(ledger, task), ledger, task_id)
         if not outcome["wait"]:
             _judge_canary(ledger, task_id)
+            outcome["redeliver_at"] = redelivery_due(ledger.events(task_id)) if ledger.has_run(task_id) else None
         return outcome
     except runner.RunError as exc:
         return _wait(ledger.get_run(task_id).status if ledger.has_run(task_id) else "queued", str(exc))
@@ -89,3 +93,11 @@ def _drive(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
             return {"status": "awaiting_approval"}
         return runner.continue_run(ledger, task_id)
     return runner.resume_run(ledger, task_id)  # crashed, or held and now released
+
+
+def redeliver(ledger: Ledger, task_id: str) -> float | None:
+    """Deliver a finished task's run again (its last delivery failed for a passing reason); when
+    to try once more, or None."""
+    with contextlib.suppress(DeliveryError):  # recorded on the run as delivery_failed
+        deliver(ledger, task_id)
+    return redelivery_due(ledger.events(task_id))
