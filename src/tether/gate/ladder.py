@@ -45,7 +45,7 @@ class Verdict:
     evidence it looked at (the SLA judged: to keep this tier, else to enter the next)."""
     state: TierState
     changed: ev.TierChanged | None
-    judged: str  # "keep <tier>", "enter <tier>", "pinned", "top" (nothing above), "lowest" (nothing to keep)
+    judged: str  # "keep <tier>", "enter <tier>", "pinned", or "top" (nothing above to enter)
     measures: Measures | None
     breaches: list[str]
 
