@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tether.evals.exercism import import_exercism, visible_part
+from tether.evals.exercism import _passes, import_exercism, visible_part
 from tether.evals.suite import SuiteError, load_suite, prepare_repo
 
 EXERCISM = Path(__file__).resolve().parents[3] / "shared" / "data" / "tasks" / "exercism-python"
@@ -94,3 +94,12 @@ def test_exercism_import_hides_half_the_tests_and_every_spoiler(tmp_path: Path) 
     assert "Calculate the Hamming" in task.text() and task.restore == ["hamming_test.py"]
     with pytest.raises(SuiteError, match="no exercise named nope"):
         import_exercism(EXERCISM, tmp_path / "other", ["nope"])
+
+
+def test_a_solution_that_hangs_the_tests_does_not_pass_and_does_not_hang_the_scorer(tmp_path: Path) -> None:
+    import_exercism(EXERCISM, tmp_path / "suite", ["hamming"])
+    folder = tmp_path / "suite" / "hamming"
+    hanging, right = tmp_path / "hanging.py", EXERCISM / "exercises" / "hamming" / ".meta" / "example.py"
+    hanging.write_text("def distance(a, b):\n    while True:\n        pass\n")
+    assert not _passes(folder, "hamming.py", hanging, "hamming_test.py", hidden=True, timeout_s=3)
+    assert _passes(folder, "hamming.py", right, "hamming_test.py", hidden=True, timeout_s=60)

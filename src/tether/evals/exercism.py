@@ -68,16 +68,20 @@ def _instruction(exercise: Path, meta: dict, stub: str, test: str) -> str:
             f"{docs}\n\nThe current {stub}:\n```python\n{(exercise / stub).read_text(encoding='utf-8')}```")
 
 
-def _passes(folder: Path, solution: str, source: Path, test: str, hidden: bool) -> bool:
-    """Whether `test` passes with `source` as the solution, on the visible or the hidden tests."""
+def _passes(folder: Path, solution: str, source: Path, test: str, hidden: bool, timeout_s: float = 120) -> bool:
+    """Whether `test` passes with `source` as the solution, on the visible or the hidden tests; a
+    solution that hangs the tests past `timeout_s` does not pass."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         shutil.copytree(folder / "repo", work, dirs_exist_ok=True)
         shutil.copy(source, work / solution)
         if hidden:
             shutil.copytree(folder / "hidden", work, dirs_exist_ok=True)
-        result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
-                                cwd=work, capture_output=True, timeout=120)
+        try:
+            result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+                                    cwd=work, capture_output=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
         return result.returncode == 0
 
 
