@@ -19,6 +19,8 @@ so a long run that is stopped keeps what it measured).
     .venv/bin/python benchmarks/bench_plain_prompt.py [--tasks 40] [--model local:qwen2.5-coder-1.5b]
         [--configs plain,single,guarded,attempts] [--out DIR]
 
+With --out holding the results of a run that was stopped, it goes on from the next task.
+
 The tasks are the first N (by a hash of their names, so a fixed sample) that import-exercism keeps.
 """
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import re
 import sys
 import tempfile
@@ -125,6 +128,17 @@ def results_of(rows: list[dict[str, Any]], configs: list[str], model: str) -> di
             "comparisons": [compare_configs(rows, configs[0], other) for other in configs[1:]]}
 
 
+def measured_before(out: Path | None, configs: list[str]) -> list[dict[str, Any]]:
+    """The rows an earlier, stopped run wrote to `out` (so a long run goes on where it stopped)."""
+    if out is None or not (out / "results.json").is_file():
+        return []
+    earlier = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    if list(earlier["summary"]) != configs:
+        sys.exit(f"{out}/results.json measured {', '.join(earlier['summary'])}, not {', '.join(configs)}: "
+                 "use another --out")
+    return earlier["rows"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=40)
@@ -141,16 +155,19 @@ def main() -> None:
         sys.exit(f"no Exercism tasks at {DATA}")
     provider = make_provider(args.model)
     metas = {meta["name"]: meta for meta in _exercises(DATA)}
-    rows: list[dict[str, Any]] = []
-    done = 0
+    rows = measured_before(args.out, configs)
+    measured = {row["task"] for row in rows}
+    done = len(measured)
     with tempfile.TemporaryDirectory() as tmp:
         suite, work = Path(tmp) / "suite", Path(tmp) / "work"
         ledger = Ledger(f"sqlite:///{Path(tmp) / 'bench.db'}")
         with Progress(console=console) as progress:
-            job = progress.add_task("tasks", total=args.tasks)
+            job = progress.add_task("tasks", total=args.tasks, completed=done)
             for name in sample(len(metas)):
                 if done >= args.tasks:
                     break
+                if name in measured:
+                    continue
                 meta = metas[name]
                 if not import_task(DATA / meta["dir"], meta, suite, validate=True).kept:
                     continue  # a refactoring exercise, or one whose stub passes
