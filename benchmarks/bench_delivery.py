@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' servers
 
+from sample_repo import sample_repo
+
 from tests.delivery.servers import TOKEN, Forge, bare_repo, forge_server, git_http_server
 from tether.delivery.deliver import deliver
 from tether.ledger import Ledger
@@ -35,7 +36,6 @@ from tether.policy import parse_policy
 from tether.runner import RunSpec, start_run
 from tether.workspace.git import git, with_config
 
-SAMPLE = Path(__file__).resolve().parents[1] / "src" / "tether" / "samples" / "raindrops"
 FIX = ("def convert(number):\n    sounds = ((3, 'Pling'), (5, 'Plang'), (7, 'Plong'))\n"
        "    return ''.join(s for d, s in sounds if number % d == 0) or str(number)\n")
 TURNS = ('[{"tool_calls": [{"name": "write_file", "arguments": {"path": "raindrops.py", "content": %s}}]},'
@@ -49,11 +49,7 @@ def main() -> None:
     console = Console()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        repo = root / "repo"
-        subprocess.run(["cp", "-r", str(SAMPLE), str(repo)], check=True)
-        git(repo, "init", "-q", "-b", "main")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "sample")
+        repo = sample_repo(root)
         forge_root = root / "forge"
         forge_root.mkdir()
         bare_repo(forge_root, "shop", repo)

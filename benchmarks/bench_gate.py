@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
+from sample_repo import sample_repo
 
 from tether.gate.ladder import evaluate
 from tether.ledger import Ledger
@@ -32,9 +32,7 @@ from tether.policy import parse_policy
 from tether.policy.load import layer_policy, org_tiers
 from tether.policy.tiers import configuration_of
 from tether.runner import RunSpec, start_run
-from tether.workspace.git import git
 
-SAMPLE = Path(__file__).resolve().parents[1] / "src" / "tether" / "samples" / "raindrops"
 LADDER = """
 [[tiers]]
 name = "observe"
@@ -86,11 +84,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        repo = root / "repo"
-        subprocess.run(["cp", "-r", str(SAMPLE), str(repo)], check=True)
-        git(repo, "init", "-q", "-b", "main")
-        git(repo, "add", "-A")
-        git(repo, "commit", "-qm", "sample")
+        repo = sample_repo(root)
         turns = root / "turns.json"
         turns.write_text('[{"tool_calls": [{"name": "submit", "arguments": {"summary": "done"}}]}]')
         model = f"scripted:{turns}"

@@ -78,10 +78,11 @@ def _fleet_gate(ledger: Ledger, repo: str, run_id: str) -> FleetGate:
 
 
 def _session(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, worktree: Worktree,
-             on_event: EventSink | None, approver: Approver | None, requested_by: str | None) -> Session:
+             on_event: EventSink | None, approver: Approver | None, requested_by: str | None,
+             repo_name: str) -> Session:
     """The run's session; its sandbox gets the project's environment once `_environment` prepared it."""
     guard = Guard(policy=policy, ownership=ownership_at(policy, worktree.repo, worktree.base_commit),
-                  root=worktree.path, fleet=_fleet_gate(ledger, ledger.get_run(run_id).repo, run_id),
+                  root=worktree.path, fleet=_fleet_gate(ledger, repo_name, run_id),
                   requested_by=requested_by)
     log = RunLog(run_id=run_id, ledger=ledger, brakes=Brakes(policy.brakes), on_event=on_event)
     return Session(
@@ -131,7 +132,7 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
         ledger.update_run(run_id, status="failed", owner=None)  # never started: nothing to resume
         raise
     requested_by = spec.requested_by or current_user()
-    session = _session(ledger, run_id, policy, provider, worktree, on_event, approver, requested_by)
+    session = _session(ledger, run_id, policy, provider, worktree, on_event, approver, requested_by, name)
     system_prompt = spec.system_prompt or policy.agent.system_prompt or SYSTEM_PROMPT
     policy_digest = hashlib.sha256(spec.policy_path.read_bytes()).hexdigest() if spec.policy_path else None
     session.record(ev.RunStarted(
@@ -305,7 +306,7 @@ def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | No
         worktree = reattach_worktree(worktree, policy.writes.ignore)
     provider = make_provider(started.model or "", started.base_url, policy.agent.actions == "text")
     session = _session(ledger, run_id, policy, provider, worktree, on_event, approver,
-                       started.requested_by or started.user)
+                       started.requested_by or started.user, started.repo_url or started.repo)
     session.log.replay(events)
     session.tree = session.log.last_tree or session.base_tree
     _environment(session)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from tether.cli.common import DbOpt, JsonOpt, UrlOpt, app, err, fail, open_ledger, out, repository_name
+from tether.cli.common import ByOpt, DbOpt, JsonOpt, UrlOpt, app, err, fail, open_ledger, out, repository_name
 from tether.gate.canary import CanaryStatus, canaries, start_canary, status, stop_canary
 from tether.ledger.fleet import Fleet
 from tether.render.canary import canary_html, print_canary
@@ -18,7 +18,6 @@ canary_app = typer.Typer(help="Canaries: a candidate configuration on a share of
                          "tether canary status")
 app.add_typer(canary_app, name="canary")
 
-ByOpt = Annotated[str | None, typer.Option("--by", help="Who (default: this user).")]
 StoreRepoOpt = Annotated[Path | None, typer.Option("--repo", help="Only this repository's tasks (default: every "
                                                    "repository's); also where the store is found.")]
 

@@ -46,6 +46,7 @@ STARTER = Path(__file__).parents[1] / "policy" / "starter.toml"
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The git repository (default: the current one).")]
 DbOpt = Annotated[str | None, typer.Option("--db", help=f"SQLAlchemy URL of the store (or ${DB_ENV}).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+ByOpt = Annotated[str | None, typer.Option("--by", help="Who (default: this user).")]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

@@ -9,15 +9,13 @@ from typing import Annotated, get_args
 
 import typer
 
-from tether.cli.common import DbOpt, JsonOpt, RepoOpt, UrlOpt, app, fail, open_ledger, out, repository_name
+from tether.cli.common import ByOpt, DbOpt, JsonOpt, RepoOpt, UrlOpt, app, fail, open_ledger, out, repository_name
 from tether.gate.ladder import configurations, evaluate, pin, tier_state
 from tether.gate.outcomes import report_outcome
 from tether.ledger import events as ev
 from tether.ledger.fleet import Fleet
 from tether.policy.load import org_tiers
 from tether.runner import current_user
-
-ByOpt = Annotated[str | None, typer.Option("--by", help="Who decides (default: this user).")]
 
 
 @app.command("gate")

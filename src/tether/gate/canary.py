@@ -21,7 +21,7 @@ import contextlib
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -239,7 +239,7 @@ def judge(ledger: Ledger, canary_id: str, *, by: str) -> CanaryStatus:
             ledger.record(found.canary.id, ev.CanaryDecided(
                 decision=decision, reason=reason, by=by,  # type: ignore[arg-type]
                 tasks=found.candidate.tasks + found.current.tasks, evidence=found.evidence()), after=found.canary.seen)
-        found = status(ledger, canary_id)
+        found = replace(found, canary=_read(ledger, found.canary.id))  # the evidence is the same; the log moved
     return found
 
 

@@ -320,6 +320,12 @@ class TierPolicy(Section):
         return self.keep or self.enter
 
 
+def _refuse_duplicates(what: str, names: list[str]) -> None:
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"duplicate {what} names: {', '.join(duplicates)}")
+
+
 class Policy(Section):
     agent: AgentPolicy = Field(default_factory=AgentPolicy)
     budget: BudgetPolicy = Field(default_factory=BudgetPolicy)
@@ -339,26 +345,14 @@ class Policy(Section):
     @field_validator("tiers")
     @classmethod
     def _ladder(cls, tiers: list[TierPolicy]) -> list[TierPolicy]:
-        names = [tier.name for tier in tiers]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate tier names: {', '.join(duplicates)}")
+        _refuse_duplicates("tier", [tier.name for tier in tiers])
         missing = [tier.name for tier in tiers[1:] if tier.enter is None]
         if missing:
             raise ValueError(f"tier(s) {', '.join(missing)} need an [tiers.enter] SLA (only the first tier has none)")
         return tiers
 
-    def tier(self, name: str) -> TierPolicy:
-        for tier in self.tiers:
-            if tier.name == name:
-                return tier
-        raise KeyError(name)
-
     @field_validator("checks")
     @classmethod
     def _unique_check_names(cls, checks: list[CheckPolicy]) -> list[CheckPolicy]:
-        names = [check.name for check in checks]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"duplicate check names: {', '.join(duplicates)}")
+        _refuse_duplicates("check", [check.name for check in checks])
         return checks

@@ -12,6 +12,7 @@ from tether.delivery.deliver import deliver, redelivery_due
 from tether.delivery.remotes import DeliveryError
 from tether.gate.canary import judge, route
 from tether.ledger import Ledger
+from tether.ledger.chain import StoredEvent
 from tether.ledger.fleet import Fleet
 from tether.ledger.queries import HELD, held_reason, pending_approval, started_of
 from tether.policy import POLICY_FILE, find_policy
@@ -44,9 +45,10 @@ def execute(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
         return _wait("queued", f"{repo} already runs {limit} task(s), its limit")
     try:
         outcome = _outcome(_drive(ledger, task), ledger, task_id)
-        if not outcome["wait"]:
-            _judge_canary(ledger, task_id)
-            outcome["redeliver_at"] = redelivery_due(ledger.events(task_id)) if ledger.has_run(task_id) else None
+        if not outcome["wait"] and ledger.has_run(task_id):
+            events = ledger.events(task_id)
+            _judge_canary(ledger, events)
+            outcome["redeliver_at"] = redelivery_due(events)
         return outcome
     except runner.RunError as exc:
         return _wait(ledger.get_run(task_id).status if ledger.has_run(task_id) else "queued", str(exc))
@@ -56,10 +58,10 @@ def execute(ledger: Ledger, task: dict[str, Any]) -> dict[str, Any]:
         fleet.release_slot(task_id)
 
 
-def _judge_canary(ledger: Ledger, task_id: str) -> None:
+def _judge_canary(ledger: Ledger, events: list[StoredEvent]) -> None:
     """A finished task of a canary is new evidence: judge the canary now, so a decision takes effect
     from the next task on."""
-    started = started_of(ledger.events(task_id)) if ledger.has_run(task_id) else None
+    started = started_of(events)
     if started is not None and started.canary is not None:
         judge(ledger, started.canary, by=f"worker {lease.owner_id()}")
 
