@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
+from collections.abc import Callable
 
 from tests.conftest import typed
 from tether.ledger import Ledger
@@ -38,3 +40,23 @@ def history(ledger: Ledger, results: list[str], *, configuration: str = CONFIG, 
         ledger.record_many(run_id, batch)
         ids.append(run_id)
     return ids
+
+
+def at_once(url: str, workers: int, action: Callable[[Ledger, int], object]) -> None:
+    """`action` run by `workers` threads released together, each with a store of its own (as
+    worker processes have), so they race on the same rows."""
+    start = threading.Barrier(workers)
+
+    def worker(n: int) -> None:
+        own = Ledger(url)
+        start.wait()
+        try:
+            action(own, n)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()

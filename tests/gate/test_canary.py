@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CHECK, FIX, call, payloads, script
-from tests.gate.history import REPO, history
+from tests.gate.history import REPO, at_once, history
+from tests.queue.helpers import tether
 from tether.gate.canary import (
     ArmMeasures,
     Point,
@@ -208,17 +206,13 @@ def test_queued_tasks_run_in_their_arm_with_its_policy_and_are_judged_as_they_fi
 # --- the command line ----------------------------------------------------------------------
 
 
-def _tether(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tether", *args], capture_output=True, text=True, timeout=120)
-
-
 def test_canary_on_the_command_line(sqlite_url, repo, candidate, tmp_path):
     store = ["--db", sqlite_url, "--repo", str(repo)]
-    none = _tether("canary", "status", "--db", sqlite_url)
+    none = tether("canary", "status", "--db", sqlite_url)
     assert none.returncode == 2 and "no canary in this store" in none.stderr
-    bad = _tether("canary", "start", "--candidate", str(candidate), "--share", "1.5", *store)
+    bad = tether("canary", "start", "--candidate", str(candidate), "--share", "1.5", *store)
     assert bad.returncode != 0 and "--share must be between 0 and 1" in bad.stderr
-    started = _tether("canary", "start", "--candidate", str(candidate), "--share", "0.5", "--min-tasks", "20",
+    started = tether("canary", "start", "--candidate", str(candidate), "--share", "0.5", "--min-tasks", "20",
                       "--json", *store)
     assert started.returncode == 0, started.stderr
     canary = json.loads(started.stdout)["canary"]
@@ -228,33 +222,21 @@ def test_canary_on_the_command_line(sqlite_url, repo, candidate, tmp_path):
         assert isinstance(event.data, ev.CanaryStarted)
     ledger.close()
     report = tmp_path / "canary.html"
-    shown = _tether("canary", "status", "--html", str(report), *store)
+    shown = tether("canary", "status", "--html", str(report), *store)
     assert shown.returncode == 0 and "undecided; the evidence now supports promote" in shown.stdout, shown.stdout
     page = report.read_text()
     assert "<svg" in page and "<polygon" in page and canary in page
-    as_json = json.loads(_tether("canary", "status", canary, "--json", *store).stdout)
+    as_json = json.loads(tether("canary", "status", canary, "--json", *store).stdout)
     assert as_json["supported"][0] == "promote" and as_json["candidate"]["fixes"] == as_json["candidate"]["tasks"]
-    stopped = _tether("canary", "stop", canary, "--reason", "done", *store)
+    stopped = tether("canary", "stop", canary, "--reason", "done", *store)
     assert stopped.returncode == 0
-    assert json.loads(_tether("canary", "status", "--json", *store).stdout)["stopped"] is True
+    assert json.loads(tether("canary", "status", "--json", *store).stdout)["stopped"] is True
 
 
 def test_workers_judging_at_once_record_one_decision(sqlite_url, candidate):
     ledger = Ledger(sqlite_url)
     canary = _start(ledger, candidate)
     _tasks(ledger, canary, {"candidate": 0.95, "current": 0.3}, 80)
-    start = threading.Barrier(4)
-
-    def worker(n: int) -> None:
-        own = Ledger(sqlite_url)
-        start.wait()
-        judge(own, canary, by=f"worker {n}")
-        own.close()
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(sqlite_url, 4, lambda own, n: judge(own, canary, by=f"worker {n}"))
     assert [e.type for e in ledger.events(canary)] == ["canary_started", "canary_decided"]
     ledger.close()

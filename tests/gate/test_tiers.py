@@ -3,9 +3,6 @@ breach, may be pinned by a person; real runs are held to their tier's limits and
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -13,7 +10,8 @@ import pytest
 from sqlalchemy import insert
 
 from tests.conftest import CHECK, FIX, call, git, payloads, script
-from tests.gate.history import CONFIG, REPO, history
+from tests.gate.history import CONFIG, REPO, at_once, history
+from tests.queue.helpers import tether
 from tether.delivery.deliver import deliver
 from tether.delivery.remotes import DeliveryError
 from tether.gate.ladder import GateError, configurations, evaluate, gate_log_id, pin, tier_state
@@ -295,42 +293,38 @@ def test_a_run_of_an_architecture_its_tier_does_not_allow_is_refused_before_anyt
 # --- the command line ----------------------------------------------------------------------
 
 
-def _tether(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tether", *args], capture_output=True, text=True, timeout=120)
-
-
 def test_gate_and_outcome_on_the_command_line(sqlite_url, repo):
     ledger = Ledger(sqlite_url)
     root = str(repo.resolve())
     runs = history(ledger, ["fix"] * 10, repo=root)
     ledger.close()
     store = ["--db", sqlite_url, "--repo", str(repo)]
-    no_tiers = _tether("gate", *store)
+    no_tiers = tether("gate", *store)
     assert no_tiers.returncode == 2 and "the org policy has no [[tiers]]" in no_tiers.stderr
     org = repo.parent / "org.toml"
     org.write_text(LADDER)
-    assert _tether("fleet", "set", str(org), *store).returncode == 0
-    dry = _tether("gate", "--dry-run", *store)
+    assert tether("fleet", "set", str(org), *store).returncode == 0
+    dry = tether("gate", "--dry-run", *store)
     assert dry.returncode == 0 and "observe" in dry.stdout and CONFIG in dry.stdout
-    moved = _tether("gate", *store)
+    moved = tether("gate", *store)
     assert moved.returncode == 0 and "branch (promoted from observe)" in moved.stdout, moved.stdout
-    bad = _tether("outcome", runs[0], "broken", *store)
+    bad = tether("outcome", runs[0], "broken", *store)
     assert bad.returncode == 2 and "outcome must be one of merged, rejected, reverted, defect" in bad.stderr
-    reverted = _tether("outcome", runs[0], "reverted", "--by", "oncall", "--reason", "revert abc", *store)
+    reverted = tether("outcome", runs[0], "reverted", "--by", "oncall", "--reason", "revert abc", *store)
     assert reverted.returncode == 0 and "reported by oncall" in reverted.stdout
-    no_reason = _tether("gate", "-c", CONFIG, "--pin", "pull_request", *store)
+    no_reason = tether("gate", "-c", CONFIG, "--pin", "pull_request", *store)
     assert no_reason.returncode != 0 and "a pin needs a reason" in no_reason.stderr
-    pinned = _tether("gate", "-c", CONFIG, "--pin", "pull_request", "--reason", "trial", "--by", "alice", *store)
+    pinned = tether("gate", "-c", CONFIG, "--pin", "pull_request", "--reason", "trial", "--by", "alice", *store)
     assert pinned.returncode == 0 and "pin at pull_request by alice" in pinned.stdout
     ledger = Ledger(sqlite_url)
     assert tier_state(ledger, tiers(), root, CONFIG).pinned
     url = "https://git.example.com/acme/shop.git"
     history(ledger, ["fix"] * 10, repo=url, configuration="harness openai:gpt-4o #99999999")
     ledger.close()
-    by_url = _tether("gate", "--url", url, *store)
+    by_url = tether("gate", "--url", url, *store)
     assert by_url.returncode == 0 and "branch (promoted from observe)  harness openai:gpt-4o #99999999" in by_url.stdout
     assert CONFIG not in by_url.stdout  # the other repository's configuration
-    bad_url = _tether("gate", "--url", "https://u:p@git.example.com/a.git", *store)
+    bad_url = tether("gate", "--url", "https://u:p@git.example.com/a.git", *store)
     assert bad_url.returncode != 0 and "must not carry a password" in bad_url.stderr
 
 
@@ -342,19 +336,7 @@ def test_workers_judging_a_breach_at_once_demote_it_once(sqlite_url):
     pin(ledger, ladder, REPO, CONFIG, None, by="alice", reason="judge it")
     for run_id in runs[:10]:  # pull_request's SLA breached; branch's still met
         report_outcome(ledger, run_id, "defect", by="oncall")
-    start = threading.Barrier(4)
-
-    def worker(n: int) -> None:
-        own = Ledger(sqlite_url)
-        start.wait()
-        evaluate(own, ladder, REPO, CONFIG, by=f"worker {n}", promote=False)
-        own.close()
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(sqlite_url, 4, lambda own, n: evaluate(own, ladder, REPO, CONFIG, by=f"worker {n}", promote=False))
     assert [(d.decision, d.to_tier) for d in decisions(ledger)] == [("pin", "pull_request"),
                                                                     ("unpin", "pull_request"), ("demote", "branch")]
     assert ledger.verify(gate_log_id(REPO, CONFIG)).ok
