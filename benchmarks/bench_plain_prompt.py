@@ -2,7 +2,9 @@
 
 The baseline of issue 19: each Exercism task's own instruction (the text Tether's agent gets,
 with the stub in it), then "answer with the complete solution file in one python block", one
-greedy reply, no tools; the block is the solution. Tether's configurations run the same tasks in
+greedy reply, no tools; the block is the solution. `plain+files` is that prompt with the files the
+task names shown after it, as Tether's agent is shown them ([agent] show_named_files), so what the
+files give is told apart from what the loop gives. Tether's configurations run the same tasks in
 the same process:
 
     single     one step (`max_steps = 1`), no checks: the first reply is the answer
@@ -17,7 +19,7 @@ metrics, table and plots (`results.json` and `report.html` in --out, rewritten a
 so a long run that is stopped keeps what it measured).
 
     .venv/bin/python benchmarks/bench_plain_prompt.py [--tasks 40] [--model local:qwen2.5-coder-1.5b]
-        [--configs plain,single,guarded,attempts] [--out DIR]
+        [--configs plain,plain+files,single,guarded,attempts] [--out DIR]
 
 With --out holding the results of a run that was stopped, it goes on from the next task.
 
@@ -40,6 +42,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from tether.agents.context import named_files_context, with_context
 from tether.evals.compare import compare_configs
 from tether.evals.exercism import _exercises, _passes, import_task
 from tether.evals.metrics import cell_row, summarize_config
@@ -52,6 +55,7 @@ from tether.runner import RunSpec, start_run
 from tether.workspace.git import git
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tasks" / "exercism-python"
+PLAIN_CONFIGS = ("plain", "plain+files")
 PLAIN = "\n\nAnswer with the complete solution file in one python block."
 _PYTHON_BLOCK = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)\n?```", re.DOTALL)
 _GUARD = """
@@ -80,9 +84,25 @@ def sample(count: int) -> list[str]:
     return sorted(names, key=lambda name: hashlib.sha256(name.encode()).hexdigest())[:count]
 
 
-def plain_row(provider: Any, folder: Path, meta: dict, instruction: str) -> dict[str, Any]:
-    """One greedy reply to the plain prompt, through the same llama.cpp instance Tether uses, as an
-    eval row (the eval's fields that a reply without a run cannot have are zero)."""
+def task_repo(folder: Path, repo: Path) -> Path:
+    """A git repository at `repo` holding the task's files in one commit."""
+    repo.mkdir(parents=True)
+    for path in (folder / "repo").iterdir():
+        (repo / path.name).write_bytes(path.read_bytes())
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=b@e", "-c", "user.name=bench", "commit", "-qm", "task")
+    return repo
+
+
+def plain_row(config: str, provider: Any, folder: Path, meta: dict, instruction: str) -> dict[str, Any]:
+    """One greedy reply to the plain prompt (`plain+files`: with the files the task names shown, as
+    Tether's agent is shown them), through the same llama.cpp instance Tether uses, as an eval row
+    (the eval's fields that a reply without a run cannot have are zero)."""
+    if config == "plain+files":
+        with tempfile.TemporaryDirectory() as tmp:
+            repo = task_repo(folder, Path(tmp) / "repo")
+            instruction = with_context(instruction, named_files_context(repo, "HEAD", instruction))
     started = time.perf_counter()
     out = provider.llm.create_chat_completion(
         messages=[{"role": "user", "content": instruction + PLAIN}], max_tokens=1024, temperature=0.0)
@@ -95,7 +115,7 @@ def plain_row(provider: Any, folder: Path, meta: dict, instruction: str) -> dict
         visible, hidden = (_passes(folder, meta["solution_files"][0], solution, meta["test_files"][0], hidden=h)
                            for h in (False, True))
     usage = out.get("usage") or {}
-    return {"task": meta["name"], "config": "plain", "repeat": 0, "run_id": "", "status": "answered",
+    return {"task": meta["name"], "config": config, "repeat": 0, "run_id": "", "status": "answered",
             "stop_rule": "", "passed_visible": visible, "passed_hidden": hidden,
             "escaped_defect": visible and not hidden, "false_success": False, "latency_s": round(latency, 3),
             "tokens": int(usage.get("prompt_tokens", 0)) + int(usage.get("completion_tokens", 0)), "usd": 0.0,
@@ -104,13 +124,7 @@ def plain_row(provider: Any, folder: Path, meta: dict, instruction: str) -> dict
 
 def tether_row(config: str, folder: Path, meta: dict, model: str, ledger: Ledger, work: Path) -> dict[str, Any]:
     task = load_task(folder)
-    repo = work / config / meta["name"]
-    repo.mkdir(parents=True)
-    for path in (folder / "repo").iterdir():
-        (repo / path.name).write_bytes(path.read_bytes())
-    git(repo, "init", "-q")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.email=b@e", "-c", "user.name=bench", "commit", "-qm", "task")
+    repo = task_repo(folder, work / config / meta["name"])
     policy = parse_policy(CONFIGS[config].replace("{visible_check}", task.visible_check), Path(f"{config}.toml"))
     summary = start_run(ledger, RunSpec(task.instruction, repo, policy, model=model))
     delivered = work / config / f"{meta['name']}-solution.py"
@@ -143,13 +157,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=40)
     parser.add_argument("--model", default="local:qwen2.5-coder-1.5b")
-    parser.add_argument("--configs", default="plain,single,guarded,attempts")
+    parser.add_argument("--configs", default="plain,plain+files,single,guarded,attempts")
     parser.add_argument("--out", type=Path, help="directory for results.json and report.html")
     args = parser.parse_args()
     configs = args.configs.split(",")
-    unknown = [c for c in configs if c != "plain" and c not in CONFIGS]
+    unknown = [c for c in configs if c not in PLAIN_CONFIGS and c not in CONFIGS]
     if unknown:
-        sys.exit(f"--configs: unknown {', '.join(unknown)}; known: plain, {', '.join(CONFIGS)}")
+        sys.exit(f"--configs: unknown {', '.join(unknown)}; known: {', '.join([*PLAIN_CONFIGS, *CONFIGS])}")
     console = Console()
     if not DATA.is_dir():
         sys.exit(f"no Exercism tasks at {DATA}")
@@ -173,7 +187,8 @@ def main() -> None:
                     continue  # a refactoring exercise, or one whose stub passes
                 folder = suite / name
                 for config in configs:
-                    rows.append(plain_row(provider, folder, meta, load_task(folder).instruction) if config == "plain"
+                    rows.append(plain_row(config, provider, folder, meta, load_task(folder).instruction)
+                                if config in PLAIN_CONFIGS
                                 else tether_row(config, folder, meta, args.model, ledger, work))
                 done += 1
                 progress.advance(job)

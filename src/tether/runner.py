@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from tether import lease
 from tether.agents import run_agent
+from tether.agents.context import named_files_context, with_context
 from tether.agents.external import AGENT_RESUMED, check_agent, run_external
 from tether.agents.harness import SYSTEM_PROMPT
 from tether.agents.session import Approver, Session
@@ -134,14 +135,16 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     requested_by = spec.requested_by or current_user()
     session = _session(ledger, run_id, policy, provider, worktree, on_event, approver, requested_by, name)
     system_prompt = spec.system_prompt or policy.agent.system_prompt or SYSTEM_PROMPT
+    context = named_files_context(repo, base_commit, spec.instruction) \
+        if policy.agent.show_named_files and spec.agent is None else None
     policy_digest = hashlib.sha256(spec.policy_path.read_bytes()).hexdigest() if spec.policy_path else None
     session.record(ev.RunStarted(
         schema_version=ev.SCHEMA_VERSION, task=spec.instruction, repo=str(repo), base_commit=base_commit,
         base_tree=session.base_tree, branch=worktree.branch, worktree=str(worktree.path), model=model,
         base_url=spec.base_url, architecture=architecture, policy=policy.model_dump(mode="json"),
         policy_file=str(spec.policy_path) if spec.policy_path else None, policy_sha256=policy_digest,
-        system_prompt=system_prompt, sandbox=session.sandbox.describe(), user=current_user(), source=spec.source,
-        parent_run_id=spec.parent_run_id, requested_by=requested_by,
+        system_prompt=system_prompt, context=context or None, sandbox=session.sandbox.describe(),
+        user=current_user(), source=spec.source, parent_run_id=spec.parent_run_id, requested_by=requested_by,
         base_branch=spec.base_branch or current_branch(repo), repo_url=spec.repo_url, configuration=configuration,
         tier=tier.name if tier else None, tier_delivery=tier.delivery if tier else None, canary=spec.canary,
         arm=spec.arm,
@@ -151,7 +154,7 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     except SetupFailed as exc:
         _finish(ledger, session, "failed", str(exc), "environment.setup")
         return _summary(ledger, run_id)
-    return _drive(ledger, session, owner, system_prompt, spec.instruction, [], spec.agent)
+    return _drive(ledger, session, owner, system_prompt, spec.instruction, [], spec.agent, context)
 
 
 def _tier(ledger: Ledger, policy: Policy, repo: str, configuration: str) -> TierPolicy | None:
@@ -202,7 +205,7 @@ def continue_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None
     session, started = _rebuild(ledger, run.id, events, on_event, approver)
     session.record(ev.RunContinued(reason="approval decided", user=current_user()))
     return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events,
-                  agent_of(started))
+                  agent_of(started), started.context)
 
 
 def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
@@ -242,7 +245,8 @@ def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
     agent = agent_of(started)
     # An external agent's conversation died with it: it starts again on the work so far, told so.
     task = f"{started.task}\n\n{AGENT_RESUMED}" if agent is not None else started.task
-    return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, task, events, agent)
+    return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, task, events, agent,
+                  started.context)
 
 
 def cancel_run(ledger: Ledger, run_ref: str, reason: str, by: str) -> dict[str, Any]:
@@ -279,7 +283,8 @@ def _resume_held(ledger: Ledger, run_id: str, on_event: EventSink | None,
         raise RunError(f"run {run_id} was an external agent's; it cannot be held, so not resumed from a hold")
     session, started = _rebuild(ledger, run_id, events, on_event, approver)
     session.record(ev.RunResumed(user=current_user(), tree=session.tree, reexecuting=[], after=held.rule))
-    return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events)
+    return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events,
+                  context=started.context)
 
 
 def _in_flight(events: list) -> list[str]:
@@ -317,7 +322,7 @@ def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | No
 
 
 def _drive(ledger: Ledger, session: Session, owner: str, system_prompt: str, task: str,
-           events: list, agent: str | None = None) -> dict[str, Any]:
+           events: list, agent: str | None = None, context: str | None = None) -> dict[str, Any]:
     status, reason, rule = "failed", "", ""
     try:
         with lease.Heartbeat(ledger, session.run_id, owner):
@@ -327,7 +332,7 @@ def _drive(ledger: Ledger, session: Session, owner: str, system_prompt: str, tas
                 raise RunSucceeded("all required checks passed")
             if agent is not None:
                 run_external(session, agent, task)
-            run_agent(session, system_prompt, task, events)
+            run_agent(session, system_prompt, with_context(task, context), events)
     except RunHeld as held:
         session.record(ev.RunPaused(reason=held.reason, rule=held.rule, status=held.status, retry_at=held.retry_at))
         ledger.update_run(session.run_id, status=held.status, owner=None)

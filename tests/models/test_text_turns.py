@@ -8,7 +8,7 @@ import pytest
 
 from tether.models.base import Usage
 from tether.models.grammar import action_grammar, file_grammar, named_file
-from tether.models.text_turns import RESAMPLES, clip, reply_grammar, text_turn
+from tether.models.text_turns import RESAMPLES, clip, render, reply_grammar, text_turn
 
 TASK = "Implement raindrops.py so that the tests in raindrops_test.py pass.\n\nConvert a number..."
 
@@ -102,3 +102,20 @@ def test_a_long_failure_keeps_its_tail_where_pytest_says_what_failed():
     clipped = clip(output)
     assert len(clipped) < 3100 and clipped.startswith("collected") and clipped.endswith("AssertionError")
 
+
+
+def test_a_conversation_too_long_for_the_context_keeps_the_task_and_the_latest_turns():
+    history = conversation(WRITE, OTHER, WRITE.replace("str(n)", "n"))
+    messages = [*history[:-1], {"role": "tool", "tool_call_id": "c", "content": "the latest result"}]
+    model = Model(OTHER.replace("Pling", "Plang"))
+    whole = sum(len(m["content"]) for m in render(messages))
+    text_turn(model, messages, True, 0, "m", max_prompt_chars=whole - 1)
+    rendered = model.asked[0][3]
+    assert rendered[0]["role"] == "system" and rendered[1]["content"].startswith(TASK)
+    assert "1 earlier replies and their results are left out" in rendered[1]["content"]
+    assert [m["role"] for m in rendered] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert rendered[-1]["content"].endswith("the latest result")
+    assert sum(len(m["content"]) for m in rendered) <= whole  # the note is shorter than what it replaces
+    untouched = Model(OTHER.replace("Pling", "Plang"))
+    text_turn(untouched, messages, True, 0, "m", max_prompt_chars=whole)
+    assert untouched.asked[0][3] == render(messages)

@@ -92,6 +92,8 @@ class RunStarted(Payload):
     policy_file: str | None = None
     policy_sha256: str | None = None
     system_prompt: str | None = None
+    context: str | None = Field(None, description="what the agent was shown after the task: the files the "
+                                "task names ([agent] show_named_files)")
     sandbox: dict[str, Any] | None = None
     user: str | None = None
     requested_by: str | None = Field(None, description="who asked for the run (a queued task's submitter); "

@@ -23,6 +23,9 @@ from tether.models.text_turns import text_turn
 
 N_CTX = 8192
 MAX_REPLY = 768  # tokens; a whole small file fits, a rambling essay does not
+# What of the context a prompt may take, in characters: code and test output run about 3 characters
+# a token for Qwen's tokenizer, and the reply needs its room.
+MAX_PROMPT_CHARS = (N_CTX - MAX_REPLY) * 3
 _LOADED: dict[Path, Any] = {}
 _GRAMMARS: dict[str, Any] = {}
 
@@ -91,7 +94,7 @@ class LocalProvider:
 
     def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
         generate = functools.partial(self._generate, max_tokens=max_output_tokens)
-        response = text_turn(generate, messages, bool(tools), self.attempt, self.name)
+        response = text_turn(generate, messages, bool(tools), self.attempt, self.name, MAX_PROMPT_CHARS)
         return replace(response, cost_usd=0.0)
 
     def for_role(self, role: str) -> LocalProvider:

@@ -51,6 +51,22 @@ def render(messages: list[Message], actions: bool = True) -> list[dict[str, str]
     return rendered
 
 
+def fit(rendered: list[dict[str, str]], max_chars: int | None) -> list[dict[str, str]]:
+    """The conversation within `max_chars`: the system prompt and the task always, then as many of
+    the latest turns as fit; the oldest reply-and-result pairs are left out, and the task says so.
+    A model with a small context then goes on working instead of failing on an overlong prompt."""
+    if max_chars is None or sum(len(m["content"]) for m in rendered) <= max_chars:
+        return rendered
+    head, rest = rendered[:2], rendered[2:]
+    dropped = 0
+    while len(rest) > 1 and sum(len(m["content"]) for m in [*head, *rest]) > max_chars:
+        rest, dropped = rest[2:], dropped + 2
+    if not dropped:
+        return rendered
+    note = f"\n\n[{dropped // 2} earlier replies and their results are left out to fit the model's context]"
+    return [head[0], {**head[1], "content": head[1]["content"] + note}, *rest]
+
+
 def reply_grammar(messages: list[Message]) -> str:
     """The grammar of the next reply: on the first turn of a task that names the file to write, that
     file's whole content; otherwise any one action."""
@@ -73,9 +89,11 @@ def earlier_actions(messages: list[Message]) -> list[tuple[str, dict[str, Any]]]
             for call in message.get("tool_calls") or []]
 
 
-def text_turn(generate: Generate, messages: list[Message], with_tools: bool, attempt: int, model: str) -> ModelResponse:
-    """Ask for one reply (one action when `with_tools`), drawn again while it repeats an earlier action."""
-    rendered = render(messages, actions=with_tools)
+def text_turn(generate: Generate, messages: list[Message], with_tools: bool, attempt: int, model: str,
+              max_prompt_chars: int | None = None) -> ModelResponse:
+    """Ask for one reply (one action when `with_tools`), drawn again while it repeats an earlier action;
+    the conversation is cut to `max_prompt_chars` (see fit) for a model with a small context."""
+    rendered = fit(render(messages, actions=with_tools), max_prompt_chars)
     grammar = reply_grammar(messages) if with_tools else None
     turn = sum(1 for message in messages if message["role"] == "assistant")
     seen = earlier_actions(messages)

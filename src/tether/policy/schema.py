@@ -31,6 +31,9 @@ class AgentPolicy(Section):
     # How an openai: model answers: native tool calls, or the text action format under its grammar, for
     # small models behind a llama.cpp server (local: models always answer in text).
     actions: Literal["tools", "text"] = "tools"
+    # Show the files the task names (the test file of "make the tests in x_test.py pass") with the
+    # task, read from the base commit (agents/context.py); Tether's own architectures only.
+    show_named_files: bool = True
 
     @model_validator(mode="after")
     def _attempts_of_one_loop(self) -> AgentPolicy:
