@@ -46,13 +46,14 @@ def _small_regular_blobs(repo: Path, commit: str, paths: list[str]) -> dict[str,
 
 def named_files_context(repo: Path, commit: str, task: str) -> str:
     """The text shown after the task: each named file's content in a fence ("" when none qualifies)."""
+    paths = named_paths(task)
     try:
-        blobs = _small_regular_blobs(repo, commit, named_paths(task))
+        blobs = _small_regular_blobs(repo, commit, paths)
     except GitError:
         return ""
     parts: list[str] = []
     total = 0
-    for path in named_paths(task):
+    for path in paths:
         if path not in blobs:
             continue
         try:

@@ -55,11 +55,13 @@ def fit(rendered: list[dict[str, str]], max_chars: int | None) -> list[dict[str,
     """The conversation within `max_chars`: the system prompt and the task always, then as many of
     the latest turns as fit; the oldest reply-and-result pairs are left out, and the task says so.
     A model with a small context then goes on working instead of failing on an overlong prompt."""
-    if max_chars is None or sum(len(m["content"]) for m in rendered) <= max_chars:
+    total = sum(len(m["content"]) for m in rendered)
+    if max_chars is None or total <= max_chars:
         return rendered
     head, rest = rendered[:2], rendered[2:]
     dropped = 0
-    while len(rest) > 1 and sum(len(m["content"]) for m in [*head, *rest]) > max_chars:
+    while len(rest) > 1 and total > max_chars:
+        total -= len(rest[0]["content"]) + len(rest[1]["content"])
         rest, dropped = rest[2:], dropped + 2
     if not dropped:
         return rendered
