@@ -46,7 +46,8 @@ class RecordedProvider:
         own = [r for r, of in zip(self.responses, self.attempts, strict=True) if of == attempt]
         return RecordedProvider(self.name.removeprefix("replay:"), _unprefixed(own, f"a{attempt}."))
 
-    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int,
+                 deadline: float | None = None) -> ModelResponse:
         index = sum(1 for message in messages if message["role"] == "assistant")
         if index >= len(self.responses):
             raise ModelError(f"the recording has no model turn {index + 1} (it has {len(self.responses)})")

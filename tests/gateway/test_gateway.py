@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import script
 from tests.gateway.serve import serving
+from tests.models.fake_api import api_server, openai_reply
 from tether.gateway.core import Gateway, issue_token, revoke_token
 from tether.ledger import Ledger
 from tether.ledger.fleet import Fleet
@@ -218,4 +219,22 @@ def test_the_hook_fails_closed_and_refuses_what_it_cannot_judge(ledger: Ledger, 
     gone = hook(url, token, "pre", json.dumps(event).encode())  # the gateway is down: blocked, not allowed
     assert gone.returncode == 2 and "could not judge" in gone.stderr
     assert [e.type for e in ledger.events(run_id)][1:] == ["tool_call", "policy_decision", "tool_result", "tool_call"]
+    assert ledger.verify(run_id).ok
+
+
+def test_a_hung_upstream_is_waited_for_only_until_the_runs_wall_budget_ends(ledger: Ledger, tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch):
+    policy = parse_policy("[budget]\nmax_wall_s = 3\n[agent]\nmax_retries = 2\nretry_base_s = 5\n", Path("gw.toml"))
+    with api_server([openai_reply("late")] * 3, delay_s=40) as (upstream, received):
+        monkeypatch.setenv("OPENAI_BASE_URL", upstream)
+        token, run_id = issue_token(ledger, "alice", "openai:m", policy)
+        with serving(Gateway(ledger)) as url:
+            client = anthropic.Anthropic(base_url=url, api_key=token, max_retries=0)
+            started = time.monotonic()
+            with pytest.raises(anthropic.APIStatusError, match="upstream model failed") as failed:
+                client.messages.create(model="m", max_tokens=10, messages=[{"role": "user", "content": "a"}])
+            assert time.monotonic() - started < 15  # not the upstream's 40 s, nor the 5 s back-offs
+    assert failed.value.status_code == 502 and received
+    errors = [e.data for e in ledger.events(run_id) if e.type == "model_error"]
+    assert len(errors) == 3 and all(e.transient for e in errors), errors
     assert ledger.verify(run_id).ok

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,7 +15,8 @@ Reply = tuple[int, dict[str, Any], dict[str, str]]
 
 
 @contextmanager
-def api_server(replies: list[Reply]) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+def api_server(replies: list[Reply], delay_s: float = 0.0) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """`delay_s`: how long each reply takes, as a slow or hung upstream's would."""
     received: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -22,14 +24,18 @@ def api_server(replies: list[Reply]) -> Iterator[tuple[str, list[dict[str, Any]]
             length = int(self.headers.get("content-length", 0))
             received.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
             status, body, headers = replies.pop(0) if replies else (500, {"error": "no reply left"}, {})
+            time.sleep(delay_s)
             data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting (a slow reply): nobody to answer
 
         def log_message(self, *args: Any) -> None:
             pass

@@ -155,3 +155,21 @@ def test_every_constrained_reply_is_one_action_or_the_start_of_one():
             assert len(reply.tool_calls) == 1, reply.content
             assert reply.content.rstrip().endswith(("```", "SUBMIT")), reply.content
     assert complete >= 2
+
+
+def test_a_generation_stops_at_the_deadline_and_the_model_answers_whole_after():
+    """The run's wall-time budget ends mid-reply: llama.cpp stops there (not at the reply budget), the
+    cut reply is no action, and the same instance then answers the next call in full."""
+    provider = make_provider("local:qwen2.5-coder-1.5b")
+    essay = [{"role": "system", "content": SYSTEM_PROMPT},
+             {"role": "user", "content": "Write a 400-line Python module of sorting algorithms to sorts.py, "
+                                         "each with a long docstring."}]
+    started = time.monotonic()
+    cut = provider.complete(essay, SPECS, 700, deadline=time.time() + 2)
+    elapsed = time.monotonic() - started
+    assert elapsed < 12, elapsed  # 700 tokens take far longer on this machine
+    assert cut.tool_calls == [] and "wall-time budget" in cut.content
+    assert cut.usage.output_tokens < 700 and cut.usage.input_tokens > 0
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": TASK}]
+    whole = provider.complete(messages, SPECS, 300, deadline=time.time() + 120)
+    assert len(whole.tool_calls) == 1 and whole.content.startswith("FILE: hello_world.py\n"), whole.content

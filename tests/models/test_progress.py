@@ -26,7 +26,8 @@ class SlowStreaming:
         self.name = self.inner.name
         self.streams = streams
 
-    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int,
+                 deadline: float | None = None) -> ModelResponse:
         for tokens in (3, 17):
             if self.streams:
                 progress.report(tokens)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tether.guard.brakes import BrakeHit
-from tether.guard.budgets import check_wall
+from tether.guard.budgets import check_wall, wall_deadline, within_wall
 from tether.guard.decisions import Decision, RoleDone, RunFailed, RunHeld, RunPaused, RunStopped, RunSucceeded
 from tether.guard.guard import Guard, describe_action
 from tether.guard.runlog import Approval, RunLog
@@ -156,10 +156,11 @@ class Session:
                 raise self.stop(wall)
 
         agent = self.policy.agent
+        deadline = wall_deadline(self.meters, self.policy.budget, time.time())
         try:
             response, latency = complete_with_retries(
                 self.provider, messages, tools, agent.max_output_tokens, agent.max_retries, agent.retry_base_s,
-                self.log.model_errors(step), before_retry)
+                self.log.model_errors(step), before_retry, deadline)
         except RetriesExhausted as exc:  # not the task's fault: hold the run and try again later
             raise RunHeld(str(exc), "model.transient", "waiting", exc.retry_at) from exc
         except ModelError as exc:
@@ -319,7 +320,8 @@ class Session:
         results = []
         for check in self.policy.checks:
             self.record(ev.CheckStarted(name=check.name, command=check.command, call_id=call_id))
-            result: ExecResult = self.sandbox.run(check.command, check.timeout_s)
+            timeout = within_wall(check.timeout_s, self.meters, self.policy.budget, time.time())
+            result: ExecResult = self.sandbox.run(check.command, timeout)
             passed = result.exit_code == 0 and not result.timed_out
             self.record(ev.CheckFinished(
                 name=check.name, call_id=call_id, required=check.required, passed=passed,

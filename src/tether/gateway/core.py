@@ -24,6 +24,7 @@ from tether.gateway.dialect import as_tether_request, speaks_tether_actions, to_
 from tether.gateway.relay import Route, Tally, outgoing, read_reply, route_for
 from tether.gateway.wire import Request
 from tether.guard.brakes import BrakeHit, Brakes
+from tether.guard.budgets import wall_deadline
 from tether.guard.decisions import ALLOW, Decision, RunHeld, RunStopped
 from tether.guard.fleet import FleetGate
 from tether.guard.guard import Guard, describe_action
@@ -329,10 +330,12 @@ class Gateway:
         provider, agent = run.provider, run.policy.agent
         local = speaks_tether_actions(provider)
         messages, tools = as_tether_request(request) if local else (request.messages, request.tools)
+        deadline = wall_deadline(run.log.meters, run.policy.budget, time.time())
         try:
             response, latency = complete_with_retries(provider, messages, tools, request.max_tokens,
                                                       agent.max_retries, agent.retry_base_s,
-                                                      run.log.model_errors(step))
+                                                      run.log.model_errors(step),
+                                                      deadline=deadline)
         except (RetriesExhausted, ModelError) as exc:
             self._unanswered(run)
             raise Refused("upstream", f"Tether: the upstream model failed: {exc}") from exc

@@ -7,7 +7,16 @@ from typing import Any
 
 import anthropic
 
-from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, TransientModelError, Usage
+from tether.models.base import (
+    Message,
+    ModelError,
+    ModelResponse,
+    ToolCall,
+    ToolSpec,
+    TransientModelError,
+    Usage,
+    seconds_until,
+)
 
 
 def to_anthropic(messages: list[Message]) -> tuple[str, list[dict[str, Any]]]:
@@ -41,18 +50,21 @@ class AnthropicProvider:
     def __init__(self, model: str, base_url: str | None = None, timeout_s: float = 300):
         self.name = f"anthropic:{model}"
         self.model = model
+        self.timeout_s = timeout_s
         api_key = os.environ.get("ANTHROPIC_API_KEY")
         if not api_key:
             raise ModelError("anthropic: set ANTHROPIC_API_KEY")
         self.client = anthropic.Anthropic(api_key=api_key, base_url=base_url, max_retries=0, timeout=timeout_s)
 
-    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int,
+                 deadline: float | None = None) -> ModelResponse:
         system, converted = to_anthropic(messages)
         try:
             response = self.client.messages.create(
                 model=self.model, system=system, messages=converted, max_tokens=max_output_tokens,
                 tools=[{"name": t.name, "description": t.description, "input_schema": t.parameters}
                        for t in tools],
+                timeout=seconds_until(deadline, self.timeout_s),
             )
         except anthropic.RateLimitError as exc:
             retry = exc.response.headers.get("retry-after")

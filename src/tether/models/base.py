@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -56,7 +57,10 @@ class Provider(Protocol):
     # text action format explains the format); None: the agent's own nudge.
     format_hint: str | None
 
-    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int,
+                 deadline: float | None = None) -> ModelResponse:
+        """`deadline` (a time.time() instant, None: none) is when the run's wall-time budget ends: a
+        request waits no longer, and a local generation stops there."""
         ...
 
     def for_role(self, role: str) -> Provider:
@@ -80,6 +84,11 @@ class TransientModelError(ModelError):
     def __init__(self, message: str, retry_after_s: float | None = None):
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+def seconds_until(deadline: float | None, default: float) -> float:
+    """A request's timeout: `default`, or less when the deadline comes sooner (a second at least)."""
+    return default if deadline is None else max(1.0, min(default, deadline - time.time()))
 
 
 def estimate_tokens(text: str) -> int:

@@ -11,6 +11,7 @@ import atexit
 import copy
 import functools
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ MAX_REPLY = 768  # tokens; a whole small file fits, a rambling essay does not
 # What of the context a prompt may take, in characters: code and test output run about 3 characters
 # a token for Qwen's tokenizer, and the reply needs its room.
 MAX_PROMPT_CHARS = (N_CTX - MAX_REPLY) * 3
+CUT_AT_DEADLINE = "[the reply was cut off: the run's wall-time budget ended]"
 _LOADED: dict[Path, Any] = {}
 _GRAMMARS: dict[str, Any] = {}
 
@@ -56,16 +58,26 @@ def _grammar(text: str) -> Any:
     return _GRAMMARS[text]
 
 
-class _TokenCounter:
-    """Reports the tokens generated so far (for the live line); leaves the logits as they are."""
+class _DeadlinePassed(Exception):
+    pass
 
-    def __init__(self) -> None:
+
+class _Watch:
+    """Called before each token: reports the tokens generated so far (for the live line), and ends
+    the generation once the deadline has passed; leaves the logits as they are."""
+
+    def __init__(self, deadline: float | None) -> None:
+        self.deadline = deadline
         self.prompt: int | None = None
+        self.generated = 0
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
         if self.prompt is None:
             self.prompt = len(input_ids)
-        progress.report(len(input_ids) - self.prompt)
+        self.generated = len(input_ids) - self.prompt
+        progress.report(self.generated)
+        if self.deadline is not None and time.time() >= self.deadline:
+            raise _DeadlinePassed
         return scores
 
 
@@ -81,20 +93,26 @@ class LocalProvider:
         self.llm = _load(path)
 
     def _generate(self, rendered: list[dict[str, str]], grammar: str | None, temperature: float,
-                  seed: int, max_tokens: int) -> tuple[str, Usage]:
+                  seed: int, max_tokens: int, deadline: float | None) -> tuple[str, Usage]:
+        watch = _Watch(deadline)
         try:
             out = self.llm.create_chat_completion(
                 messages=rendered, max_tokens=min(max_tokens, MAX_REPLY), temperature=temperature, seed=seed,
-                grammar=_grammar(grammar) if grammar is not None else None, logits_processor=[_TokenCounter()])
+                grammar=_grammar(grammar) if grammar is not None else None, logits_processor=[watch])
+        except _DeadlinePassed:
+            # The run's wall-time budget ended mid-reply: a cut reply is no action, and the guard
+            # stops the run before anything else is asked or run.
+            return CUT_AT_DEADLINE, Usage(watch.prompt or 0, watch.generated)
         except ValueError as exc:  # llama.cpp says so when the prompt outgrows the context
             raise ModelError(f"local model: {exc}") from exc
         usage = out.get("usage") or {}
         return (out["choices"][0]["message"].get("content") or "",
                 Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))))
 
-    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
-        generate = functools.partial(self._generate, max_tokens=max_output_tokens)
-        response = text_turn(generate, messages, bool(tools), self.attempt, self.name, MAX_PROMPT_CHARS)
+    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int,
+                 deadline: float | None = None) -> ModelResponse:
+        generate = functools.partial(self._generate, max_tokens=max_output_tokens, deadline=deadline)
+        response = text_turn(generate, messages, bool(tools), self.attempt, self.name, MAX_PROMPT_CHARS, deadline)
         return replace(response, cost_usd=0.0)
 
     def for_role(self, role: str) -> LocalProvider:

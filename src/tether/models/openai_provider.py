@@ -11,7 +11,16 @@ from typing import Any
 import openai
 
 from tether.models.actions import FORMAT_ERROR, parse_json_call
-from tether.models.base import Message, ModelError, ModelResponse, ToolCall, ToolSpec, TransientModelError, Usage
+from tether.models.base import (
+    Message,
+    ModelError,
+    ModelResponse,
+    ToolCall,
+    ToolSpec,
+    TransientModelError,
+    Usage,
+    seconds_until,
+)
 from tether.models.text_turns import text_turn
 
 
@@ -63,6 +72,7 @@ class OpenAIProvider:
         self.text_actions = text_actions
         self.format_hint = FORMAT_ERROR if text_actions else None
         self.attempt = 0
+        self.timeout_s = timeout_s
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         api_key = os.environ.get("OPENAI_API_KEY") or ("unused" if base_url else None)
         if api_key is None:
@@ -86,10 +96,12 @@ class OpenAIProvider:
             raise TransientModelError("openai: the response had no choices")
         return response
 
-    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int,
+                 deadline: float | None = None) -> ModelResponse:
         if self.text_actions:
-            return self._text_turn(messages, tools, max_output_tokens)
+            return self._text_turn(messages, tools, max_output_tokens, deadline)
         response = self._create(
+            timeout=seconds_until(deadline, self.timeout_s),
             messages=to_openai_messages(messages),
             tools=[{"type": "function", "function": {"name": t.name, "description": t.description,
                                                      "parameters": t.parameters}} for t in tools],
@@ -111,17 +123,19 @@ class OpenAIProvider:
         return ModelResponse(content=message.content or "", tool_calls=calls, usage=_usage(response),
                              model=response.model or self.model)
 
-    def _text_turn(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+    def _text_turn(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int,
+                   deadline: float | None) -> ModelResponse:
         served: list[str] = []
 
         def generate(rendered: list[dict[str, str]], grammar: str | None, temperature: float,
                      seed: int) -> tuple[str, Usage]:
             response = self._create(messages=rendered, max_tokens=max_output_tokens, temperature=temperature,
-                                    seed=seed, extra_body={"grammar": grammar} if grammar is not None else None)
+                                    seed=seed, extra_body={"grammar": grammar} if grammar is not None else None,
+                                    timeout=seconds_until(deadline, self.timeout_s))
             served.append(response.model or self.model)
             return response.choices[0].message.content or "", _usage(response)
 
-        reply = text_turn(generate, messages, bool(tools), self.attempt, self.model)
+        reply = text_turn(generate, messages, bool(tools), self.attempt, self.model, deadline=deadline)
         return replace(reply, model=served[-1])
 
     def for_role(self, role: str) -> OpenAIProvider:

@@ -26,21 +26,25 @@ OnError = Callable[[int, ModelError, float | None], None]
 
 def complete_with_retries(provider: Provider, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int,
                           max_retries: int, retry_base_s: float, on_error: OnError,
-                          before_retry: Callable[[], None] = lambda: None) -> tuple[ModelResponse, float]:
+                          before_retry: Callable[[], None] = lambda: None,
+                          deadline: float | None = None) -> tuple[ModelResponse, float]:
     """(the response, seconds the successful attempt took). A permanent ModelError is raised as is;
-    `before_retry` may raise to stop waiting (a wall-time budget that ran out)."""
+    `before_retry` may raise to stop waiting (a wall-time budget that ran out), and no wait goes
+    past the `deadline` (each attempt is given it too)."""
     attempt = 0
     while True:
         attempt += 1
         started = time.perf_counter()
         try:
-            response = provider.complete(messages, tools, max_output_tokens)
+            response = provider.complete(messages, tools, max_output_tokens, deadline)
             return response, time.perf_counter() - started
         except TransientModelError as exc:
             delay = min(MAX_DELAY_S, exc.retry_after_s or retry_base_s * 2 ** (attempt - 1))
             if attempt > max_retries:
                 on_error(attempt, exc, None)
                 raise RetriesExhausted(exc, attempt, time.time() + delay) from exc
+            if deadline is not None:
+                delay = max(0.0, min(delay, deadline - time.time()))
             on_error(attempt, exc, delay)
             time.sleep(delay)
             before_retry()

@@ -77,7 +77,8 @@ class ScriptedProvider:
     def for_attempt(self, attempt: int) -> ScriptedProvider:
         return ScriptedProvider(self.path, [t for t in self.turns if t.attempt in (None, attempt)])
 
-    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int) -> ModelResponse:
+    def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int,
+                 deadline: float | None = None) -> ModelResponse:
         index = sum(1 for message in messages if message["role"] == "assistant")
         if index >= len(self.turns):
             raise ScriptExhausted(f"the scripted model ran out of turns after {len(self.turns)}")

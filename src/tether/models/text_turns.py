@@ -11,6 +11,7 @@ earlier actions word for word is drawn again, up to RESAMPLES times, before it i
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -92,9 +93,10 @@ def earlier_actions(messages: list[Message]) -> list[tuple[str, dict[str, Any]]]
 
 
 def text_turn(generate: Generate, messages: list[Message], with_tools: bool, attempt: int, model: str,
-              max_prompt_chars: int | None = None) -> ModelResponse:
-    """Ask for one reply (one action when `with_tools`), drawn again while it repeats an earlier action;
-    the conversation is cut to `max_prompt_chars` (see fit) for a model with a small context."""
+              max_prompt_chars: int | None = None, deadline: float | None = None) -> ModelResponse:
+    """Ask for one reply (one action when `with_tools`), drawn again while it repeats an earlier action
+    and the `deadline` (the run's wall-time budget) has not passed; the conversation is cut to
+    `max_prompt_chars` (see fit) for a model with a small context."""
     rendered = fit(render(messages, actions=with_tools), max_prompt_chars)
     grammar = reply_grammar(messages) if with_tools else None
     turn = sum(1 for message in messages if message["role"] == "assistant")
@@ -107,7 +109,7 @@ def text_turn(generate: Generate, messages: list[Message], with_tools: bool, att
         prompt_tokens += usage.input_tokens
         completion_tokens += usage.output_tokens
         action = parse_action(text) if with_tools else None
-        if action is None or action not in seen:
+        if action is None or action not in seen or (deadline is not None and time.time() >= deadline):
             break
     calls = [ToolCall(f"call_{turn}_0", action[0], action[1])] if action else []
     return ModelResponse(content=text, tool_calls=calls, model=model, usage=Usage(prompt_tokens, completion_tokens))
