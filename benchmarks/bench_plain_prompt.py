@@ -135,6 +135,10 @@ def tether_row(config: str, folder: Path, meta: dict, model: str, ledger: Ledger
     return cell_row(meta["name"], config, 0, run, ledger.events(run.id), score)
 
 
+def outcome(row: dict[str, Any]) -> str:
+    return "solved" if row["passed_hidden"] else "visible only" if row["passed_visible"] else "failed"
+
+
 def results_of(rows: list[dict[str, Any]], configs: list[str], model: str) -> dict[str, Any]:
     summary = {config: summarize_config([r for r in rows if r["config"] == config]) for config in configs}
     return {"eval_id": f"bench_plain_prompt ({model})", "suite": "exercism-python (hash sample)", "repeats": 1,
@@ -186,12 +190,16 @@ def main() -> None:
                 if not import_task(DATA / meta["dir"], meta, suite, validate=True).kept:
                     continue  # a refactoring exercise, or one whose stub passes
                 folder = suite / name
-                for config in configs:
-                    rows.append(plain_row(config, provider, folder, meta, load_task(folder).instruction)
-                                if config in PLAIN_CONFIGS
-                                else tether_row(config, folder, meta, args.model, ledger, work))
+                task_rows = [plain_row(config, provider, folder, meta, load_task(folder).instruction)
+                             if config in PLAIN_CONFIGS
+                             else tether_row(config, folder, meta, args.model, ledger, work)
+                             for config in configs]
+                rows.extend(task_rows)
                 done += 1
                 progress.advance(job)
+                # One line a task, so a log (no terminal, no bar) shows progress too.
+                console.print(f"{done}/{args.tasks} {name}: "
+                              + ", ".join(f"{row['config']} {outcome(row)}" for row in task_rows))
                 if args.out:
                     write_reports(results_of(rows, configs, args.model), args.out,
                                   f"{args.model}: a plain prompt against Tether on {done} Exercism tasks")
