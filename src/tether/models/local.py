@@ -58,26 +58,20 @@ def _grammar(text: str) -> Any:
     return _GRAMMARS[text]
 
 
-class _DeadlinePassed(Exception):
-    pass
-
-
 class _Watch:
-    """Called before each token: reports the tokens generated so far (for the live line), and ends
-    the generation once the deadline has passed; leaves the logits as they are."""
+    """Called before each token is sampled: counts the prompt and the tokens sampled, and reports them
+    for the live line; leaves the logits as they are. (It cannot stop the generation: llama.cpp calls
+    it through ctypes, which swallows exceptions.)"""
 
-    def __init__(self, deadline: float | None) -> None:
-        self.deadline = deadline
-        self.prompt: int | None = None
-        self.generated = 0
+    def __init__(self) -> None:
+        self.prompt = 0
+        self.sampled = 0
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        if self.prompt is None:
+        if not self.sampled:
             self.prompt = len(input_ids)
-        self.generated = len(input_ids) - self.prompt
-        progress.report(self.generated)
-        if self.deadline is not None and time.time() >= self.deadline:
-            raise _DeadlinePassed
+        self.sampled += 1
+        progress.report(self.sampled)
         return scores
 
 
@@ -94,20 +88,26 @@ class LocalProvider:
 
     def _generate(self, rendered: list[dict[str, str]], grammar: str | None, temperature: float,
                   seed: int, max_tokens: int, deadline: float | None) -> tuple[str, Usage]:
-        watch = _Watch(deadline)
+        """The reply, streamed so that it can be ended at the deadline (the run's wall-time budget):
+        a reply cut there is no action, and the guard stops the run before anything else is asked."""
+        watch = _Watch()
+        parts: list[str] = []
+        finish = None
         try:
-            out = self.llm.create_chat_completion(
+            chunks = self.llm.create_chat_completion(
                 messages=rendered, max_tokens=min(max_tokens, MAX_REPLY), temperature=temperature, seed=seed,
-                grammar=_grammar(grammar) if grammar is not None else None, logits_processor=[watch])
-        except _DeadlinePassed:
-            # The run's wall-time budget ended mid-reply: a cut reply is no action, and the guard
-            # stops the run before anything else is asked or run.
-            return CUT_AT_DEADLINE, Usage(watch.prompt or 0, watch.generated)
+                grammar=_grammar(grammar) if grammar is not None else None, logits_processor=[watch], stream=True)
+            for chunk in chunks:
+                choice = chunk["choices"][0]
+                parts.append(choice["delta"].get("content") or "")
+                finish = choice.get("finish_reason") or finish
+                if finish is None and deadline is not None and time.time() >= deadline:
+                    chunks.close()
+                    return CUT_AT_DEADLINE, Usage(watch.prompt, watch.sampled)
         except ValueError as exc:  # llama.cpp says so when the prompt outgrows the context
             raise ModelError(f"local model: {exc}") from exc
-        usage = out.get("usage") or {}
-        return (out["choices"][0]["message"].get("content") or "",
-                Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))))
+        # A reply that ended by itself sampled its end token too, which is no part of it.
+        return "".join(parts), Usage(watch.prompt, watch.sampled - (finish == "stop"))
 
     def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int,
                  deadline: float | None = None) -> ModelResponse:
