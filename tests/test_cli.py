@@ -163,8 +163,11 @@ def _interrupt_at(repo: Path, model: str, needle: str) -> tuple[dict, str, list[
     import signal
     import time
 
+    # As in a terminal: Ctrl-C's signal at its default, even when the tests run in a background job,
+    # which starts with it ignored (and every child with it).
     proc = subprocess.Popen([*TETHER, "run", "x", "--model", model, "--json"], cwd=repo, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 20
     while not (sleepers := _descendants_running(proc.pid, needle)):  # this run's command, nobody else's
         assert time.time() < deadline, "the command never started"
