@@ -25,7 +25,6 @@ from tether.agents.tools import failure_report
 from tether.gateway.agent_tools import claude_code_settings, codex_hooks
 from tether.gateway.app import make_app
 from tether.gateway.core import Gateway, GatewayRun, issue_token
-from tether.guard.budgets import wall_left_s
 from tether.guard.decisions import RunFailed, RunPaused, RunStopped, RunSucceeded
 from tether.guard.scopes import WriteRules
 from tether.paths import tether_dir
@@ -116,8 +115,8 @@ def run_external(session: Session, agent: str, task: str) -> None:
                           writable=[home], overlays={**session.sandbox.overlays, **overlays})
         line = (f"python3 -I -S {state / 'forward.py'} {socket_path} {port} && "
                 f"{' '.join(f'{k}={shlex.quote(v)}' for k, v in env.items())} {command}")
-        left = wall_left_s(session.meters, session.policy.budget, time.time())  # a resumed run has spent some
-        result = sandbox.run(line, AGENT_TIMEOUT_S if left is None else max(1.0, left))
+        deadline = session.wall_deadline()  # a resumed run has spent some of its budget
+        result = sandbox.run(line, AGENT_TIMEOUT_S if deadline is None else max(1.0, deadline - time.time()))
     finally:
         server.should_exit = True
         thread.join(timeout=10)

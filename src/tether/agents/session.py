@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tether.guard.brakes import BrakeHit
-from tether.guard.budgets import check_wall, wall_deadline, within_wall
+from tether.guard.budgets import check_wall, wall_deadline
 from tether.guard.decisions import Decision, RoleDone, RunFailed, RunHeld, RunPaused, RunStopped, RunSucceeded
 from tether.guard.guard import Guard, describe_action
 from tether.guard.runlog import Approval, RunLog
@@ -21,7 +21,7 @@ from tether.ledger import canonical_json
 from tether.ledger import events as ev
 from tether.ledger.meters import Meters
 from tether.models import Message, ModelError, ModelResponse, Provider, ToolCall, ToolSpec
-from tether.models.base import Usage, estimate_tokens
+from tether.models.base import Usage, estimate_tokens, seconds_until
 from tether.models.prices import cost_of, estimate_usd
 from tether.models.retry import RetriesExhausted, complete_with_retries
 from tether.models.tools import WRITE_TOOLS
@@ -115,6 +115,9 @@ class Session:
              self.step_limit, self.guard.root) = saved
             self.tree = kept_tree
 
+    def wall_deadline(self) -> float | None:
+        return wall_deadline(self.meters, self.policy.budget, time.time())
+
     def stop(self, decision: Decision, call: ToolCall | None = None) -> RunStopped:
         self.record(decision.as_event(self.meters.steps, call.id if call is not None else None))
         return RunStopped(decision.reason, decision.rule)
@@ -156,7 +159,7 @@ class Session:
                 raise self.stop(wall)
 
         agent = self.policy.agent
-        deadline = wall_deadline(self.meters, self.policy.budget, time.time())
+        deadline = self.wall_deadline()
         try:
             response, latency = complete_with_retries(
                 self.provider, messages, tools, agent.max_output_tokens, agent.max_retries, agent.retry_base_s,
@@ -320,8 +323,7 @@ class Session:
         results = []
         for check in self.policy.checks:
             self.record(ev.CheckStarted(name=check.name, command=check.command, call_id=call_id))
-            timeout = within_wall(check.timeout_s, self.meters, self.policy.budget, time.time())
-            result: ExecResult = self.sandbox.run(check.command, timeout)
+            result: ExecResult = self.sandbox.run(check.command, seconds_until(self.wall_deadline(), check.timeout_s))
             passed = result.exit_code == 0 and not result.timed_out
             self.record(ev.CheckFinished(
                 name=check.name, call_id=call_id, required=check.required, passed=passed,

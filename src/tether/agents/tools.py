@@ -3,13 +3,12 @@ already checked scopes and resolved paths when these run."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from tether.agents.session import CheckResult, Session, ToolOutcome
-from tether.guard.budgets import within_wall
 from tether.guard.scopes import resolve_in_worktree
 from tether.models import ToolCall
+from tether.models.base import seconds_until
 from tether.models.tools import WRITE_TOOLS
 from tether.workspace.files import read_regular, write_regular
 
@@ -44,8 +43,7 @@ class Toolbox:
         return self.session.worktree.path / resolve_in_worktree(self.session.worktree.path, path)
 
     def _bash(self, args: dict) -> ToolOutcome:
-        session = self.session
-        timeout = within_wall(session.policy.commands.timeout_s, session.meters, session.policy.budget, time.time())
+        timeout = seconds_until(self.session.wall_deadline(), self.session.policy.commands.timeout_s)
         result = self.session.sandbox.run(args["command"], timeout)
         return ToolOutcome(result.exit_code == 0, f"exit code {result.exit_code}\n{result.output}",
                            result.exit_code, result.output_digest, result.duration_s,

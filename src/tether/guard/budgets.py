@@ -37,22 +37,8 @@ def check_wall(meters: Meters, budget: BudgetPolicy, now: float | None) -> Decis
     return None
 
 
-def wall_left_s(meters: Meters, budget: BudgetPolicy, now: float) -> float | None:
-    """Seconds of the wall-time budget left (None: no such budget). A command, a check or a model
-    call is given no more, so the budget holds within a step and not only between steps."""
-    if budget.max_wall_s is None:
-        return None
-    return budget.max_wall_s - meters.wall_s(now)
-
 
 def wall_deadline(meters: Meters, budget: BudgetPolicy, now: float) -> float | None:
-    """The time.time() instant the wall-time budget ends, for a model call (None: no such budget)."""
-    left = wall_left_s(meters, budget, now)
-    return None if left is None else now + left
-
-
-def within_wall(seconds: float, meters: Meters, budget: BudgetPolicy, now: float) -> float:
-    """`seconds` (a command's or check's own timeout), cut to the wall-time budget left; at least a
-    second, so a command the guard let through is run."""
-    left = wall_left_s(meters, budget, now)
-    return seconds if left is None else max(1.0, min(seconds, left))
+    """The time.time() instant the wall-time budget ends (None: no such budget). A command, a check
+    or a model call is given no longer, so the budget holds within a step and not only between steps."""
+    return None if budget.max_wall_s is None else now + budget.max_wall_s - meters.wall_s(now)
