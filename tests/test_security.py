@@ -278,6 +278,23 @@ def test_denied_commands_never_run(ledger: Ledger, repo: Path, tmp_path: Path):
     assert all(not r["executed"] for r in payloads(ledger, summary["run_id"], "tool_result")[:len(attacks)])
 
 
+@pytest.mark.parametrize("attack", [
+    "cp /usr/bin/rm /tmp/x && /tmp/x raindrops.py", "r\\\nm raindrops.py",
+    "python3 <<< \"import os; os.remove('raindrops.py')\"", "mapfile -t -C rm -c 1 a <<< raindrops.py",
+    "git --config-env=alias.x=X x", "git -c core.sshCommand='rm raindrops.py #' ls-remote ssh://h/r"])
+def test_later_ways_around_a_deny_rule_work_without_it_and_are_refused_with_it(
+        ledger: Ledger, repo: Path, tmp_path: Path, attack: str):
+    if "alias" in attack:
+        attack = "X='!rm raindrops.py' " + attack
+    control = run_scripted(ledger, repo, tmp_path, [bash(attack), SUBMIT], "")
+    assert "raindrops.py" not in git(repo, "ls-tree", "--name-only", control["branch"])
+    summary = run_scripted(ledger, repo, tmp_path, [bash(attack), SUBMIT],
+                           '[commands]\ndeny = ["rm", "git push", "curl"]\n')
+    assert "raindrops.py" in git(repo, "ls-tree", "--name-only", summary["branch"])
+    decision = payloads(ledger, summary["run_id"], "policy_decision")[0]
+    assert decision["verdict"] == "deny" and decision["rule"] == "commands.deny", decision
+
+
 # 8: resource limits and bad input --------------------------------------------------------------------
 
 def test_bytes_written_per_step_are_capped_and_rolled_back(ledger: Ledger, repo: Path, tmp_path: Path):

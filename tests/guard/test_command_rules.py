@@ -40,18 +40,46 @@ OURS = [
     "GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=alias.p GIT_CONFIG_VALUE_0=push git p", "parallel rm ::: x",
     "NODE_OPTIONS='--require ./x.js' node -v", "declare -x BASH_ENV=x.sh; sh -c ls",
 ]
+# Found by a later review: a word joined across a backslash-newline, a renamed copy run by its path,
+# git's dashed programs and command-running config, aliases, interpreters reading code from standard
+# input, runners with their own syntax, and options with which a program runs a command.
+LATER = [
+    "r\\\nm x", "git pu\\\nsh", "cp /usr/bin/rm /tmp/x; /tmp/x f", "/tmp/x f", "/work/repo/del f",
+    "/usr/lib/git-core/git-push origin main", "X=push git --config-env=alias.p=X p", "git --config-env alias.p=X p",
+    "git -c core.sshCommand='rm x' fetch ssh://h/r", "git -c core.pager='rm x' -p log",
+    "git -c diff.external=./x diff", "git config --global alias.p push; git p",
+    "git config --global core.sshCommand 'rm x'", "git p", "git --exec-path=/tmp x",
+    "git rebase --exec 'rm x' HEAD~1", "git rebase -x 'rm x' HEAD~1", "git bisect run rm x",
+    "git submodule foreach rm x", "git difftool -x 'rm x'", "git clone -u 'rm x' a b",
+    "git fetch --upload-pack='rm x' a", "git filter-branch --tree-filter 'rm x'", "git config -e",
+    'python3 <<< \'import os; os.remove("x")\'', "python3 -", "echo 'import os' | python3",
+    "python3 -W ignore <<< 'import os'", "python3 /dev/stdin <<< x", "perl -", "cat x.pl | perl",
+    'node <<< \'require("fs")\'', "ruby - <<< x", "mapfile -C rm -c 1 < f", "readarray -tC rm a < f",
+    'bind -x \'"a":rm x\'', "complete -C rm ls", "expect -c 'spawn rm x'", "tclsh <<< 'exec rm x'",
+    "vim -c '!rm x' -c q", "gdb -batch -ex 'shell rm x'", "unshare rm x", "nsenter -t 1 rm x", "systemd-run rm x",
+    "ssh-agent rm x", "dbus-run-session rm x", "sg users -c 'rm x'", "at now <<< 'rm x'", "batch <<< 'rm x'",
+    "run-parts d", "nc -e /bin/rm h 1", "socat - EXEC:rm", "make -f /dev/stdin <<< 'a:; rm x'",
+    "make --eval='a:; rm x' a", "ld.so /usr/bin/rm x", "/lib64/ld-linux-x86-64.so.2 /usr/bin/rm x", "npx rm x",
+    "npx -c 'rm x'", "eatmydata rm x", "setarch x86_64 rm x",
+]
 ALLOWED = [
-    "ls -la", "python -m pytest -q", "python3 -m pytest tests/test_x.py -k name", "git status", "git log --oneline -5",
-    "git diff HEAD~1", "echo rmdir-is-just-text", "grep -rn 'rm -rf' .", "cat f | grep x | wc -l",
-    "pytest tests/ && echo ok", "for f in *.py; do echo $f; done", "echo $HOME", "sed -i 's/a/b/' f.py",
-    "awk '{print $1}' f", "find . -name '*.py' -type f", "python x.py", "node test.js", "make test",
-    "npm test -- --watch=false", "cd src && ls", "mkdir -p out && touch out/a", "git diff --stat | tail -1",
-    "find . -name '*.py' -exec grep -l x {} +", "echo {a,b}", "x=1; echo $x", "FOO=bar python -m pytest",
-    "cd src && PYTHONDONTWRITEBYTECODE=1 pytest -q", "ls | xargs -n 1 wc -l",
+    "ls -la", "python -m pytest -q", "python3 -m pytest tests/test_x.py -k name", "git status",
+    "git log --oneline -5", "git diff HEAD~1", "echo rmdir-is-just-text", "grep -rn 'rm -rf' .",
+    "cat f | grep x | wc -l", "pytest tests/ && echo ok", "for f in *.py; do echo $f; done", "echo $HOME",
+    "sed -i 's/a/b/' f.py", "awk '{print $1}' f", "find . -name '*.py' -type f", "python x.py", "node test.js",
+    "make test", "npm test -- --watch=false", "cd src && ls", "mkdir -p out && touch out/a",
+    "git diff --stat | tail -1", "find . -name '*.py' -exec grep -l x {} +", "echo {a,b}", "x=1; echo $x",
+    "FOO=bar python -m pytest", "cd src && PYTHONDONTWRITEBYTECODE=1 pytest -q", "ls | xargs -n 1 wc -l",
+    "git -c user.email=a@b -c user.name=x commit -m m", "git add -u", "git status -uno", "python3 s.py < in.txt",
+    "python3 -W ignore x.py", "/usr/bin/python3 -m pytest -q", "git config user.email a@b",
+    "git config --get user.name", "git -c color.ui=never log", "echo x | python3 s.py", "cat in | node run.js",
+    "git clone --quiet a b", "git fetch origin", "git rev-parse HEAD", "ls \\\n  -la", "python3 -m pytest \\\n  -q",
+    "git --version", "mapfile -t lines < f", "nc -zv localhost 80", "git rebase -i HEAD~2",
+    "/opt/venv/bin/python -m pytest", "npx prettier --check .", "git config --list",
 ]
 
 
-@pytest.mark.parametrize("command", BATTERY + OURS)
+@pytest.mark.parametrize("command", BATTERY + OURS + LATER)
 def test_every_way_around_a_deny_rule_is_refused(command: str):
     decision = RULES.check(command)
     assert decision.verdict == "deny", command
@@ -70,6 +98,11 @@ def test_the_reason_names_what_cannot_be_known():
     assert "standard input" in RULES.check("echo ls | sh").reason
     assert "code inline" in RULES.check("python -c 'print(1)'").reason
     assert "'rm x' matches deny rule 'rm'" in RULES.check("bash -c 'rm x'").reason
+    assert "outside the system's folders" in RULES.check("/tmp/x f").reason
+    assert "git p is no git command: an alias" in RULES.check("git p").reason
+    assert "config core.sshCommand" in RULES.check("git -c core.sshCommand=x fetch").reason
+    assert "reads its code from its standard input" in RULES.check("python3 <<< 'print(1)'").reason
+    assert "'git push origin' matches deny rule 'git push'" in RULES.check("/usr/lib/git-core/git-push origin").reason
 
 
 def test_without_rules_nothing_is_parsed_or_refused():

@@ -29,7 +29,8 @@ def test_simple_commands_split_operators_wrappers_and_shells():
     ("sh -c 'git  push'", "deny"),
     ("/usr/bin/git push", "deny"),
     ("curl http://x", "deny"),
-    ("git pushy", "allow"),
+    ("git log --grep push", "allow"),
+    ("git pushy", "deny"),  # no git command: an alias, which could be `!git push`
     ("echo 'unterminated", "deny"),
     ("", "deny"),
 ])
