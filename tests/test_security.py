@@ -264,6 +264,22 @@ def test_secret_printed_by_a_repository_file_is_masked_in_the_record(ledger: Led
     assert ledger.verify(summary["run_id"]).ok
 
 
+def test_key_files_and_env_files_of_a_repository_are_masked_whole_in_the_record(
+        ledger: Ledger, repo: Path, tmp_path: Path):
+    body = "MIIEowIBAAKCAQEA7bq9xPl2kqGJ0yVcJx1nV2Z4l5fQ8hY3"
+    key = f"-----BEGIN OPENSSH PRIVATE KEY-----\n{body}\n-----END OPENSSH PRIVATE KEY-----\n"
+    (repo / "deploy_key").write_text(key)
+    (repo / "app.env").write_text("DB_PASSWORD=Xy7#kLm9$qRt2\nDEBUG=1\n")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=d@e", "-c", "user.name=D", "commit", "-qm", "deploy settings")
+    summary = run_scripted(ledger, repo, tmp_path, [bash("cat deploy_key app.env | base64 -w0 | base64 -d"),
+                                                    call("read_file", path="deploy_key"), SUBMIT])
+    record = all_event_text(ledger, summary["run_id"])
+    assert body not in record and "Xy7#kLm9" not in record
+    assert "DEBUG=1" in record  # the rest of the file is there
+    assert ledger.verify(summary["run_id"]).ok
+
+
 # 7: a denied command is never executed -------------------------------------------------------------
 
 def test_denied_commands_never_run(ledger: Ledger, repo: Path, tmp_path: Path):

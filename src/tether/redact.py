@@ -35,6 +35,19 @@ _MORE_FORMATS = [
     r"(?i)authorization\s*[:=]\s*(?:bearer|basic|token)\s+([A-Za-z0-9._~+/=\-]{8,})",
     r"(?i)bearer\s+([A-Za-z0-9._~+/\-]{20,}=*)",
 ]
+# A private key's whole block: detect-secrets finds its first line only, and the key is the body.
+_PRIVATE_KEY_BLOCK = re.compile(r"-----BEGIN[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----.*?"
+                                r"(?:-----END[A-Z0-9 ]*PRIVATE KEY(?: BLOCK)?-----|\Z)", re.DOTALL)
+# A value given to a secret's name, as in an env file, an ini file, a connection string or code:
+# `DB_PASSWORD=Xy7#kLm9`, `password = 'hunter2hunter2'`, `AccountKey=...;`. Unquoted, it counts when
+# it holds a digit or a sign that no name holds (`api_key = os.environ.get(...)` stays readable).
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?i)(?:passw(?:or)?d|passwd|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key|account[_-]?key|"
+    r"credentials?)[\w.-]*[\"']?\s*[:=]\s*([\"']?)([^\s\"'(),;{}\[\]<>`]{8,})")
+_NAME_LIKE = re.compile(r"^[A-Za-z_.]+$")
+# What is left of a token when a detector's pattern ends before the token does (a JWT's signature,
+# a longer token than its format says): masked with it.
+_MASK_RESIDUE = re.compile(re.escape("[masked]") + r"[A-Za-z0-9_\-+/=]+(?:\.[A-Za-z0-9_\-+/=]+)*")
 # Names of variables whose values Tether keeps out of sandboxes and masks wherever they appear.
 SECRET_NAME = re.compile(
     r"KEY|TOKEN|SECRET|PASSW|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|SIGNATURE|DSN|_PAT$|^PAT_|WEBHOOK"
@@ -181,9 +194,21 @@ def mask(text: str, known: list[str] | None = None) -> str:
     for value in secret_values() if known is None else known:
         if value in text:
             text = text.replace(value, MASK)
+    if "PRIVATE KEY" in text:
+        text = _PRIVATE_KEY_BLOCK.sub(MASK, text)
     for detector in _detectors().candidates(text):
         text = detector.sub(text)
-    return text
+    text = _SECRET_ASSIGNMENT.sub(_masked_assignment, text)
+    return _MASK_RESIDUE.sub(MASK, text) if MASK in text else text
+
+
+def _masked_assignment(match: re.Match[str]) -> str:
+    quoted, value = match.group(1), match.group(2)
+    if value.startswith(MASK) or value.lower().startswith(("http://", "https://", "/", "./", "$")) or (
+            not quoted and _NAME_LIKE.match(value)) or not any(char.isalpha() for char in value):
+        return match.group()
+    start = match.start(2) - match.start()
+    return match.group()[:start] + MASK + match.group()[start + len(value):]
 
 
 def _masked_match(match: re.Match[str]) -> str:
