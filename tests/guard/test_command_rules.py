@@ -60,7 +60,11 @@ LATER = [
     "ssh-agent rm x", "dbus-run-session rm x", "sg users -c 'rm x'", "at now <<< 'rm x'", "batch <<< 'rm x'",
     "run-parts d", "nc -e /bin/rm h 1", "socat - EXEC:rm", "make -f /dev/stdin <<< 'a:; rm x'",
     "make --eval='a:; rm x' a", "ld.so /usr/bin/rm x", "/lib64/ld-linux-x86-64.so.2 /usr/bin/rm x", "npx rm x",
-    "npx -c 'rm x'", "eatmydata rm x", "setarch x86_64 rm x",
+    "npx -c 'rm x'", "eatmydata rm x", "setarch x86_64 rm x", "tar -cf a.tar --to-command='rm x' d",
+    "tar --checkpoint=1 --checkpoint-action=exec='rm x' -cf a.tar d", "tar -I 'rm x' -cf a.tar d",
+    "rsync -e 'rm x' a b:", "zip -T -TT 'rm x' a.zip f", "sort --compress-program=./x f", "man -P 'rm x' ls",
+    "git grep -O'rm x' y", "ssh -o ProxyCommand='rm x' h", "scp -S ./x a b:", "PAGER='rm x' git -p log",
+    "EDITOR='rm x' git commit", "LESSOPEN='|rm x' less f",
 ]
 ALLOWED = [
     "ls -la", "python -m pytest -q", "python3 -m pytest tests/test_x.py -k name", "git status",
@@ -75,7 +79,8 @@ ALLOWED = [
     "git config --get user.name", "git -c color.ui=never log", "echo x | python3 s.py", "cat in | node run.js",
     "git clone --quiet a b", "git fetch origin", "git rev-parse HEAD", "ls \\\n  -la", "python3 -m pytest \\\n  -q",
     "git --version", "mapfile -t lines < f", "nc -zv localhost 80", "git rebase -i HEAD~2",
-    "/opt/venv/bin/python -m pytest", "npx prettier --check .", "git config --list",
+    "/opt/venv/bin/python -m pytest", "npx prettier --check .", "git config --list", "tar -czf a.tgz d",
+    "tar -xzf a.tgz", "rsync -av a/ b/", "sort -u f", "git grep -n x", "man ls",
 ]
 
 

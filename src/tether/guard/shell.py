@@ -45,7 +45,8 @@ _ALWAYS_UNKNOWABLE = {
 # library, git's config, an interpreter's options): assigning one makes the rest unknowable.
 _STEERING_VARIABLES = re.compile(
     r"^(BASH_ENV|ENV|PATH|CDPATH|LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT|PS4|PROMPT_COMMAND|SHELLOPTS|BASHOPTS|"
-    r"IFS|NODE_OPTIONS|PERL5OPT|PERL5LIB|RUBYOPT|PYTHONSTARTUP|PYTHONPATH|PYTHONHOME|GIT_.*|BASH_FUNC_.*)$")
+    r"IFS|NODE_OPTIONS|PERL5OPT|PERL5LIB|RUBYOPT|PYTHONSTARTUP|PYTHONPATH|PYTHONHOME|GIT_.*|BASH_FUNC_.*|"
+    r"PAGER|MANPAGER|EDITOR|VISUAL|LESSOPEN|LESSCLOSE|BROWSER|SSH_ASKPASS)$")
 _BRACE_EXPANSION = re.compile(r"(?<!\\)\{[^{}]*(,|\.\.)[^{}]*(?<!\\)\}")
 # Wrappers that run the rest of their words as a command: options that take a value, and how many
 # plain words precede the command (timeout's duration, chroot's root, flock's file, taskset's mask).
@@ -73,14 +74,18 @@ _OPAQUE_RUNNERS = {
     "unshare", "nsenter", "systemd-run", "firejail", "bwrap", "proot", "capsh", "runcon", "cgexec", "numactl",
     "ssh-agent", "dbus-run-session", "dbus-launch", "sg", "newgrp", "at", "batch", "run-parts", "gdb", "lldb",
     "vim", "vi", "nvim", "ex", "view", "vimdiff", "emacs", "expect", "tclsh", "wish", "torsocks", "proxychains",
-    "proxychains4", "chpst", "setpriv", "ld.so",
+    "proxychains4", "chpst", "setpriv", "ld.so", "ssh",
 }
 _DYNAMIC_LOADER = re.compile(r"^ld(-linux[-\w.]*)?\.so(\.\d+)*$")  # ld.so runs the program it is given
 # Options with which a program runs a command it is given (nc -e, bash's mapfile -C callback, ...).
 _RUNNING_OPTIONS = {
     "mapfile": ("-C",), "readarray": ("-C",), "bind": ("-x",), "complete": ("-C", "-F"), "compgen": ("-C", "-F"),
     "nc": ("-e", "-c"), "netcat": ("-e", "-c"), "ncat": ("-e", "-c", "--exec", "--sh-exec", "--lua-exec"),
-    "make": ("--eval", "-E"),
+    "make": ("--eval", "-E"), "man": ("-P", "--pager", "-H", "--html"), "sort": ("--compress-program",),
+    "tar": ("--to-command", "--checkpoint-action", "-I", "--use-compress-program", "--info-script", "-F",
+            "--new-volume-script", "--rsh-command"),
+    "rsync": ("-e", "--rsh", "--rsync-path"), "zip": ("-T", "--unzip-command"), "scp": ("-S", "-o"),
+    "sftp": ("-S", "-o", "-D"),
 }
 _SOCAT_RUNS = re.compile(r"^(exec|system):", re.IGNORECASE)
 # A program's path that names what it is: the system's read-only folders in the sandbox. Elsewhere
@@ -106,7 +111,8 @@ _SAFE_GIT_CONFIG = re.compile(
 # git subcommands, and the words with which they run a command they are given ("" for any word).
 _GIT_RUNS = {
     "bisect": ("run",), "submodule": ("foreach",), "filter-branch": ("",), "rebase": ("-x", "--exec"),
-    "difftool": ("-x", "--extcmd"), "shell": ("-c",), "instaweb": ("",), "web--browse": ("",),
+    "difftool": ("-x", "--extcmd"), "shell": ("-c",), "grep": ("-O", "--open-files-in-pager"), "instaweb": ("",),
+    "web--browse": ("",),
     "clone": ("-u", "--upload-pack"), "fetch": ("--upload-pack",), "pull": ("--upload-pack",),
     "ls-remote": ("--upload-pack",), "push": ("--receive-pack", "--exec"), "send-pack": ("--receive-pack",),
     "archive": ("--exec",), "config": ("-e", "--edit"),
