@@ -64,7 +64,7 @@ LATER = [
     "tar --checkpoint=1 --checkpoint-action=exec='rm x' -cf a.tar d", "tar -I 'rm x' -cf a.tar d",
     "rsync -e 'rm x' a b:", "zip -T -TT 'rm x' a.zip f", "sort --compress-program=./x f", "man -P 'rm x' ls",
     "git grep -O'rm x' y", "ssh -o ProxyCommand='rm x' h", "scp -S ./x a b:", "PAGER='rm x' git -p log",
-    "EDITOR='rm x' git commit", "LESSOPEN='|rm x' less f",
+    "EDITOR='rm x' git commit", "LESSOPEN='|rm x' less f", "make SHELL=./x all", "make .SHELLFLAGS='-c rm x' a",
 ]
 ALLOWED = [
     "ls -la", "python -m pytest -q", "python3 -m pytest tests/test_x.py -k name", "git status",
@@ -81,6 +81,7 @@ ALLOWED = [
     "git --version", "mapfile -t lines < f", "nc -zv localhost 80", "git rebase -i HEAD~2",
     "/opt/venv/bin/python -m pytest", "npx prettier --check .", "git config --list", "tar -czf a.tgz d",
     "tar -xzf a.tgz", "rsync -av a/ b/", "sort -u f", "git grep -n x", "man ls",
+    "make -j2 CFLAGS=-O2 all",
 ]
 
 

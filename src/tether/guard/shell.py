@@ -46,7 +46,7 @@ _ALWAYS_UNKNOWABLE = {
 _STEERING_VARIABLES = re.compile(
     r"^(BASH_ENV|ENV|PATH|CDPATH|LD_PRELOAD|LD_LIBRARY_PATH|LD_AUDIT|PS4|PROMPT_COMMAND|SHELLOPTS|BASHOPTS|"
     r"IFS|NODE_OPTIONS|PERL5OPT|PERL5LIB|RUBYOPT|PYTHONSTARTUP|PYTHONPATH|PYTHONHOME|GIT_.*|BASH_FUNC_.*|"
-    r"PAGER|MANPAGER|EDITOR|VISUAL|LESSOPEN|LESSCLOSE|BROWSER|SSH_ASKPASS)$")
+    r"PAGER|MANPAGER|EDITOR|VISUAL|LESSOPEN|LESSCLOSE|BROWSER|SSH_ASKPASS|SHELL)$")
 _BRACE_EXPANSION = re.compile(r"(?<!\\)\{[^{}]*(,|\.\.)[^{}]*(?<!\\)\}")
 # Wrappers that run the rest of their words as a command: options that take a value, and how many
 # plain words precede the command (timeout's duration, chroot's root, flock's file, taskset's mask).
@@ -94,7 +94,7 @@ _SYSTEM_PROGRAMS = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/", "/lib32/", "
 _STDIN_PATHS = {"-", "/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"}
 # Options of an interpreter that take the next word, so that the script is the first word after them.
 _INTERPRETER_VALUE_OPTIONS = {
-    "python": {"-W", "-X", "--check-hash-based-pycs"}, "perl": {"-I", "-M", "-m", "-x"},
+    "python": {"-W", "-X", "--check-hash-based-pycs"}, "perl": {"-I", "-M", "-m"},
     "ruby": {"-I", "-r", "-C", "-E", "-F"}, "node": {"-r", "--require", "--import", "--loader", "--input-type",
                                                   "--title", "-C", "--conditions", "--env-file"},
     "php": {"-c", "-d", "-z"}, "lua": {"-l"},
@@ -396,7 +396,8 @@ def _interpreter(name: str, words: list[str | None], analysis: Analysis, reads_s
     if name == "sed" and any(w is None or _SED_EXECUTES.search(w) for w in words[1:]):
         analysis.unknowable.append("sed's script may run commands (the e command)")
     if any(_runs_with(word, option) for option in _RUNNING_OPTIONS.get(name, ()) for word in words[1:]) or (
-            name == "make" and any(word in _STDIN_PATHS for word in words[1:])) or (
+            name == "make" and any(word is None or word in _STDIN_PATHS or word.startswith(("SHELL=", ".SHELLFLAGS="))
+                                   for word in words[1:])) or (
             name == "socat" and any(word is None or _SOCAT_RUNS.match(word) for word in words[1:])):
         analysis.unknowable.append(f"{name} is told to run a command")
 
