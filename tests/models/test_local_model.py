@@ -159,7 +159,7 @@ def test_every_constrained_reply_is_one_action_or_the_start_of_one():
 
 def test_a_long_prompt_stops_at_the_deadline_before_any_reply():
     """The prompt's evaluation ends at the deadline too: llama.cpp cannot be stopped inside its own
-    (5,000 new tokens took 3 minutes on two cores), so Tether evaluates it a batch at a time."""
+    (6,600 new tokens took 3 minutes on two cores), so Tether evaluates it a few tokens at a time."""
     provider = make_provider("local:qwen2.5-coder-1.5b")
     listing = "\n".join(f"def step_{i}(value):\n    return value * {i} + {i * 7 % 13}" for i in range(330))
     long = [{"role": "system", "content": SYSTEM_PROMPT},
@@ -170,9 +170,10 @@ def test_a_long_prompt_stops_at_the_deadline_before_any_reply():
     assert elapsed < 15, elapsed
     assert cut.tool_calls == [] and "wall-time budget" in cut.content
     assert cut.usage.input_tokens > 4000 and cut.usage.output_tokens == 0
-    # Given the time, the same prompt is evaluated (what the cut one evaluated is kept) and answered.
-    whole = provider.complete(long, SPECS, 300, deadline=time.time() + 300)
-    assert len(whole.tool_calls) == 1, whole.content
+    # The half-evaluated prompt leaves the instance whole: the next call is answered in full.
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": TASK}]
+    whole = provider.complete(messages, SPECS, 300, deadline=time.time() + 120)
+    assert len(whole.tool_calls) == 1 and whole.content.startswith("FILE: hello_world.py\n"), whole.content
 
 
 def test_a_generation_stops_at_the_deadline_and_the_model_answers_whole_after():
