@@ -47,7 +47,7 @@ _SECRET_ASSIGNMENT = re.compile(
 _NAME_LIKE = re.compile(r"^[A-Za-z_.]+$")
 # What is left of a token when a detector's pattern ends before the token does (a JWT's signature,
 # a longer token than its format says): masked with it.
-_MASK_RESIDUE = re.compile(re.escape("[masked]") + r"[A-Za-z0-9_\-+/=]+(?:\.[A-Za-z0-9_\-+/=]+)*")
+_MASK_RESIDUE = re.compile(re.escape(MASK) + r"[A-Za-z0-9_\-+/=]+(?:\.[A-Za-z0-9_\-+/=]+)*")
 # Names of variables whose values Tether keeps out of sandboxes and masks wherever they appear.
 SECRET_NAME = re.compile(
     r"KEY|TOKEN|SECRET|PASSW|PASSWD|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|SIGNATURE|DSN|_PAT$|^PAT_|WEBHOOK"

@@ -9,8 +9,8 @@ guessed: a computed command name (`$x`, `$(echo rm)`, a glob), `eval`, `source`,
 traps, a shell reading a script or its standard input (`| sh`, `bash <<< ...`), an interpreter given
 code inline (`python -c`, `perl -e`, `node -e`, ...) or on its standard input, a program run by a
 path that does not say what it is (`./x`, `/tmp/x`), git config or options that run a command,
-runners with their own syntax (`unshare`, `at`, `gdb`, ...), a parse error. The guard refuses such a line when
-any command rule is set: rules fail closed. The sandbox, not these rules, is the security boundary.
+runners with their own syntax (`unshare`, `at`, `gdb`, ...), a parse error. The guard refuses such a
+line when any command rule is set: rules fail closed. The sandbox, not these rules, is the security boundary.
 """
 
 from __future__ import annotations
@@ -107,7 +107,6 @@ _SAFE_GIT_CONFIG = re.compile(
     r"core\.(quotepath|autocrlf|safecrlf|abbrev|filemode)|init\.defaultbranch|(commit|tag)\.gpgsign|"
     r"log\.[\w.-]+|column\.[\w.-]+|status\.[\w.-]+|merge\.conflictstyle|pull\.(rebase|ff)|gc\.auto|"
     r"safe\.directory|diff\.(noprefix|renames|mnemonicprefix|algorithm|context))$", re.IGNORECASE)
-# git subcommands, and their options, that run a command they are given.
 # git subcommands, and the words with which they run a command they are given ("" for any word).
 _GIT_RUNS = {
     "bisect": ("run",), "submodule": ("foreach",), "filter-branch": ("",), "rebase": ("-x", "--exec"),

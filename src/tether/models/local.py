@@ -86,11 +86,7 @@ def _prefill(llm: Any, rendered: list[dict[str, str]], deadline: float) -> tuple
     tokens = llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
     if len(tokens) >= llm.n_ctx():
         return True, len(tokens)  # llama.cpp refuses it with its own message
-    cached = 0
-    for had, wanted in zip(llm.input_ids[:llm.n_tokens].tolist(), tokens, strict=False):
-        if had != wanted:
-            break
-        cached += 1
+    cached = llm.longest_token_prefix(llm.input_ids[:llm.n_tokens].tolist(), tokens)
     llm.n_tokens = min(cached, len(tokens) - 1)  # the last token is evaluated again: its logits start the reply
     for start in range(llm.n_tokens, len(tokens), PREFILL_STEP):
         if time.time() >= deadline:
