@@ -34,7 +34,7 @@ from tether.delivery.deliver import deliver
 from tether.ledger import Ledger
 from tether.policy import parse_policy
 from tether.runner import RunSpec, start_run
-from tether.workspace.git import git, with_config
+from tether.workspace.git import git
 
 FIX = ("def convert(number):\n    sounds = ((3, 'Pling'), (5, 'Plang'), (7, 'Plong'))\n"
        "    return ''.join(s for d, s in sounds if number % d == 0) or str(number)\n")
@@ -65,14 +65,14 @@ def main() -> None:
             policies = {mode: parse_policy(policy_text + f'mode = "{mode}"\n', Path("t.toml")).delivery
                         for mode in ("push", "pull_request")}
             basic = base64.b64encode(f"x-access-token:{TOKEN}".encode()).decode()
-            auth = with_config({"http.extraHeader": f"Authorization: Basic {basic}"})
+            auth = {"http.extraHeader": f"Authorization: Basic {basic}"}
             for index in range(args.runs):
                 # three runs, so each push sends a commit the server has not seen
                 runs = [start_run(ledger, RunSpec("Make the tests pass", repo, parse_policy("", Path("t.toml")),
                                                   model=f"scripted:{turns}")) for _ in range(3)]
                 started = time.perf_counter()
                 git(repo, "push", "-q", f"{git_url}/shop.git", f"{runs[0]['commit']}:refs/heads/plain/{index}",
-                    env=auth)
+                    config=auth)
                 timings["git push"].append(time.perf_counter() - started)
                 for summary, mode, label in ((runs[1], "push", "deliver (push)"),
                                              (runs[2], "pull_request", "deliver (pull_request)")):

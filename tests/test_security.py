@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import CHECK, FIX, bash, call, git, payloads, run_scripted
 from tether.ledger import Ledger
 from tether.redact import secret_values
-from tether.workspace.identity import drops_root
+from tether.workspace.identity import drops_root, sandbox_uid
 
 SUBMIT = call("submit", summary="done")
 MODE_NONE = '[sandbox]\nmode = "none"\n'
@@ -113,7 +113,8 @@ def test_sandbox_is_never_root_and_cannot_change_host_settings(ledger: Ledger, r
               "echo b > /proc/sysrq-trigger; cat /proc/self/status | grep -E '^(Cap|NoNewPrivs)'")
     summary = run_scripted(ledger, repo, tmp_path, [bash(attack), SUBMIT])
     output = payloads(ledger, summary["run_id"], "tool_result")[0]["observation"]
-    assert output.splitlines()[1] == "65534"  # nobody
+    worktree = payloads(ledger, summary["run_id"], "run_started")[0]["worktree"]
+    assert output.splitlines()[1] == str(sandbox_uid(Path(worktree))) != "0"  # the run's own user
     assert "CapEff:\t0000000000000000" in output and "NoNewPrivs:\t1" in output
     assert sysctl.read_text() == before
     assert Path("/proc/sys/kernel/core_pattern").read_text() == core_pattern
@@ -121,7 +122,7 @@ def test_sandbox_is_never_root_and_cannot_change_host_settings(ledger: Ledger, r
     sysctl.write_text(before)
 
 
-# 4: checks cannot write what the agent may not ---------------------------------------------------
+# 4: checks cannot write what the agent may not: they run on a clean export of the tree ------------
 
 CONFTEST = textwrap.dedent("""\
     import pathlib
@@ -150,11 +151,12 @@ def test_required_check_cannot_deliver_protected_paths(ledger: Ledger, repo: Pat
     assert "secure/new_module.py" not in git(repo, "ls-tree", "-r", "--name-only", branch)
     assert git(repo, "show", f"{branch}:tether.toml") == "# the team's policy\n"
     assert not git(repo, "show", f"{branch}:raindrops.py").endswith("# check\n")
-    undone = [d for d in payloads(ledger, summary["run_id"], "policy_decision") if d["rule"] == "checks.wrote"]
-    assert undone and "secure/keys.txt" in undone[0]["paths"] and undone[0]["rolled_back"]
+    # the conftest did run, and wrote, in the check's own copy of the tree
+    assert payloads(ledger, summary["run_id"], "check_finished")[-1]["passed"]
+    assert not summary["denials"]
 
 
-def test_a_check_that_rewrites_the_git_pointer_stops_the_run(ledger: Ledger, repo: Path, tmp_path: Path):
+def test_a_check_that_rewrites_the_git_pointer_touches_only_its_copy(ledger: Ledger, repo: Path, tmp_path: Path):
     marker = tmp_path / "pwned-by-check"
     evil = textwrap.dedent(f"""\
         import subprocess
@@ -162,10 +164,12 @@ def test_a_check_that_rewrites_the_git_pointer_stops_the_run(ledger: Ledger, rep
         """)
     policy = CHECK + MODE_NONE
     summary = run_scripted(ledger, repo, tmp_path, [call("write_file", path="conftest.py", content=evil),
+                                                    call("write_file", path="raindrops.py", content=FIX),
                                                     SUBMIT], policy)
-    assert summary["status"] == "stopped" and summary["denials"][-1]["rule"] == "workspace.git_pointer"
+    assert summary["status"] == "succeeded" and not summary["denials"]
     assert not marker.exists()
-    assert "conftest.py" in git(repo, "ls-tree", "--name-only", summary["branch"])  # work kept, pointer put back
+    files = git(repo, "ls-tree", "--name-only", summary["branch"])
+    assert "conftest.py" in files and "evil" not in files
 
 
 def test_agent_cannot_change_the_policy_file_or_codeowners(ledger: Ledger, repo: Path, tmp_path: Path):
@@ -200,7 +204,7 @@ def test_ignored_files_under_protected_paths_are_rolled_back(ledger: Ledger, rep
 # 5: files that are not files ----------------------------------------------------------------------
 
 def test_fifo_device_and_huge_files_do_not_hang_or_flood(ledger: Ledger, repo: Path, tmp_path: Path):
-    turns = [bash("mkfifo pipe && truncate -s 300M huge.bin && ln -s /dev/zero zero"),
+    turns = [bash("mkfifo pipe && truncate -s 90M huge.bin && ln -s /dev/zero zero"),
              call("read_file", path="pipe"), call("write_file", path="pipe", content="x"),
              call("edit_file", path="pipe", old="a", new="b"), call("read_file", path="huge.bin"),
              call("edit_file", path="huge.bin", old="a", new="b"), call("read_file", path="zero"),

@@ -35,9 +35,11 @@ from tether.policy import Policy
 from tether.policy.load import org_limits
 from tether.policy.schema import TierPolicy
 from tether.policy.tiers import TierRefusal, apply_tier, configuration_of
+from tether.workspace.export import lay_generated
 from tether.workspace.git import GitError, current_branch, head_commit, repo_root
-from tether.workspace.project import SetupFailed, plan_for, prepare
-from tether.workspace.sandbox import for_setup, require_sandbox, worktree_sandbox
+from tether.workspace.project import SetupFailed
+from tether.workspace.provision import provision
+from tether.workspace.sandbox import ExecResult, require_sandbox, worktree_sandbox
 from tether.workspace.worktree import Worktree, create_worktree, open_worktree, reattach_worktree
 
 
@@ -167,28 +169,28 @@ def _tier(ledger: Ledger, policy: Policy, repo: str, configuration: str) -> Tier
 
 
 def _environment(session: Session) -> None:
-    """Prepare the project's environment (from the cache, or by running its setup in the sandbox,
-    each command recorded) and give it to the run's sandbox. Before the first model call."""
+    """Prepare the project's environment from the run's base commit (from the cache, or by running
+    its setup in the sandbox, each command recorded) and give it to the run's sandbox. Before the
+    first model call, and again on every continue and resume: never from the agent's files."""
     policy, worktree = session.policy, session.worktree
-    plan = plan_for(policy.environment, worktree.path)
 
-    def run_setup(command: str, folder: Path) -> tuple[bool, str]:
-        sandbox = worktree_sandbox(for_setup(policy.sandbox), policy.environment.network, worktree.path,
-                                   worktree.repo, building=folder)
-        result = sandbox.run(command, policy.environment.timeout_s)
+    def record(command: str, result: ExecResult) -> None:
         ok = result.exit_code == 0 and not result.timed_out
         session.record(ev.EnvironmentSetup(name=command, exit_code=result.exit_code, ok=ok,
-                                         duration_s=round(result.duration_s, 3), output_tail=result.output[-2000:]))
-        return ok, result.output[-2000:]
+                                           duration_s=round(result.duration_s, 3), output_tail=result.output[-2000:]))
 
-    project, built = prepare(plan, worktree.path, run_setup)
-    session.record(ev.Environment(kind=plan.kind, note=plan.note, built=built,
-                                folder=str(project.folder) if project else None, setup=plan.setup,
-                                inputs=plan.inputs))
+    prepared = provision(worktree.repo, worktree.base_commit, policy.environment, policy.sandbox, record)
+    project = prepared.project
+    generated = project.generated if project is not None else []
+    session.record(ev.Environment(kind=prepared.plan.kind, note=prepared.plan.note, built=prepared.built,
+                                  folder=str(project.folder) if project else None, setup=prepared.plan.setup,
+                                  inputs=prepared.plan.inputs, generated=generated))
+    worktree.exclude(generated)
+    lay_generated(project, worktree.path)
+    session.project = project
+    session.environment_inputs = prepared.plan.inputs
     session.sandbox = worktree_sandbox(policy.sandbox, policy.commands.network, worktree.path, worktree.repo,
-                                     project=project)
-    if built:  # the build ran as the sandbox user in this worktree: files it left there are its own
-        session.worktree.restore(session.tree)
+                                       project=project)
 
 
 def continue_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,

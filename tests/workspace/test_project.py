@@ -6,10 +6,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import payloads, run_scripted
+from tests.conftest import git, payloads, run_scripted
 from tether.ledger import Ledger
 from tether.policy.schema import EnvironmentPolicy
-from tether.workspace.project import detect, plan_for
+from tether.workspace.project import CommitFiles, detect, lock_pins, plan_for
+
+
+def committed(folder: Path) -> CommitFiles:
+    """The folder's files as a commit: plans are read from commits, never from a folder."""
+    git(folder, "init", "-q", "-b", "main")
+    git(folder, "add", "-A")
+    git(folder, "-c", "user.email=d@e", "-c", "user.name=D", "commit", "-qm", "files", "--allow-empty")
+    return CommitFiles(folder, git(folder, "rev-parse", "HEAD").strip())
 
 SUBMIT = {"tool_calls": [{"name": "submit", "arguments": {"summary": "done"}}]}
 
@@ -22,7 +30,7 @@ def test_detection_of_common_layouts(tmp_path: Path):
         '[project]\nname = "pkg"\ndependencies = ["attrs>=20"]\n'
         '[project.optional-dependencies]\ntest = ["hypothesis"]\n'
         '[dependency-groups]\ndev = [{include-group = "lint"}, "coverage"]\nlint = ["ruff"]\n')
-    plan = detect(python)
+    plan = detect(committed(python))
     assert plan.kind == "python" and plan.python_path == ["src", "."]
     installs = " ".join(plan.setup)
     for requirement in ("'attrs>=20'", "'hypothesis'", "'coverage'", "'ruff'", "'pytest'"):
@@ -33,30 +41,32 @@ def test_detection_of_common_layouts(tmp_path: Path):
     requirements.mkdir()
     (requirements / "requirements.txt").write_text("requests\n")
     (requirements / "app.py").write_text("")
-    plan = detect(requirements)
+    plan = detect(committed(requirements))
     assert "-r requirements.txt" in " ".join(plan.setup) and plan.python_path == ["."]
 
     node = tmp_path / "node"
     node.mkdir()
     (node / "package.json").write_text(json.dumps({"packageManager": "pnpm@8.15.0"}))
     (node / "pnpm-lock.yaml").write_text("lockfileVersion: '6.0'\n")
-    plan = detect(node)
+    plan = detect(committed(node))
     assert plan.kind == "node" and "pnpm@8 install --frozen-lockfile" in plan.setup[0]
     assert plan.mounts == {"node_modules": "node_modules"} and plan.path == ["node_modules/.bin"]
 
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "README.md").write_text("")
-    assert detect(empty).kind == "none"
+    assert detect(committed(empty)).kind == "none"
 
 
 def test_declared_setup_wins_and_the_digest_follows_the_inputs(tmp_path: Path):
     (tmp_path / "requirements.txt").write_text("a\n")
-    plan = plan_for(EnvironmentPolicy(setup=["make env"], path=["bin"]), tmp_path)
+    source = committed(tmp_path)
+    plan = plan_for(EnvironmentPolicy(setup=["make env"], path=["bin"]), source)
     assert plan.kind == "declared" and plan.setup == ["make env"] and "requirements.txt" in plan.inputs
-    before = plan.digest(tmp_path)
+    before = plan.digest(source)
     (tmp_path / "requirements.txt").write_text("b\n")
-    assert plan.digest(tmp_path) != before
+    assert plan.digest(source) == before  # the worktree's file is not the commit's
+    assert plan.digest(committed(tmp_path)) != before
 
 
 def test_a_failing_setup_fails_the_run_with_the_command_and_its_output(ledger: Ledger, repo: Path, tmp_path: Path):

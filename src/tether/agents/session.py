@@ -26,6 +26,8 @@ from tether.models.prices import cost_of, estimate_usd
 from tether.models.retry import RetriesExhausted, complete_with_retries
 from tether.models.tools import WRITE_TOOLS
 from tether.policy.schema import Policy
+from tether.workspace.export import checked_out
+from tether.workspace.project import ProjectEnv
 from tether.workspace.sandbox import ExecResult, Sandbox
 from tether.workspace.worktree import DiffStat, WorkspaceTampered, Worktree
 
@@ -75,6 +77,8 @@ class Session:
     unintegrated: list[DiffStat] = field(default_factory=list)
     last_reply: str = ""  # the model's stated reason, for an approver
     attempt: int = 0  # of [agent] attempts
+    project: ProjectEnv | None = None  # the project's environment, built from the base commit
+    environment_inputs: list[str] = field(default_factory=list)  # the manifests it was built from
 
     def __post_init__(self) -> None:
         self.tree = self.tree or self.base_tree
@@ -205,9 +209,9 @@ class Session:
         observation = outcome.observation
         previous = self.tree
         try:
-            # read_file cannot change the worktree; a write tool changes its one file; a command may
-            # change anything (checks cannot: see run_checks).
-            if call.name == "read_file":
+            # read_file and submit cannot change the worktree (checks run on an export of it: see
+            # run_checks); a write tool changes its one file; a command may change anything.
+            if call.name in ("read_file", "submit"):
                 tree = previous
             elif call.name in WRITE_TOOLS and outcome.ok:
                 tree = self.worktree.snapshot_file(previous, resolve_in_worktree(self.worktree.path,
@@ -299,31 +303,26 @@ class Session:
     # checks ---------------------------------------------------------------------------------
 
     def run_checks(self, call_id: str) -> list[CheckResult]:
-        """Run the checks; whatever they change in the worktree is undone afterwards and recorded, so
-        code the agent wrote (a conftest.py, a test helper) cannot write through them."""
-        before = self.worktree.snapshot()
-        started_ns = time.time_ns() - CTIME_SLACK_NS
+        """Run the checks on a clean export of the worktree's tree as it is now: the files a commit
+        of it would deliver, and nothing else the agent left in the worktree (ignored files,
+        bytecode, build output). What the checks write there is thrown away with the export."""
+        if not self.policy.checks:
+            return []
         try:
-            return self._run_checks(call_id)
-        finally:
-            try:
-                after = self.worktree.snapshot()
-            except WorkspaceTampered as exc:  # a check rewrote the .git pointer (no sandbox): put back, stop
-                self.worktree.restore(before)
-                raise self.stop(Decision("stop", "workspace.git_pointer", str(exc))) from exc
-            ignored = self._ignored_changes(started_ns)
-            refusal = self.guard.after_checks([*self.worktree.diff(before, after).paths, *ignored]
-                                              if after != before or ignored else [])
-            if refusal is not None:
-                self.worktree.restore(before)
-                self.worktree.remove_files(ignored)
-                self.record(refusal.as_event(self.meters.steps, call_id, rolled_back=True))
+            tree = self.worktree.snapshot()
+        except WorkspaceTampered as exc:  # a command rewrote the .git pointer (no sandbox): put back, stop
+            self.worktree.restore(self.tree)
+            raise self.stop(Decision("stop", "workspace.git_pointer", str(exc))) from exc
+        with checked_out(self.worktree.repo, tree, self.project) as folder:
+            sandbox = Sandbox(self.policy.sandbox, folder, network=self.policy.commands.network,
+                              project=self.project, judging=True)
+            return self._run_checks(call_id, sandbox)
 
-    def _run_checks(self, call_id: str) -> list[CheckResult]:
+    def _run_checks(self, call_id: str, sandbox: Sandbox) -> list[CheckResult]:
         results = []
         for check in self.policy.checks:
             self.record(ev.CheckStarted(name=check.name, command=check.command, call_id=call_id))
-            result: ExecResult = self.sandbox.run(check.command, seconds_until(self.wall_deadline(), check.timeout_s))
+            result: ExecResult = sandbox.run(check.command, seconds_until(self.wall_deadline(), check.timeout_s))
             passed = result.exit_code == 0 and not result.timed_out
             self.record(ev.CheckFinished(
                 name=check.name, call_id=call_id, required=check.required, passed=passed,

@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from tether.errors import TetherError
-from tether.workspace.git import GitError, git, with_config
+from tether.workspace.git import GitError, git
 
 RUN_BRANCH_PREFIX = "tether/"
 _SCP_LIKE = re.compile(r"^(?:[\w.-]+@)?(?P<host>[\w.-]+):(?P<path>(?!/)[^\s]+)$")  # git@host:owner/name.git
@@ -75,12 +75,12 @@ def push_branch(repo: Path, remote: Remote, branch: str, commit: str, base: str 
     if not branch.startswith(RUN_BRANCH_PREFIX) or branch == base:
         raise DeliveryError("config", f"refusing to push {branch!r}: Tether pushes only its runs' own branches")
     ref = f"refs/heads/{branch}"
-    env = None
+    config = None
     if token is not None and remote.http:
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        env = with_config({"http.extraHeader": f"Authorization: Basic {basic}"})
+        config = {"http.extraHeader": f"Authorization: Basic {basic}"}
     try:
-        git(repo, "push", "--no-verify", remote.url, f"{commit}:{ref}", env=env)
+        git(repo, "push", "--no-verify", remote.url, f"{commit}:{ref}", config=config)
     except GitError as exc:
         raise _classified(str(exc), token) from None
     return ref

@@ -6,9 +6,8 @@ will make (an external agent's tool call, through its hooks).
     before_tool   budgets, tool scopes, paths, owners, destructive writes
                                                                   -> allow | deny | ask | stop
     decide        a person's (or the policy's) answer to an ask  -> allow | deny
-    after_tool    what the step changed: write rules, caps, the fleet's daily lines
+    after_tool    what the step changed: write rules, deletions, caps, the fleet's daily lines
                                                                   -> None, or the refusal to roll back
-    after_checks  what the checks changed                        -> None, or the refusal to undo
 """
 
 from __future__ import annotations
@@ -164,13 +163,6 @@ class Guard:
         """Whether after_tool wants the run's whole diff (write caps or the fleet's daily lines)."""
         caps = self.policy.writes
         return caps.max_files is not None or caps.max_lines is not None or self.fleet is not None
-
-    def after_checks(self, changed: list[str]) -> Decision | None:
-        """Checks may not change the delivered tree: whatever they changed is refused (and undone)."""
-        if not changed:
-            return None
-        return Decision("deny", "checks.wrote", f"the checks changed {', '.join(changed[:10])}; checks may not "
-                        "change the delivered tree, so these changes were undone", changed)
 
     def watched_ignored(self, paths: list[str]) -> list[str]:
         """The ignored files among `paths` that a deny rule or an owner cares about."""

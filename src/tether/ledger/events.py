@@ -128,6 +128,9 @@ class EnvironmentSetup(Payload):
 
 
 class Environment(Payload):
+    """The project's environment a run works with, built from its base commit (never from the
+    agent's files): what was detected, whether it was built now, and the files its build generated
+    in the source tree that are laid into the worktree and every check's folder."""
     type = EventType.ENVIRONMENT
     kind: str
     note: str
@@ -135,6 +138,7 @@ class Environment(Payload):
     folder: str | None
     setup: list[str]
     inputs: list[str]
+    generated: list[str] = Field(default_factory=list)
 
 
 class ModelRequest(Payload):

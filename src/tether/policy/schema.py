@@ -60,6 +60,10 @@ class WritesPolicy(Section):
     allow: list[str] = Field(default_factory=list)
     deny: list[str] = Field(default_factory=list)
     ignore: list[str] = Field(default_factory=list)
+    # Deleting a tracked file, whatever did it (rm, a script, a patch), judged from the tree after
+    # every step: "allow", "ask" (its owners, else the admins, approve) or "deny" (rolled back).
+    # Unset: "deny" when a [commands] deny rule names rm, else "allow".
+    delete: Literal["allow", "ask", "deny"] | None = None
 
     @field_validator("allow", "deny", "ignore")
     @classmethod
@@ -93,9 +97,9 @@ class SandboxPolicy(Section):
     memory_mb: int = Field(4096, gt=0)
     cpu_s: int = Field(600, gt=0)
     max_procs: int = Field(512, gt=0)
-    max_file_mb: int = Field(1024, gt=0)
+    max_file_mb: int = Field(100, gt=0)
     tmp_mb: int = Field(1024, gt=0)  # the private /tmp (a tmpfs: memory)
-    max_step_write_mb: int = Field(1024, gt=0)  # bytes one step may add to the worktree, all files together
+    max_step_write_mb: int = Field(100, gt=0)  # bytes one step may add to the worktree, all files together
     ro_paths: list[str] = Field(default_factory=list)
     pass_env: list[str] = Field(default_factory=list)  # variables passed to commands (never secret-looking ones)
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import threading
 from pathlib import Path
 
 from tether.errors import TetherError
@@ -19,8 +21,16 @@ _NO_EXECUTION = {
     "core.fsmonitor": "false",
     "core.hooksPath": "/dev/null",
     "protocol.ext.allow": "never",
+    "commit.gpgSign": "false",
+    "diff.external": "",
     "safe.directory": "*",  # the agent's files belong to the sandbox user; the git dir is found, not discovered
 }
+# The programs git runs for a path because an attribute names a driver (`*.dat filter=x` runs
+# filter.x.clean): the attributes come from files the agent writes (.gitattributes), so every driver
+# the configuration defines is switched off for Tether's own git, whatever the attributes say. An
+# empty command is no command to git; a filter that was "required" is not.
+_DRIVER_KEYS = re.compile(r"^(filter\..+\.(clean|smudge|process|required)|diff\..+\.(command|textconv)|"
+                          r"merge\..+\.driver)$", re.IGNORECASE)
 # Identity and config for commands Tether runs itself: never the user's hooks, signing or pager.
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "Tether",
@@ -32,33 +42,93 @@ _GIT_ENV = {
 }
 
 
-def git_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+def _inherited() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if not name.startswith("GIT_")}
+
+
+def git_env(extra: dict[str, str] | None = None, cwd: Path | None = None,
+            config: dict[str, str] | None = None) -> dict[str, str]:
     """The caller's environment without its own GIT_* settings (a GIT_DIR inherited from a hook
-    would point Tether elsewhere), plus Tether's identity and the config above."""
-    inherited = {name: value for name, value in os.environ.items() if not name.startswith("GIT_")}
-    return {**inherited, **_GIT_ENV, **with_config({}), **(extra or {})}
+    would point Tether elsewhere), plus Tether's identity, the config above and `config`, with every
+    driver configured for `cwd`'s repository switched off. Config goes through the environment, so
+    a value such as an authorization header never appears in a process listing."""
+    git_dir = (extra or {}).get("GIT_DIR")
+    settings = {**(_drivers_off(cwd, git_dir) if cwd is not None else {}), **_NO_EXECUTION, **(config or {})}
+    entries = {"GIT_CONFIG_COUNT": str(len(settings)),
+               **{f"GIT_CONFIG_KEY_{i}": key for i, key in enumerate(settings)},
+               **{f"GIT_CONFIG_VALUE_{i}": value for i, value in enumerate(settings.values())}}
+    return {**_inherited(), **_GIT_ENV, **entries, **(extra or {})}
 
 
-def with_config(config: dict[str, str]) -> dict[str, str]:
-    """Environment entries that add `config` to Tether's own (for `git(env=...)`): through the
-    environment, so a value such as an authorization header never appears in a process listing."""
-    settings = {**_NO_EXECUTION, **config}
-    return {"GIT_CONFIG_COUNT": str(len(settings)),
-            **{f"GIT_CONFIG_KEY_{i}": key for i, key in enumerate(settings)},
-            **{f"GIT_CONFIG_VALUE_{i}": value for i, value in enumerate(settings.values())}}
+_drivers_cache: dict[tuple[str, tuple[tuple[str, float], ...]], dict[str, str]] = {}
+_drivers_lock = threading.Lock()
+_config_dirs: dict[tuple[str, str | None], str] = {}
 
 
-def git(cwd: Path, *args: str, input_text: str | None = None, env: dict[str, str] | None = None) -> str:
+def _plain_env(git_dir: str | None) -> dict[str, str]:
+    """For reading config: Tether's identity, and the git dir the real command will use (never one
+    discovered from a worktree's `.git` file, which the agent may have rewritten)."""
+    return {**_inherited(), **_GIT_ENV, **({"GIT_DIR": git_dir} if git_dir else {})}
+
+
+def _config_signature(cwd: Path, git_dir: str | None) -> tuple[str, tuple[tuple[str, float], ...]]:
+    """What the driver settings of `cwd` depend on: the repository's git dir and when each config
+    file that can define them last changed."""
+    key = (str(cwd), git_dir)
+    if key not in _config_dirs:
+        found = subprocess.run(["git", "rev-parse", "--path-format=absolute", "--git-common-dir"], cwd=cwd,
+                               capture_output=True, text=True, env=_plain_env(git_dir))
+        _config_dirs[key] = found.stdout.strip() if found.returncode == 0 else ""
+    common = _config_dirs[key]
+    home = Path(os.environ.get("HOME") or "/")
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    files = ["/etc/gitconfig", str(home / ".gitconfig"), str(xdg / "git" / "config")]
+    if common:
+        files.append(os.path.join(common, "config"))
+    stamps = []
+    for name in files:
+        try:
+            stamps.append((name, os.stat(name).st_mtime))
+        except OSError:
+            stamps.append((name, -1.0))
+    return common or str(cwd), tuple(stamps)
+
+
+def _drivers_off(cwd: Path, git_dir: str | None = None) -> dict[str, str]:
+    """Config that switches off every filter, diff and merge driver defined for `cwd`."""
+    signature = _config_signature(cwd, git_dir)
+    with _drivers_lock:
+        if signature in _drivers_cache:
+            return _drivers_cache[signature]
+    listing = subprocess.run(["git", "config", "--null", "--name-only", "--list"], cwd=cwd, capture_output=True,
+                             text=True, env=_plain_env(git_dir))
+    off = {name: ("false" if name.lower().endswith(".required") else "")
+           for name in filter(None, listing.stdout.split("\0")) if _DRIVER_KEYS.match(name)}
+    with _drivers_lock:
+        _drivers_cache[signature] = off
+    return off
+
+
+def git(cwd: Path, *args: str, input_text: str | None = None, env: dict[str, str] | None = None,
+        config: dict[str, str] | None = None) -> str:
     result = subprocess.run(
         ["git", *args],
         cwd=cwd,
         input=input_text,
         capture_output=True,
         text=True,
-        env=git_env(env),
+        env=git_env(env, cwd, config),
     )
     if result.returncode != 0:
         raise GitError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.strip() or result.stdout.strip()}")
+    return result.stdout
+
+
+def git_bytes(cwd: Path, *args: str) -> bytes:
+    """A git command's output as bytes (a blob as it is stored)."""
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, env=git_env(None, cwd))
+    if result.returncode != 0:
+        raise GitError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.decode(errors='replace').strip()}")
     return result.stdout
 
 
@@ -98,7 +168,7 @@ def merge_commits(repo: Path, ours: str, theirs: str) -> tuple[str, list[str]]:
     """Three-way merge of two commits without touching any worktree: (the merged tree, the paths
     that conflict). A conflicted path holds the usual conflict markers in that tree."""
     args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs]
-    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, env=git_env())
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, env=git_env(None, repo))
     if result.returncode not in (0, 1):  # 1 means "merged, with conflicts"
         raise GitError(f"git {' '.join(args)} failed in {repo}: {result.stderr.strip()}")
     tree, *conflicts = [line for line in result.stdout.split("\n") if line]

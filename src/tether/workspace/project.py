@@ -1,12 +1,14 @@
 """The project's own environment: what its checks and commands run with, never Tether's.
 
 A plan says how to set the environment up (commands run in the sandbox, with the network only if
-allowed), where it lives and what the sandbox gets from it (PATH entries, variables, folders laid
-into the worktree). It comes from the policy's `[environment]` or, when that has no `setup`, from
-the repository's layout. The environment is built once per digest of the plan and of the files
-it depends on (manifests and lockfiles), in a cache folder outside every worktree, and mounted
-read-only into each run's sandbox at the same path; the project's own code is never installed
-into it, so commands always import the worktree's code (PYTHONPATH for Python)."""
+allowed), where it lives and what the sandbox gets from it (PATH entries, the folders the project
+imports from, folders laid into the worktree). It comes from the policy's `[environment]` or, when
+that has no `setup`, from the repository's layout, and it is always read from a commit a person
+vouched for (the run's base), never from a worktree the agent writes: `CommitFiles` reads git's
+objects. The environment is built once per digest of the plan and of the files it depends on
+(manifests and lockfiles), in a cache folder outside every worktree (see provision.py), and mounted
+read-only into each run's sandbox at the same path; the project's own code is never imported from
+it, so commands always import the worktree's code (PYTHONPATH for Python)."""
 
 from __future__ import annotations
 
@@ -14,15 +16,18 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from tether.errors import TetherError
 from tether.policy.schema import EnvironmentPolicy
+from tether.workspace.git import GitError, git, git_bytes
 
 ENV_VARIABLE = "TETHER_ENV"  # the environment's folder, as setup commands see it
 _PYTHON_MANIFESTS = ("pyproject.toml", "setup.py", "setup.cfg", "uv.lock", "poetry.lock", "Pipfile.lock")
@@ -30,6 +35,57 @@ _REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "requirements-test.
                  "requirements_test.txt", "dev-requirements.txt", "test-requirements.txt")
 _TEST_GROUPS = ("test", "tests", "testing", "dev")
 _NODE_LOCKS = {"pnpm-lock.yaml": "pnpm", "package-lock.json": "npm", "yarn.lock": "yarn"}
+_LOCKS = ("uv.lock", "poetry.lock")  # exact pins, given to pip as constraints
+CONSTRAINTS = "constraints.txt"  # in the environment's folder, written by Tether from a lock
+GENERATED = "generated"  # in the environment's folder: files the build wrote into the source tree
+MANIFEST_LIMIT = 4 << 20
+
+
+@dataclass(frozen=True)
+class CommitFiles:
+    """The files of one commit, read from git's objects: nothing the agent wrote can be among them."""
+    repo: Path
+    commit: str
+
+    @cached_property
+    def top(self) -> dict[str, str]:
+        """Top-level entries: name -> kind (blob, tree, commit)."""
+        entries: dict[str, str] = {}
+        for record in git(self.repo, "ls-tree", "-z", self.commit).split("\0"):
+            if record:
+                meta, name = record.split("\t", 1)
+                entries[name] = meta.split(" ")[1]
+        return entries
+
+    def has(self, name: str) -> bool:
+        return self.top.get(name) == "blob"
+
+    def read(self, name: str) -> bytes | None:
+        """A top-level file's bytes (None when it is absent, not a plain file, or over the limit)."""
+        if not self.has(name):
+            return None
+        try:
+            size = int(git(self.repo, "cat-file", "-s", f"{self.commit}:{name}").strip())
+            if size > MANIFEST_LIMIT:
+                return None
+            return git_bytes(self.repo, "cat-file", "blob", f"{self.commit}:{name}")
+        except (GitError, ValueError):
+            return None
+
+    def text(self, name: str) -> str | None:
+        data = self.read(name)
+        try:
+            return data.decode("utf-8") if data is not None else None
+        except UnicodeDecodeError:
+            return None
+
+    @cached_property
+    def src_packages(self) -> bool:
+        """Whether `src/` holds packages (a src layout)."""
+        if self.top.get("src") != "tree":
+            return False
+        listing = git(self.repo, "ls-tree", "-r", "-z", "--name-only", f"{self.commit}:src")
+        return any(name.count("/") == 1 and name.endswith("/__init__.py") for name in listing.split("\0"))
 
 
 @dataclass(frozen=True)
@@ -41,14 +97,15 @@ class Plan:
     inputs: list[str]  # files of the repository whose content the environment depends on
     python_path: list[str] = field(default_factory=list)  # worktree folders the project imports from
     note: str = ""  # what was detected, in a sentence
+    files: dict[str, str] = field(default_factory=dict)  # written into the environment's folder before setup
 
-    def digest(self, worktree: Path) -> str:
+    def digest(self, source: CommitFiles) -> str:
         digest = hashlib.sha256()
-        digest.update(json.dumps([self.kind, self.setup, self.path, self.mounts, sys.version_info[:2],
+        digest.update(json.dumps([self.kind, self.setup, self.path, self.mounts, self.files, sys.version_info[:2],
                                   sys.base_prefix]).encode())
         for name in sorted(self.inputs):
-            file = worktree / name
-            digest.update(name.encode() + b"\0" + (file.read_bytes() if file.is_file() else b"-") + b"\0")
+            data = source.read(name)
+            digest.update(name.encode() + b"\0" + (data if data is not None else b"-") + b"\0")
         return digest.hexdigest()[:24]
 
 
@@ -57,57 +114,56 @@ class ProjectEnv:
     """A prepared environment, as the sandbox uses it."""
     folder: Path
     path: list[Path]
-    variables: dict[str, str]
-    mounts: dict[str, Path]  # worktree-relative target -> folder to lay there, read-only
+    python_path: list[str]  # workdir-relative folders the project imports from ("." is the workdir)
+    mounts: dict[str, Path]  # workdir-relative target -> folder to lay there, read-only
+    generated: list[str] = field(default_factory=list)  # files in folder/generated to lay into each workdir
 
 
 def cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tether" / "envs"
+    return Path(os.path.realpath(Path(base) / "tether" / "envs"))
 
 
-def plan_for(policy: EnvironmentPolicy, worktree: Path) -> Plan:
+def plan_for(policy: EnvironmentPolicy, source: CommitFiles) -> Plan:
     """The policy's plan when it names setup commands, otherwise what the layout suggests."""
     if policy.setup is not None:
         return Plan("declared", list(policy.setup), list(policy.path), dict(policy.mounts),
-                    list(policy.inputs) or _found(worktree, [*_PYTHON_MANIFESTS, *_REQUIREMENTS, "package.json",
-                                                             *_NODE_LOCKS]),
-                    python_path=_python_path(worktree), note="setup from [environment]")
-    return detect(worktree)
+                    list(policy.inputs) or _found(source, [*_PYTHON_MANIFESTS, *_REQUIREMENTS, "package.json",
+                                                           *_NODE_LOCKS]),
+                    python_path=_python_path(source), note="setup from [environment]")
+    return detect(source)
 
 
-def detect(worktree: Path) -> Plan:
-    node = next((tool for lock, tool in _NODE_LOCKS.items() if (worktree / lock).is_file()), None)
-    if node is None and (worktree / "package.json").is_file():
+def detect(source: CommitFiles) -> Plan:
+    node = next((tool for lock, tool in _NODE_LOCKS.items() if source.has(lock)), None)
+    if node is None and source.has("package.json"):
         node = "npm"
     if node is not None:
-        return _node_plan(worktree, node)
-    manifests = _found(worktree, [*_PYTHON_MANIFESTS, *_REQUIREMENTS])
-    if manifests or any(worktree.glob("*.py")) or (worktree / "src").is_dir():
-        return _python_plan(worktree, manifests)
+        return _node_plan(source, node)
+    manifests = _found(source, [*_PYTHON_MANIFESTS, *_REQUIREMENTS])
+    if manifests or any(name.endswith(".py") and kind == "blob" for name, kind in source.top.items()) \
+            or source.top.get("src") == "tree":
+        return _python_plan(source, manifests)
     return Plan("none", [], [], {}, [], note="no known project layout: commands use the system's tools")
 
 
-def _found(worktree: Path, names: list[str]) -> list[str]:
-    return [name for name in names if (worktree / name).is_file()]
+def _found(source: CommitFiles, names: list[str]) -> list[str]:
+    return [name for name in names if source.has(name)]
 
 
-def _python_path(worktree: Path) -> list[str]:
-    src = worktree / "src"
-    has_src_packages = src.is_dir() and any(child.is_dir() and (child / "__init__.py").exists()
-                                            for child in src.iterdir())
-    return ["src", "."] if has_src_packages else ["."]
+def _python_path(source: CommitFiles) -> list[str]:
+    return ["src", "."] if source.src_packages else ["."]
 
 
-def _python_requirements(worktree: Path) -> tuple[list[str], list[str]]:
+def _python_requirements(source: CommitFiles) -> tuple[list[str], list[str]]:
     """(requirement strings, how they were found) from pyproject.toml: the project's dependencies
     and its test extras or dependency groups; the project itself is not installed."""
-    pyproject = worktree / "pyproject.toml"
-    if not pyproject.is_file():
+    text = source.text("pyproject.toml")
+    if text is None:
         return [], []
     try:
-        data = tomllib.loads(pyproject.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
         return [], ["pyproject.toml does not parse"]
     project = data.get("project") or {}
     wanted = [str(item) for item in project.get("dependencies") or []]
@@ -137,43 +193,73 @@ def _group(groups: dict, name: str, seen: set[str]) -> list[str]:
     return items
 
 
-def _python_plan(worktree: Path, manifests: list[str]) -> Plan:
+def lock_pins(name: str, text: str) -> dict[str, str]:
+    """The exact versions a uv.lock or poetry.lock pins, for pip's constraints: one version per
+    package from a package index (a package locked at several versions for different platforms, or
+    from a path, a URL or git, is left to pip)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return {}
+    seen: dict[str, set[str]] = {}
+    for package in data.get("package") or []:
+        if not isinstance(package, dict) or not package.get("name") or not package.get("version"):
+            continue
+        source = package.get("source")
+        if name == "uv.lock" and not (isinstance(source, dict) and "registry" in source):
+            continue  # the project itself (editable, virtual), a path, a URL or git
+        if name == "poetry.lock" and isinstance(source, dict) and source.get("type") not in (None, "legacy"):
+            continue
+        canonical = re.sub(r"[-_.]+", "-", str(package["name"])).lower()
+        seen.setdefault(canonical, set()).add(str(package["version"]))
+    return {package: versions.pop() for package, versions in sorted(seen.items()) if len(versions) == 1}
+
+
+def _python_plan(source: CommitFiles, manifests: list[str]) -> Plan:
     pip = f'"${ENV_VARIABLE}/venv/bin/python" -m pip install --quiet --disable-pip-version-check'
     setup = [f'python3 -m venv "${ENV_VARIABLE}/venv"', f"{pip} --upgrade pip"]
-    wanted, sources = _python_requirements(worktree)
-    requirement_files = _found(worktree, list(_REQUIREMENTS))
+    wanted, sources = _python_requirements(source)
+    files: dict[str, str] = {}
+    lock = next((name for name in _LOCKS if source.has(name)), None)
+    pins = lock_pins(lock, source.text(lock) or "") if lock else {}
+    if pins:
+        files[CONSTRAINTS] = "".join(f"{package}=={version}\n" for package, version in pins.items())
+        pip += f' -c "${ENV_VARIABLE}/{CONSTRAINTS}"'
+        sources.append(f"{len(pins)} pins from {lock}")
+    requirement_files = _found(source, list(_REQUIREMENTS))
     if requirement_files:
         setup.append(f"{pip} " + " ".join(f"-r {name}" for name in requirement_files))
         sources += requirement_files
     packages = [*dict.fromkeys([*wanted, "pytest"])]
     setup.append(f"{pip} " + " ".join(_quote(item) for item in packages))
-    if _found(worktree, ["pyproject.toml", "setup.py"]):
-        # The project's metadata (importlib.metadata.version, entry points), not its code: the
-        # worktree's code comes first on PYTHONPATH. Optional: a project that will not build still runs.
+    if _found(source, ["pyproject.toml", "setup.py"]):
+        # The project's metadata (importlib.metadata.version, entry points) and the files its build
+        # generates (a version file), not its code: the worktree's code comes first on PYTHONPATH.
+        # Optional: a project that will not build still runs.
         setup.append(f"{pip} --no-deps . || echo 'tether: the project itself could not be installed; "
                      "its metadata will be missing'")
     found = ", ".join(sources) or "no declared dependencies"
-    return Plan("python", setup, ["venv/bin"], {}, manifests, python_path=_python_path(worktree),
-                note=f"Python ({found}; pytest), in a virtualenv; the worktree's code on PYTHONPATH")
+    return Plan("python", setup, ["venv/bin"], {}, manifests, python_path=_python_path(source),
+                note=f"Python ({found}; pytest), in a virtualenv; the worktree's code on PYTHONPATH", files=files)
 
 
-def _node_plan(worktree: Path, tool: str) -> Plan:
-    manifests = _found(worktree, ["package.json", *_NODE_LOCKS, "pnpm-workspace.yaml", ".npmrc"])
+def _node_plan(source: CommitFiles, tool: str) -> Plan:
+    manifests = _found(source, ["package.json", *_NODE_LOCKS, "pnpm-workspace.yaml", ".npmrc"])
     copy = f'cp {" ".join(manifests)} "${ENV_VARIABLE}/" && cd "${ENV_VARIABLE}"'
     install = {"npm": "npm ci --no-audit --no-fund" if "package-lock.json" in manifests else "npm install",
-               "pnpm": f"npx --yes pnpm@{_pnpm_major(worktree)} install --frozen-lockfile "
+               "pnpm": f"npx --yes pnpm@{_pnpm_major(source)} install --frozen-lockfile "
                 "--config.manage-package-manager-versions=false",  # the lock names it; no second download
                "yarn": "npx --yes yarn@1 install --frozen-lockfile"}[tool]
     return Plan("node", [f"{copy} && {install}"], ["node_modules/.bin"], {"node_modules": "node_modules"},
                 manifests, note=f"Node ({tool} from {', '.join(manifests)}), node_modules laid into the worktree")
 
 
-def _pnpm_major(worktree: Path) -> str:
+def _pnpm_major(source: CommitFiles) -> str:
     try:
-        manager = json.loads((worktree / "package.json").read_text()).get("packageManager") or ""
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        manager = json.loads(source.text("package.json") or "{}").get("packageManager") or ""
+    except (json.JSONDecodeError, AttributeError):
         manager = ""
-    version = manager.removeprefix("pnpm@") if manager.startswith("pnpm@") else ""
+    version = manager.removeprefix("pnpm@") if isinstance(manager, str) and manager.startswith("pnpm@") else ""
     return version.split(".")[0] if version[:1].isdigit() else "9"
 
 
@@ -181,44 +267,43 @@ def _quote(item: str) -> str:
     return "'" + item.replace("'", "'\\''") + "'"
 
 
-SetupRunner = Callable[[str, Path], tuple[bool, str]]  # (command, environment folder) -> (ok, output tail)
-
-
-def prepare(plan: Plan, worktree: Path, run_setup: SetupRunner) -> tuple[ProjectEnv | None, bool]:
-    """(the environment, whether it was built now). A cached one is reused; otherwise the setup
-    commands run one by one in its folder (built where it will stay: virtualenvs hold absolute
-    paths), under a lock that makes a concurrent run of the same digest wait and then reuse it.
-    Raises SetupFailed with the command and the tail of its output; nothing half-built is kept."""
+def prepare(plan: Plan, source: CommitFiles, build: Callable[[Path], list[str]]) -> tuple[ProjectEnv | None, bool]:
+    """(the environment, whether it was built now). A cached one is reused; otherwise `build`
+    sets it up in its folder (built where it will stay: virtualenvs hold absolute paths) and says
+    which generated files it kept, under a lock that makes a concurrent run of the same digest
+    wait and then reuse it. `build` raises SetupFailed; nothing half-built is kept."""
     if plan.kind == "none":
         return None, False
-    folder = cache_root() / plan.digest(worktree)
+    folder = cache_root() / plan.digest(source)
     folder.parent.mkdir(parents=True, exist_ok=True)
     built = False
     with folder.with_name(folder.name + ".lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (folder / ".complete").is_file():
+        marker = folder / ".complete"
+        if not marker.is_file():
             shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir()
             try:
-                for command in plan.setup:
-                    ok, tail = run_setup(command, folder)
-                    if not ok:
-                        raise SetupFailed(command, tail)
+                for name, content in plan.files.items():
+                    (folder / name).write_text(content)
+                generated = build(folder)
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
-            (folder / ".complete").write_text(json.dumps({"plan": plan.setup, "note": plan.note}))
+            marker.write_text(json.dumps({"plan": plan.setup, "note": plan.note, "generated": generated}))
             built = True
-        os.utime(folder / ".complete")  # its last use, for tether gc --envs
-    python_path = os.pathsep.join(str(worktree / entry) if entry != "." else str(worktree)
-                                  for entry in plan.python_path)
-    return ProjectEnv(folder, [folder / entry for entry in plan.path],
-                      {"PYTHONPATH": python_path} if python_path else {},
-                      {target: folder / source for target, source in plan.mounts.items()}), built
+        os.utime(marker)  # its last use, for tether gc --envs
+        try:
+            generated = list(json.loads(marker.read_text()).get("generated") or [])
+        except (json.JSONDecodeError, AttributeError):
+            generated = []
+    return ProjectEnv(folder, [folder / entry for entry in plan.path], list(plan.python_path),
+                      {target: folder / source_ for target, source_ in plan.mounts.items()}, generated), built
 
 
 class SetupFailed(TetherError):
-    def __init__(self, command: str, tail: str):
+    def __init__(self, command: str, tail: str, note: str = ""):
         super().__init__(f"environment setup failed at `{command}`:\n{tail}")
         self.command = command
         self.tail = tail
+        self.note = note  # what the plan was, in a sentence

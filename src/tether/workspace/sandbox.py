@@ -24,8 +24,8 @@ from tether.policy.schema import SandboxPolicy
 from tether.workspace import limits
 from tether.workspace.environment import sandbox_environment
 from tether.workspace.git import common_dir, git_env
-from tether.workspace.identity import SANDBOX_GID, SANDBOX_UID, drops_root, hand_over
-from tether.workspace.project import ENV_VARIABLE, ProjectEnv
+from tether.workspace.identity import account_files, drops_root, hand_over, sandbox_uid
+from tether.workspace.project import ENV_VARIABLE, ProjectEnv, cache_root
 
 OUTPUT_HEAD = 4_000
 OUTPUT_TAIL = 12_000
@@ -38,6 +38,11 @@ _WATCH_INTERVAL_S = 0.05
 
 class SandboxUnavailable(TetherError):
     pass
+
+
+class MountRefused(TetherError):
+    """A folder or file the sandbox would show is not what it must be (a symlink on its way, or
+    outside the folder it belongs to): nothing is run."""
 
 
 def require_sandbox(policy: SandboxPolicy) -> None:
@@ -70,7 +75,8 @@ class ExecResult:
 class Sandbox:
     """`workdir` is writable; `read_only` folders are visible; `frozen` files inside `workdir` are
     read-only; `overlays` put a file Tether made over a visible one (a git config without its
-    credentials)."""
+    credentials). `judging`: the command is a check whose verdict counts, so the interpreter's
+    start-up hooks and bytecode caches in the folder are not trusted (see `_judging_env`)."""
     policy: SandboxPolicy
     workdir: Path
     network: bool = False
@@ -80,24 +86,29 @@ class Sandbox:
     project: ProjectEnv | None = None  # the project's environment, mounted read-only
     building: Path | None = None  # an environment being set up: writable, and the only one
     writable: list[Path] = field(default_factory=list)  # more folders the command may write (an agent's home)
+    judging: bool = False
 
     def __post_init__(self) -> None:
         require_sandbox(self.policy)
-        self.env, self.dropped_env = _sandbox_env(self.policy, self.project, self.building)
+        self.workdir = Path(os.path.realpath(self.workdir))
+        self.env, self.dropped_env = _sandbox_env(self.policy, self.project, self.building, self.workdir,
+                                                  self.judging)
         self.as_user = self.policy.mode == "bwrap" and drops_root()
+        self.uid = sandbox_uid(self.workdir)
         if self.as_user:
-            hand_over(self.workdir)
+            hand_over(self.workdir, self.uid)
             if self.building is not None:
-                hand_over(self.building)
+                hand_over(self.building, self.uid)
             for folder in self.writable:
-                hand_over(folder)
-        self._bwrap_prefix = self._bwrap_args() if self.policy.mode == "bwrap" else []
+                hand_over(folder, self.uid)
+        if self.policy.mode == "bwrap":
+            self._bwrap_args()  # refuse a sandbox that cannot be made before anything runs in it
 
     def describe(self) -> dict[str, object]:
         return {
             "mode": self.policy.mode,
             "network": self.network,
-            "user": f"{SANDBOX_UID}:{SANDBOX_GID}" if self.as_user else str(os.geteuid()),
+            "user": f"{self.uid}:{self.uid}" if self.as_user else str(os.geteuid()),
             "memory_mb": self.policy.memory_mb,
             "tmp_mb": self.policy.tmp_mb,
             "cpu_s": self.policy.cpu_s,
@@ -112,10 +123,12 @@ class Sandbox:
         shell = ["/bin/bash", "-c", command]
         if self.policy.mode == "none":
             return shell
-        if self.as_user:  # bwrap mounts as root; the command itself runs as nobody, with no way back
-            shell = ["setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_GID}", "--clear-groups",
+        if self.as_user:  # bwrap mounts as root; the command itself runs as the run's user, with no way back
+            shell = ["setpriv", f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups",
                      "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--", *shell]
-        return [*self._bwrap_prefix, *shell]
+        # Made for every command: what it checks (mount sources, mount points) the last command may
+        # have changed.
+        return [*self._bwrap_args(), *shell]
 
     def _bwrap_args(self) -> list[str]:
         args = ["bwrap", "--die-with-parent", "--new-session"]
@@ -144,26 +157,37 @@ class Sandbox:
             elif os.path.isdir(path):
                 binds.append(("--ro-bind", path, path))
                 bound.append(Path(path))
+        # The system, the caller's toolchain and the policy's own paths: named by people, resolved.
         for path in [*map(Path, _SYSTEM_DIRS), *_toolchain_dirs(), *map(Path, self.policy.ro_paths),
                      *self.read_only]:
             resolved = path.resolve()
             if resolved.is_dir() and not any(resolved.is_relative_to(b) for b in bound):
                 binds.append(("--ro-bind", str(resolved), str(resolved)))
                 bound.append(resolved)
+        # Folders Tether made (their own paths resolved: a parent may be a link a person made).
+        workdir = str(self.workdir)
         if self.project is not None:
-            binds.append(("--ro-bind", str(self.project.folder), str(self.project.folder)))
+            binds.append(("--ro-bind", os.path.realpath(self.project.folder), os.path.realpath(self.project.folder)))
         if self.building is not None:
-            binds.append(("--bind", str(self.building), str(self.building)))
-        binds += [("--bind", str(folder.resolve()), str(folder.resolve())) for folder in self.writable]
-        workdir = str(self.workdir.resolve())
+            binds.append(("--bind", os.path.realpath(self.building), os.path.realpath(self.building)))
+        binds += [("--bind", os.path.realpath(folder), os.path.realpath(folder)) for folder in self.writable]
         binds.append(("--bind", workdir, workdir))
+        if self.judging:
+            shadow = str(_shadow_folder())
+            binds.append(("--ro-bind", shadow, shadow))
+        # What a command could have written: checked, as in `_real` and `_real_file`.
         for target, source in (self.project.mounts if self.project is not None else {}).items():
-            (self.workdir / target).mkdir(parents=True, exist_ok=True)  # the mount point, an ignored folder
-            binds.append(("--ro-bind", str(source), str(self.workdir.resolve() / target)))
+            # The source must be the environment's own folder, no link on its way (a postinstall
+            # that makes node_modules a link to / would otherwise show the host's root).
+            real_source = _real(source, Path(os.path.realpath(self.project.folder)))  # type: ignore[union-attr]
+            binds.append(("--ro-bind", real_source, mount_point(self.workdir, target)))
         for path in self.frozen:  # after the worktree's bind, so that they lie over it
-            if path.exists():
-                binds.append(("--ro-bind", str(path), str(path)))
-        binds += [("--ro-bind", str(source), str(target)) for target, source in self.overlays.items()]
+            if os.path.lexists(path):
+                binds.append(("--ro-bind", _real_file(path, self.workdir), str(path)))
+        binds += [("--ro-bind", os.path.realpath(source), str(target)) for target, source in self.overlays.items()]
+        if self.as_user:  # the run's user has a name, for programs that look it up
+            binds += [("--ro-bind", str(source), str(target))
+                      for target, source in account_files(self.uid, cache_root().parent / "accounts").items()]
         # bwrap would give the folders leading to a mount the modes of the host's (/root is 0700):
         # made first, open, so that the unprivileged user can reach what is mounted below them.
         for folder in _leading_folders([Path(dest) for _, _, dest in binds], bound):
@@ -173,12 +197,17 @@ class Sandbox:
         return [*args, "--chdir", workdir, "--"]
 
     def run(self, command: str, timeout_s: float) -> ExecResult:
+        try:
+            argv = self.argv(command)
+        except MountRefused as exc:  # nothing ran: the reason is the command's result
+            message = f"[tether: not run: {exc}]"
+            return ExecResult(126, message, hashlib.sha256(message.encode()).hexdigest(), 0.0, False, False)
         group = limits.ResourceGroup(self.policy)
         started = time.perf_counter()
         try:
             with tempfile.TemporaryFile() as sink:
                 process = subprocess.Popen(
-                    self.argv(command), cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL,
+                    argv, cwd=self.workdir, env=self.env, stdin=subprocess.DEVNULL,
                     stdout=sink, stderr=subprocess.STDOUT, start_new_session=True,
                     preexec_fn=limits.preexec(self.policy, group),
                 )
@@ -244,6 +273,50 @@ def _free_bytes(path: Path) -> int:
     return stats.f_bavail * stats.f_frsize
 
 
+def _real(path: Path, inside: Path) -> str:
+    """A folder a command wrote, as a bind source: with no symlink at any component below
+    `inside` (a resolved folder of Tether's), and inside it."""
+    text = os.path.normpath(os.path.abspath(path))
+    real = os.path.realpath(text)
+    if real != text:
+        raise MountRefused(f"refusing to show {text} in the sandbox: it leads through a symlink (to {real})")
+    if not Path(real).is_relative_to(inside):
+        raise MountRefused(f"refusing to show {text} in the sandbox: it is outside {inside}")
+    if not os.path.isdir(real):
+        raise MountRefused(f"refusing to show {text} in the sandbox: it is not a folder")
+    return real
+
+
+def _real_file(path: Path, inside: Path) -> str:
+    """A file a command could have replaced, as a bind source: a regular file, reached without
+    symlinks, inside `inside`."""
+    text = os.path.normpath(os.path.abspath(path))
+    real = os.path.realpath(text)
+    if real != text or not os.path.isfile(real):
+        raise MountRefused(f"refusing to show {text} in the sandbox: it is not a regular file reached "
+                           "without symlinks")
+    if not Path(real).is_relative_to(inside):
+        raise MountRefused(f"refusing to show {text} in the sandbox: it is outside {inside}")
+    return real
+
+
+def mount_point(workdir: Path, target: str) -> str:
+    """Make the folder `target` inside `workdir` for a mount, as Tether's own: a symlink, a file or
+    anything else the agent left at any part of that path is removed first (the agent's ignored
+    files there are shadowed by the mount anyway)."""
+    root = Path(os.path.realpath(workdir))
+    current = root
+    for part in Path(target).parts:
+        if part in ("", ".", "..", "/"):
+            raise MountRefused(f"refusing to mount at {target!r}: not a plain path inside the worktree")
+        current = current / part
+        if os.path.islink(current) or (os.path.lexists(current) and not os.path.isdir(current)):
+            current.unlink()
+        if not os.path.lexists(current):
+            current.mkdir()
+    return str(current)
+
+
 def _leading_folders(destinations: list[Path], mounted: list[Path]) -> list[Path]:
     """The folders above the mount points that no mount provides, shallowest first."""
     folders = {parent for dest in destinations for parent in dest.parents}
@@ -306,8 +379,32 @@ _SETUP_VARIABLES = re.compile(r"^(PIP_|UV_|NPM_CONFIG_|npm_config_|PNPM_|YARN_|P
                               r"REQUESTS_CA_BUNDLE|CURL_CA_BUNDLE|NODE_EXTRA_CA_CERTS)$")
 
 
-def _sandbox_env(policy: SandboxPolicy, project: ProjectEnv | None = None,
-                 building: Path | None = None) -> tuple[dict[str, str], list[str]]:
+# Interpreter start-up hooks a check's folder could plant: an empty module of each name, first on
+# PYTHONPATH, so that the one in the folder is never the one imported.
+_STARTUP_HOOKS = ("sitecustomize.py", "usercustomize.py")
+
+
+def _shadow_folder() -> Path:
+    folder = cache_root().parent / "shadow"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in _STARTUP_HOOKS:
+        hook = folder / name
+        if not hook.is_file() or hook.stat().st_size:
+            hook.write_text("")
+    folder.chmod(0o755)
+    return folder
+
+
+def _judging_env(python_path: list[str]) -> dict[str, str]:
+    """What a check whose verdict counts runs with: no start-up hook from the folder (sitecustomize,
+    usercustomize; .pth files are only read from site-packages, which are the environment's), no
+    user site, and bytecode only from a private cache in its own /tmp (never a planted __pycache__)."""
+    return {"PYTHONPATH": os.pathsep.join([str(_shadow_folder()), *python_path]),
+            "PYTHONNOUSERSITE": "1", "PYTHONPYCACHEPREFIX": "/tmp/.tether-pycache"}
+
+
+def _sandbox_env(policy: SandboxPolicy, project: ProjectEnv | None, building: Path | None, workdir: Path,
+                 judging: bool) -> tuple[dict[str, str], list[str]]:
     passed = list(policy.pass_env)
     if building is not None:
         passed += [name for name in os.environ if _SETUP_VARIABLES.match(name)]
@@ -323,8 +420,12 @@ def _sandbox_env(policy: SandboxPolicy, project: ProjectEnv | None = None,
         "GIT_CONFIG_KEY_0": "safe.directory",
         "GIT_CONFIG_VALUE_0": "*",
     })
-    if project is not None:
-        env.update(project.variables)
+    python_path = [str(workdir / entry) if entry != "." else str(workdir)
+                   for entry in (project.python_path if project is not None else [])]
+    if python_path:
+        env["PYTHONPATH"] = os.pathsep.join(python_path)
+    if judging:
+        env.update(_judging_env(python_path))
     if building is not None:
         env[ENV_VARIABLE] = str(building)
     return env, dropped

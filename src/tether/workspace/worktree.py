@@ -44,6 +44,24 @@ SNAPSHOT_FILE_LIMIT = 8 << 20  # larger written files take the full snapshot
 _EMPTY_REPOSITORY = re.compile(r"error: '.*' does not have a commit checked out")
 
 
+def registered_git_dir(repo: Path, path: Path) -> Path:
+    """A worktree's own git directory, found from the repository's side (its `gitdir` files), never
+    from the `.git` file inside the worktree, which the agent's commands could rewrite."""
+    expected = path / ".git"
+    admin = common_dir(repo) / "worktrees"
+    try:
+        candidates = sorted(admin.iterdir())
+    except FileNotFoundError:  # git removes the folder with the last worktree (another run's)
+        candidates = []
+    for candidate in candidates:
+        try:  # other runs add and remove their worktrees while this one looks
+            if Path((candidate / "gitdir").read_text().strip()) == expected:
+                return candidate
+        except OSError:
+            continue
+    raise GitError(f"{path} is not a registered worktree of {repo}")
+
+
 class WorkspaceTampered(Exception):
     """The worktree's `.git` pointer was changed: git would follow it out of the run's worktree."""
 
@@ -82,21 +100,15 @@ class Worktree:
 
     @cached_property
     def git_dir(self) -> Path:
-        """The worktree's own git directory, found from the repository's side (its `gitdir` files),
-        never from the `.git` file inside the worktree, which the agent's commands could rewrite."""
-        expected = self.path / ".git"
-        admin = common_dir(self.repo) / "worktrees"
-        try:
-            candidates = sorted(admin.iterdir())
-        except FileNotFoundError:  # git removes the folder with the last worktree (another run's)
-            candidates = []
-        for candidate in candidates:
-            try:  # other runs add and remove their worktrees while this one looks
-                if Path((candidate / "gitdir").read_text().strip()) == expected:
-                    return candidate
-            except OSError:
-                continue
-        raise GitError(f"{self.path} is not a registered worktree of {self.repo}")
+        return registered_git_dir(self.repo, self.path)
+
+    def exclude(self, paths: list[str]) -> None:
+        """Leave these worktree paths out of every snapshot (files Tether lays in, such as a version
+        file the environment's build generated)."""
+        lines = self.exclude_file.read_text().splitlines() if self.exclude_file.is_file() else []
+        wanted = [f"/{path}" for path in paths if f"/{path}" not in lines]
+        if wanted:
+            self.exclude_file.write_text("\n".join([*lines, *wanted]) + "\n")
 
     def _git(self, *args: str) -> str:
         # GIT_DIR and GIT_WORK_TREE: git must not discover anything from files the agent wrote.
@@ -255,6 +267,13 @@ def create_worktree(repo: Path, run_id: str, base_commit: str, ignores: list[str
         git(repo, "worktree", "add", "--quiet", "-b", worktree.branch, str(worktree.path), base_commit)
     hand_over(worktree.path)
     return worktree
+
+
+def add_detached_worktree(repo: Path, path: Path, commit: str) -> None:
+    """A checkout of `commit` that is Tether's alone (the environment's setup runs in it), on no branch."""
+    with worktree_lock(repo):
+        git(repo, "worktree", "add", "--quiet", "--detach", str(path), commit)
+    hand_over(path)
 
 
 def open_worktree(repo: Path, run_id: str, base_commit: str) -> Worktree:

@@ -1,0 +1,134 @@
+"""A clean copy of a tree: the folder a check whose verdict counts runs in. It holds the tree's
+files and nothing else (no ignored file, no bytecode cache, no build output the agent left in its
+worktree), written from git's objects by Tether itself, so no filter, attribute or hook runs. A
+check that passes there passes on a fresh checkout of the commit that is delivered."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import stat
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tether.paths import tether_dir
+from tether.workspace.files import write_regular
+from tether.workspace.git import GitError, git, git_env
+from tether.workspace.project import GENERATED, ProjectEnv
+
+
+def export_tree(repo: Path, tree: str, dest: Path) -> int:
+    """Write `tree`'s files under the empty folder `dest` (created); returns how many. Symlinks are
+    made as links (what they point at is the sandbox's business); a submodule is an empty folder."""
+    dest.mkdir(parents=True)
+    entries: list[tuple[str, str, str]] = []  # (mode, sha, path)
+    for record in git(repo, "ls-tree", "-r", "-z", "--full-tree", tree).split("\0"):
+        if record:
+            meta, path = record.split("\t", 1)
+            mode, _kind, sha = meta.split(" ")
+            entries.append((mode, sha, path))
+    blobs = [(mode, sha, path) for mode, sha, path in entries if mode != "160000"]
+    for mode, _sha, path in entries:
+        if mode == "160000":
+            _folder(dest, path).mkdir(parents=True, exist_ok=True)
+    if not blobs:
+        return 0
+    process = subprocess.Popen(["git", "cat-file", "--batch"], cwd=repo, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, env=git_env(None, repo))
+    assert process.stdin is not None and process.stdout is not None
+    feeder = threading.Thread(target=_feed, args=(process.stdin, [sha for _, sha, _ in blobs]), daemon=True)
+    feeder.start()
+    try:
+        for mode, sha, path in blobs:
+            header = process.stdout.readline().split()
+            if len(header) != 3 or header[0].decode() != sha:
+                raise GitError(f"git cat-file --batch: unexpected answer for {path} in {repo}")
+            data = process.stdout.read(int(header[2]))
+            process.stdout.read(1)  # the newline after each object
+            target = _folder(dest, path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if mode == "120000":
+                os.symlink(data, target)
+                continue
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                         0o755 if mode == "100755" else 0o644)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+    finally:
+        process.stdout.close()
+        process.wait()
+        feeder.join()
+    return len(blobs)
+
+
+def _feed(stdin, shas: list[str]) -> None:  # type: ignore[no-untyped-def]
+    try:
+        for start in range(0, len(shas), 1024):
+            stdin.write("".join(f"{sha}\n" for sha in shas[start:start + 1024]).encode())
+        stdin.close()
+    except BrokenPipeError:
+        pass
+
+
+def _folder(dest: Path, path: str) -> Path:
+    """`path` under `dest`, refusing a path that leaves it (a tree cannot hold one; a check anyway)."""
+    target = dest / path
+    if ".." in Path(path).parts or Path(path).is_absolute():
+        raise GitError(f"refusing to export {path!r}: not a plain path")
+    parent = os.path.realpath(target.parent)
+    if not Path(parent).is_relative_to(os.path.realpath(dest)):
+        raise GitError(f"refusing to export {path!r}: its folder leads outside the export")
+    return target
+
+
+def lay_generated(project: ProjectEnv | None, workdir: Path) -> list[str]:
+    """Lay the files the environment's build generated in the source tree (a version file) into
+    `workdir` where nothing is at their path (a file of the tree's own wins); returns the paths
+    that hold them. Never through a symlink."""
+    if project is None:
+        return []
+    laid = []
+    root = Path(os.path.realpath(workdir))
+    for relative in project.generated:
+        source = project.folder / GENERATED / relative
+        target = root / relative
+        parent = Path(os.path.realpath(target.parent))
+        if not parent.is_relative_to(root) or not source.is_file():
+            continue
+        if not os.path.lexists(target):
+            write_regular(root, target, source.read_bytes())
+            laid.append(relative)
+    return laid
+
+
+@contextmanager
+def checked_out(repo: Path, tree: str, project: ProjectEnv | None) -> Iterator[Path]:
+    """A clean export of `tree` (with the environment's generated files laid in) for the length
+    of the block, removed afterwards with whatever was written into it."""
+    folder = tether_dir(repo) / "checks" / secrets.token_hex(6)
+    folder.parent.mkdir(exist_ok=True)
+    try:
+        export_tree(repo, tree, folder)
+        lay_generated(project, folder)
+        yield folder
+    finally:
+        remove_folder(folder)
+
+
+def remove_folder(folder: Path) -> None:
+    """Remove a folder a sandboxed command wrote, even where it took its own permissions away."""
+    if os.geteuid() != 0 and os.path.isdir(folder) and not os.path.islink(folder):
+        with contextlib.suppress(OSError):
+            os.chmod(folder, stat.S_IRWXU)
+        for here, dirs, _files in os.walk(folder):  # top-down: each folder opened before it is entered
+            for name in dirs:
+                path = os.path.join(here, name)
+                if not os.path.islink(path):
+                    with contextlib.suppress(OSError):
+                        os.chmod(path, stat.S_IRWXU)
+    shutil.rmtree(folder, ignore_errors=True)
