@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from sqlalchemy import create_engine, text
 
 from tether.ledger import Ledger
 from tether.ledger import events as ev
+from tether.people import Actor
 from tether.policy import parse_policy
 from tether.runner import RunSpec, start_run
 
@@ -92,6 +94,19 @@ def ledger(sqlite_url: str) -> Iterator[Ledger]:
     store = Ledger(sqlite_url)
     yield store
     store.close()
+
+
+def person(name: str, via: str = "token", role: str = "approver") -> Actor:
+    """Someone already authenticated (the CLI and the web app authenticate; the library trusts them)."""
+    return Actor(name, via, role if via == "token" else None)  # type: ignore[arg-type]
+
+
+def token_for(repo: Path, name: str, role: str = "approver", db: str | None = None) -> str:
+    """A real token for `name`, made by the real CLI (the store's first admin is whoever can write it)."""
+    made = subprocess.run([sys.executable, "-m", "tether", "token", "create", "--name", name, "--role", role,
+                           "--json", *(["--db", db] if db else [])], cwd=repo, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    return json.loads(made.stdout)["token"]
 
 
 def script(path: Path, turns: list[dict[str, Any]]) -> str:

@@ -8,12 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHECK, FIX, call, payloads, run_scripted, script
-from tether.approvals import decide_approval, expire_approvals, list_pending, may_approve
+from tests.conftest import CHECK, FIX, call, payloads, person, run_scripted, script
+from tether.approvals import decide_approval, expire_approvals, list_pending
 from tether.ledger import Ledger
+from tether.people import os_user
 from tether.policy import parse_policy
+from tether.policy.approvers import may_approve
 from tether.policy.schema import ApprovalsPolicy
-from tether.runner import RunError, RunSpec, continue_run, current_user, start_run
+from tether.runner import RunError, RunSpec, continue_run, start_run
 
 POLICY = """
 [ownership.protected]
@@ -47,10 +49,12 @@ def test_request_names_run_step_action_paths_owners_and_deadline(ledger: Ledger,
 
 
 def test_non_owner_cannot_approve_but_may_deny(ledger: Ledger, paused: str):
-    with pytest.raises(RunError, match=r"mallory may not approve raindrops\.py: owners are @py-team, carol"):
-        decide_approval(ledger, paused, True, "mallory", "")
+    with pytest.raises(RunError, match=r"mallory may not approve: owners are @py-team, carol .*recorded on run"):
+        decide_approval(ledger, paused, True, person("mallory"), "")
     assert list_pending(ledger)  # still waiting
-    decide_approval(ledger, paused, False, "mallory", "looks risky")
+    (refused,) = [d for d in payloads(ledger, paused, "policy_decision") if d["rule"] == "approvals.not_owner"]
+    assert refused["paths"] == ["raindrops.py"] and "mallory" in refused["reason"]
+    decide_approval(ledger, paused, False, person("mallory"), "looks risky")
     summary = continue_run(ledger, paused)
     assert summary["approvals"][0]["decision"] == "denied"
     assert summary["interrupts"] == 2  # the request and a person's denial
@@ -58,7 +62,7 @@ def test_non_owner_cannot_approve_but_may_deny(ledger: Ledger, paused: str):
 
 @pytest.mark.parametrize("who", ["carol", "@carol", "alice", "bob", "root-admin"])
 def test_owner_team_member_or_admin_may_approve_and_the_decision_continues_the_run(ledger, paused, who):
-    decide_approval(ledger, paused, True, who, "ok")
+    decide_approval(ledger, paused, True, person(who), "ok")
     summary = continue_run(ledger, paused)
     assert summary["status"] == "succeeded"
     assert summary["approvals"][0] == {**summary["approvals"][0], "decision": "approved", "by": who}
@@ -105,7 +109,7 @@ def test_timeout_escalates_once_then_denies(ledger: Ledger, repo: Path, tmp_path
     (pending,) = list_pending(ledger)
     assert pending.request["owners"] == ["@oncall"] and pending.request["escalated"]
     with pytest.raises(RunError, match="owners are @oncall"):
-        decide_approval(ledger, run_id, True, "carol", "")  # the original owner had their chance
+        decide_approval(ledger, run_id, True, person("carol"), "")  # the original owner had their chance
     assert expire_approvals(ledger, now=later + 30) == []
     assert expire_approvals(ledger, now=later + 61) == [(run_id, "denied at timeout")]
 
@@ -113,7 +117,7 @@ def test_timeout_escalates_once_then_denies(ledger: Ledger, repo: Path, tmp_path
 def test_escalated_owner_approves(ledger: Ledger, repo: Path, tmp_path: Path):
     run_id = run_scripted(ledger, repo, tmp_path, TURNS, ESCALATING)["run_id"]
     expire_approvals(ledger, now=time.time() + 61)
-    decide_approval(ledger, run_id, True, "oncall", "covering for py-team")
+    decide_approval(ledger, run_id, True, person("oncall"), "covering for py-team")
     assert continue_run(ledger, run_id)["status"] == "succeeded"
 
 
@@ -125,14 +129,14 @@ def test_escalation_policy_needs_owners_and_timeout():
 
 
 def test_the_person_who_asked_is_never_the_approver(ledger, repo, tmp_path):
-    policy = '[ownership.protected]\n"LICENSE" = ["@me"]\n[approvals]\nadmins = ["' + current_user() + '"]\n'
+    policy = '[ownership.protected]\n"LICENSE" = ["@me"]\n[approvals]\nadmins = ["' + os_user() + '"]\n'
     turns = [call("write_file", path="LICENSE", content="mine\n"), call("submit", summary="done")]
-    inline = run_scripted(ledger, repo, tmp_path, turns, policy, approver=lambda request: (True, current_user(), "ok"))
+    inline = run_scripted(ledger, repo, tmp_path, turns, policy, approver=lambda request: (True, os_user(), "ok"))
     assert inline["status"] == "awaiting_approval"  # the inline yes of the requester did not count
     decisions = payloads(ledger, inline["run_id"], "policy_decision")
     assert any(d["rule"] == "approvals.requester" for d in decisions)
-    with pytest.raises(RunError, match=r"asked for run .* may not approve its own request"):
-        decide_approval(ledger, inline["run_id"], True, current_user(), "ok")
+    with pytest.raises(RunError, match=r"asked for this run and may not approve its own request"):
+        decide_approval(ledger, inline["run_id"], True, person(os_user(), "os_user"), "ok")
     queued = start_run(ledger, RunSpec("task", repo, parse_policy(policy, Path("t.toml")),
                                        model=script(tmp_path / "q.json", turns), requested_by="carol"))
-    decide_approval(ledger, queued["run_id"], True, current_user(), "reviewed")  # an admin who did not ask
+    decide_approval(ledger, queued["run_id"], True, person(os_user(), "os_user"), "reviewed")  # an admin, not the asker

@@ -10,7 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import CHECK, FIX, bash, call, git, script
+from tests.conftest import CHECK, FIX, bash, call, git, script, token_for
+from tether.people import os_user
 
 TETHER = [sys.executable, "-m", "tether"]
 
@@ -52,10 +53,10 @@ def test_exit_codes_for_stopped_and_paused_runs(repo: Path, tmp_path: Path):
                     script(tmp_path / "b.json", [call("write_file", path="LICENSE", content="x")]), cwd=repo)
     assert paused.returncode == 4
     run_id = json.loads(paused.stdout)["run_id"]
-    denied = tether("deny", run_id, "--reason", "no", "--as", "erin", "--json", cwd=repo)
+    denied = tether("deny", run_id, "--reason", "no", "--json", cwd=repo)
     assert denied.returncode == 3  # continued, then the one-step budget stopped it
     after = json.loads(denied.stdout)
-    assert after["approvals"][0]["by"] == "erin" and after["approvals"][0]["decision"] == "denied"
+    assert after["approvals"][0]["by"] == os_user() and after["approvals"][0]["decision"] == "denied"
     assert after["denials"][-1]["rule"] == "budget.max_steps"
 
 
@@ -68,10 +69,12 @@ def test_a_paused_run_shows_the_diff_to_approve_and_the_commands(repo: Path, tmp
     for text in (paused.stderr, tether("approvals", cwd=repo).stdout):
         flat = " ".join(text.split())
         assert "-MIT License" in flat and "+Apache License" in flat
-        assert f"tether approve {run_id} --as legal" in flat and f"tether deny {run_id}" in flat
+        assert "as @legal" in flat and f"tether approve {run_id} --reason" in flat
+        assert f"tether deny {run_id}" in flat
     listed = json.loads(tether("approvals", "--json", cwd=repo).stdout)
     assert "+Apache License" in listed[0]["diff"]
-    refused = tether("approve", run_id, "--as", "mallory", cwd=repo)
+    mallory = token_for(repo, "mallory")
+    refused = tether("approve", run_id, cwd=repo, env={**os.environ, "TETHER_TOKEN": mallory})
     assert refused.returncode == 2 and "mallory may not approve" in refused.stderr
 
 

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).parents[1] / "src" / "tether"
 LAYERS = [
     {"errors", "paths", "redact", "stats", "samples"},
     {"policy"},
-    {"ledger"},
+    {"ledger", "people"},
     {"workspace", "models", "lease"},
     {"guard"},
     {"agents", "backtest", "gateway", "delivery", "gate"},

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHECK, FIX, bash, call, event_types, git, payloads, run_scripted
+from tests.conftest import CHECK, FIX, bash, call, event_types, git, payloads, person, run_scripted
 from tether.approvals import decide_approval
 from tether.ledger import Ledger
 from tether.runner import RunError, continue_run
@@ -229,20 +229,20 @@ def test_protected_write_pauses_until_approved_then_continues(ledger, repo, tmp_
     assert request["owners"] == ["@legal"] and request["paths"] == ["LICENSE"]
     with pytest.raises(RunError, match="still waits"):
         continue_run(ledger, run_id)
-    decide_approval(ledger, run_id, True, "legal", "fine")
+    decide_approval(ledger, run_id, True, person("legal"), "fine")
     done = continue_run(ledger, run_id)
     assert done["status"] == "succeeded"
     assert done["approvals"][0]["decision"] == "approved" and done["approvals"][0]["by"] == "legal"
     assert branch_file(repo, done["branch"], "LICENSE") == "new licence\n"
     assert ledger.verify(run_id).ok
     with pytest.raises(RunError, match="is succeeded"):
-        decide_approval(ledger, run_id, True, "bob", "")
+        decide_approval(ledger, run_id, True, person("bob"), "")
 
 
 def test_denied_approval_is_returned_to_the_model(ledger, repo, tmp_path):
     turns = [call("write_file", path="LICENSE", content="new\n"), SUBMIT]
     paused = run_scripted(ledger, repo, tmp_path, turns, PROTECTED)
-    decide_approval(ledger, paused["run_id"], False, "carol", "licence changes need legal review")
+    decide_approval(ledger, paused["run_id"], False, person("carol"), "licence changes need legal review")
     done = continue_run(ledger, paused["run_id"])
     result = payloads(ledger, done["run_id"], "tool_result")[0]
     assert result["executed"] is False
@@ -273,8 +273,8 @@ def test_inline_approval_by_someone_not_an_owner_waits_for_an_owner(ledger, repo
     assert refused and f"{who} may not approve" in refused[0]["reason"]
     assert not payloads(ledger, summary["run_id"], "approval_decided")
     with pytest.raises(RunError, match="may not approve"):
-        decide_approval(ledger, summary["run_id"], True, who, "again")
-    decide_approval(ledger, summary["run_id"], True, "@legal", "fine")
+        decide_approval(ledger, summary["run_id"], True, person(who), "again")
+    decide_approval(ledger, summary["run_id"], True, person("@legal"), "fine")
     done = continue_run(ledger, summary["run_id"])
     assert done["status"] == "succeeded"
     assert branch_file(repo, done["branch"], "LICENSE") == "relicensed\n"

@@ -10,8 +10,9 @@ from typing import Any
 from tether.ledger import Ledger
 from tether.ledger import events as ev
 from tether.ledger.queries import pending_approval, requester_of, run_policy
+from tether.people import Actor
 from tether.policy import Policy
-from tether.policy.approvers import may_approve
+from tether.policy.approvers import is_admin, refusal
 from tether.runner import RunError
 
 TIMEOUT_DECIDER = "tether (timeout)"
@@ -35,23 +36,38 @@ def _run_policy(ledger: Ledger, run_id: str) -> Policy:
     return policy
 
 
-def decide_approval(ledger: Ledger, run_ref: str, approved: bool, by: str, reason: str) -> str:
-    """Record a person's decision on the request a run waits on. Only an owner (or an admin) may
-    approve; anyone may deny."""
+def decide_approval(ledger: Ledger, run_ref: str, approved: bool, actor: Actor, reason: str,
+                    on_behalf_of: str | None = None) -> str:
+    """Record an authenticated person's decision on the request a run waits on. Only an owner (or a
+    team member, or an admin) may approve, never whoever asked for the run; anyone may deny; a
+    viewer decides nothing. `on_behalf_of`: an admin records someone else's decision, as theirs,
+    with the admin named. A refusal is recorded on the run (the rule and who tried) and raised."""
     run = ledger.get_run(run_ref)
     if run.status != "awaiting_approval":
         raise RunError(f"run {run.id} is {run.status}, not awaiting approval")
-    request = pending_approval(ledger.events(run.id))
+    events = ledger.events(run.id)
+    request = pending_approval(events)
     if request is None:
         raise RunError(f"run {run.id} has no pending approval request")
     policy = _run_policy(ledger, run.id).approvals
-    requester = requester_of(ledger.events(run.id))
-    if approved and requester is not None and by == requester:
-        raise RunError(f"{by} asked for run {run.id} and may not approve its own request; an owner must")
-    if approved and not may_approve(by, request["owners"], policy):
-        raise RunError(f"{by} may not approve {', '.join(request['paths'])}: owners are "
-                       f"{', '.join(request['owners'])} (or an admin of the policy)")
-    decided = ev.ApprovalDecided(call_id=request["call_id"], approved=approved, by=by, reason=reason, by_person=True)
+    by = on_behalf_of.lstrip("@") if on_behalf_of else actor.name
+    refused: tuple[str, str] | None = None
+    if not actor.may_decide:
+        refused = ("approvals.role", f"{actor.describe()} may view runs but not decide on them")
+    elif on_behalf_of and not (actor.role == "admin" or is_admin(actor.name, policy)):
+        refused = ("approvals.on_behalf", f"{actor.describe()} may not decide on behalf of {by}: only an admin "
+                   "records another person's decision")
+    else:
+        refused = refusal(by, approved, request["owners"], policy, requester_of(events),
+                          acting=actor.name if on_behalf_of else None)
+    if refused is not None:
+        rule, why = refused
+        ledger.record(run.id, ev.PolicyDecision(verdict="ask", rule=rule, reason=f"refused: {why}",
+                                                paths=request["paths"], owners=request["owners"],
+                                                call_id=request["call_id"], step=request["step"]))
+        raise RunError(f"{why} (recorded on run {run.id})")
+    decided = ev.ApprovalDecided(call_id=request["call_id"], approved=approved, by=by, reason=reason, by_person=True,
+                                 via=actor.via, acting=actor.name if on_behalf_of else None)
     ledger.record(run.id, decided)
     return run.id
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import getpass
 import hashlib
 import time
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from tether.ledger.fleet import Fleet
 from tether.ledger.queries import HELD, held_reason, pending_approval, summarize
 from tether.ledger.store import new_run_id
 from tether.models import Provider, make_provider
+from tether.people import os_user
 from tether.policy import Policy
 from tether.policy.load import org_limits
 from tether.policy.schema import TierPolicy
@@ -66,13 +66,6 @@ class RunSpec:
     base_branch: str | None = None  # default: the branch checked out in repo
     canary: str | None = None  # the canary that routed this queued task to `arm`
     arm: Literal["candidate", "current"] | None = None
-
-
-def current_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _fleet_gate(ledger: Ledger, repo: str, run_id: str) -> FleetGate:
@@ -134,7 +127,7 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     except GitError:
         ledger.update_run(run_id, status="failed", owner=None)  # never started: nothing to resume
         raise
-    requested_by = spec.requested_by or current_user()
+    requested_by = spec.requested_by or os_user()
     session = _session(ledger, run_id, policy, provider, worktree, on_event, approver, requested_by, name)
     system_prompt = spec.system_prompt or policy.agent.system_prompt or SYSTEM_PROMPT
     context = named_files_context(repo, base_commit, spec.instruction) \
@@ -146,7 +139,7 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
         base_url=spec.base_url, architecture=architecture, policy=policy.model_dump(mode="json"),
         policy_file=str(spec.policy_path) if spec.policy_path else None, policy_sha256=policy_digest,
         system_prompt=system_prompt, context=context or None, sandbox=session.sandbox.describe(),
-        user=current_user(), source=spec.source, parent_run_id=spec.parent_run_id, requested_by=requested_by,
+        user=os_user(), source=spec.source, parent_run_id=spec.parent_run_id, requested_by=requested_by,
         base_branch=spec.base_branch or current_branch(repo), repo_url=spec.repo_url, configuration=configuration,
         tier=tier.name if tier else None, tier_delivery=tier.delivery if tier else None, canary=spec.canary,
         arm=spec.arm,
@@ -205,7 +198,7 @@ def continue_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None
                        "can be continued")
     events = ledger.events(run.id)
     session, started = _rebuild(ledger, run.id, events, on_event, approver)
-    session.record(ev.RunContinued(reason="approval decided", user=current_user()))
+    session.record(ev.RunContinued(reason="approval decided", user=os_user()))
     return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events,
                   agent_of(started), started.context)
 
@@ -243,7 +236,7 @@ def resume_run(ledger: Ledger, run_ref: str, on_event: EventSink | None = None,
         return _summary(ledger, run.id)
     session, started = _rebuild(ledger, run.id, events, on_event, approver)
     in_flight = _in_flight(events)
-    session.record(ev.RunResumed(user=current_user(), tree=session.tree, reexecuting=in_flight))
+    session.record(ev.RunResumed(user=os_user(), tree=session.tree, reexecuting=in_flight))
     agent = agent_of(started)
     # An external agent's conversation died with it: it starts again on the work so far, told so.
     task = f"{started.task}\n\n{AGENT_RESUMED}" if agent is not None else started.task
@@ -284,7 +277,7 @@ def _resume_held(ledger: Ledger, run_id: str, on_event: EventSink | None,
     if agent_of(events[0].data) is not None:  # its gateway stops an agent's run; it is never held
         raise RunError(f"run {run_id} was an external agent's; it cannot be held, so not resumed from a hold")
     session, started = _rebuild(ledger, run_id, events, on_event, approver)
-    session.record(ev.RunResumed(user=current_user(), tree=session.tree, reexecuting=[], after=held.rule))
+    session.record(ev.RunResumed(user=os_user(), tree=session.tree, reexecuting=[], after=held.rule))
     return _drive(ledger, session, owner, started.system_prompt or SYSTEM_PROMPT, started.task, events,
                   context=started.context)
 

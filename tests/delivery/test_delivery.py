@@ -20,8 +20,8 @@ from tether.delivery.deliver import deliver, redelivery_due
 from tether.delivery.remotes import DeliveryError, parse_remote, push_branch
 from tether.ledger import Ledger
 from tether.ledger import events as ev
+from tether.people import os_user
 from tether.policy import PolicyError, parse_policy
-from tether.runner import current_user
 
 TOKEN_ENV = "TEST_FORGE_TOKEN"
 WRONG = "def convert(number):\n    return str(number)\n"
@@ -46,7 +46,7 @@ class World:
 @pytest.fixture(params=["github", "gitlab", "gitea"])
 def world(request: pytest.FixtureRequest, repo: Path, tmp_path: Path,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    (repo / "CODEOWNERS").write_text(f"raindrops.py @alice @{current_user()}\n")
+    (repo / "CODEOWNERS").write_text(f"raindrops.py @alice @{os_user()}\n")
     git(repo, "add", "CODEOWNERS")
     git(repo, "-c", "user.email=dev@example.com", "-c", "user.name=Dev", "commit", "-qm", "owners")
     root = tmp_path / "forge"

@@ -5,12 +5,13 @@ gateway. What is checked is what happened in the repository and the log, from ou
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import git
+from tests.conftest import git, token_for
 from tests.gateway.test_external_agents import FIX, GUARDED, binary
 
 TETHER = [sys.executable, "-m", "tether"]
@@ -84,8 +85,8 @@ def test_codex_waits_for_the_owner_of_a_patched_file_then_resumes_its_session(re
     (request,) = summary["approvals"]
     assert request["owners"] == ["alice"] and "+    sounds = " in request["diff"]
     assert git(repo, "show", f"{summary['branch']}:raindrops.py") == git(repo, "show", "HEAD:raindrops.py")
-    approved = subprocess.run([*TETHER, "approve", summary["run_id"], "--as", "alice", "--json"], cwd=repo,
-                              capture_output=True, text=True, timeout=300)
+    approved = subprocess.run([*TETHER, "approve", summary["run_id"], "--json"], cwd=repo, capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "TETHER_TOKEN": token_for(repo, "alice")})
     done = json.loads(approved.stdout)
     assert approved.returncode == 0 and done["status"] == "succeeded", approved.stderr
     assert git(repo, "show", f"{done['branch']}:raindrops.py") == FIX

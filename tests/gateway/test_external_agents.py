@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git, script
+from tests.conftest import git, script, token_for
 from tests.gateway.serve import serving
 from tether.gateway.core import Gateway, issue_token
 from tether.ledger import Ledger
@@ -236,11 +236,11 @@ def test_a_write_to_an_owned_file_waits_for_its_owner_and_the_agent_goes_on(repo
     assert request["owners"] == ["alice"] and "+    sounds = " in request["diff"]
     assert git(repo, "show", f"{summary['branch']}:raindrops.py") == git(repo, "show", "HEAD:raindrops.py")
     tether = [sys.executable, "-m", "tether"]
-    refused = subprocess.run([*tether, "approve", summary["run_id"], "--as", "mallory"], cwd=repo,
-                             capture_output=True, text=True)
+    refused = subprocess.run([*tether, "approve", summary["run_id"]], cwd=repo, capture_output=True, text=True,
+                             env={**os.environ, "TETHER_TOKEN": token_for(repo, "mallory")})
     assert refused.returncode == 2 and "may not approve" in refused.stderr
-    approved = subprocess.run([*tether, "approve", summary["run_id"], "--as", "alice", "--json"], cwd=repo,
-                              capture_output=True, text=True, timeout=300)
+    approved = subprocess.run([*tether, "approve", summary["run_id"], "--json"], cwd=repo, capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "TETHER_TOKEN": token_for(repo, "alice")})
     done = json.loads(approved.stdout)
     assert approved.returncode == 0 and done["status"] == "succeeded", approved.stderr
     assert git(repo, "show", f"{done['branch']}:raindrops.py") == FIX

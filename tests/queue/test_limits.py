@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FIX, bash, call, event_types, payloads, run_scripted, script
+from tests.conftest import FIX, bash, call, event_types, payloads, person, run_scripted, script
 from tests.queue.helpers import start_worker, tether
 from tether import lease
 from tether.approvals import decide_approval
@@ -151,5 +151,5 @@ def test_a_task_waits_for_an_approval_and_its_worker_continues_the_run(ledger: L
     first = execute(ledger, task)
     assert first["wait"] and first["status"] == "awaiting_approval"
     assert execute(ledger, task)["status"] == "awaiting_approval"  # still undecided: nothing moves
-    decide_approval(ledger, "t-owned", True, "alice", "fine")
+    decide_approval(ledger, "t-owned", True, person("alice"), "fine")
     assert execute(ledger, task)["status"] == "succeeded"

@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.conftest import git, payloads, run_scripted
 from tether.ledger import Ledger
 from tether.policy.schema import EnvironmentPolicy
-from tether.workspace.project import CommitFiles, detect, lock_pins, plan_for
+from tether.workspace.project import CommitFiles, detect, plan_for
 
 
 def committed(folder: Path) -> CommitFiles:

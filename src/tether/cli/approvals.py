@@ -23,6 +23,7 @@ from tether.cli.common import (
     out,
     terminal_approver,
 )
+from tether.people import acting
 from tether.render.runs import print_approval_request
 from tether.render.steps import StepPrinter
 from tether.render.text import table_of
@@ -58,11 +59,13 @@ def approvals(
         print_approval_request(out, pending.run_id, pending.request)
 
 
-def _decide(run_id: str, approved: bool, who: str | None, reason: str, repo: Path, db: str | None,
+def _decide(run_id: str, approved: bool, on_behalf_of: str | None, reason: str, repo: Path, db: str | None,
             resume: bool, as_json: bool) -> None:
     with open_ledger(db, repo) as ledger:
-        decided = decide_approval(ledger, run_id, approved, who or runner.current_user(), reason)
-        err.print(f"recorded: {'approved' if approved else 'denied'} by {who or runner.current_user()}")
+        actor = acting(ledger)
+        decided = decide_approval(ledger, run_id, approved, actor, reason, on_behalf_of)
+        by = f"{on_behalf_of} (recorded by {actor.describe()})" if on_behalf_of else actor.describe()
+        err.print(f"recorded: {'approved' if approved else 'denied'} by {by}")
         if not resume:
             return
         summary = runner.continue_run(ledger, decided, on_event=StepPrinter(err),
@@ -71,21 +74,25 @@ def _decide(run_id: str, approved: bool, who: str | None, reason: str, repo: Pat
     finish_run(summary, as_json, budget)
 
 
+AS_HELP = ("An admin recording another person's decision on their behalf (recorded as such). You are "
+           "otherwise the OS user running this, or the holder of $TETHER_TOKEN.")
+
+
 @app.command()
-def approve(run_id: str, who: Annotated[str | None, typer.Option("--as", help="Who approves.")] = None,
+def approve(run_id: str, who: Annotated[str | None, typer.Option("--as", help=AS_HELP)] = None,
             reason: Annotated[str, typer.Option(help="Why.")] = "", repo: RepoOpt = Path("."), db: DbOpt = None,
             resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue the run now.")] = True,
             as_json: JsonOpt = False) -> None:
     """Approve the write a paused run waits on, and continue the run.
 
-    Example: tether approve 20261130-0012 --as alice --reason "reviewed the diff"
+    Example: tether approve 20261130-0012 --reason "reviewed the diff"
     """
     _decide(run_id, True, who, reason, repo, db, resume, as_json)
 
 
 @app.command()
 def deny(run_id: str, reason: Annotated[str, typer.Option(help="Why (returned to the agent).")],
-         who: Annotated[str | None, typer.Option("--as", help="Who denies.")] = None, repo: RepoOpt = Path("."),
+         who: Annotated[str | None, typer.Option("--as", help=AS_HELP)] = None, repo: RepoOpt = Path("."),
          db: DbOpt = None,
          resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue the run now.")] = True,
          as_json: JsonOpt = False) -> None:

@@ -11,8 +11,8 @@ import typer
 from tether.cli.common import ByOpt, DbOpt, JsonOpt, UrlOpt, app, err, fail, open_ledger, out, repository_name
 from tether.gate.canary import CanaryStatus, canaries, start_canary, status, stop_canary
 from tether.ledger.fleet import Fleet
+from tether.people import os_user
 from tether.render.canary import canary_html, print_canary
-from tether.runner import current_user
 
 canary_app = typer.Typer(help="Canaries: a candidate configuration on a share of the queued tasks. Example: "
                          "tether canary status")
@@ -49,7 +49,7 @@ def canary_start(
     """
     scope = repository_name(repo or Path("."), url) if repo is not None or url is not None else None
     with open_ledger(db, repo or Path(".")) as ledger:
-        canary = start_canary(ledger, candidate, share=share, repo=scope, by=by or current_user(),
+        canary = start_canary(ledger, candidate, share=share, repo=scope, by=by or os_user(),
                               org_text=Fleet(ledger).org_policy(), alpha=alpha, min_tasks=min_tasks,
                               max_tasks=max_tasks, cost_tolerance=cost_tolerance)
     if as_json:
@@ -98,5 +98,5 @@ def canary_stop(
     Example: tether canary stop canary-20261130-0900-1a2b3c --reason "cand.toml is now tether.toml"
     """
     with open_ledger(db, repo or Path(".")) as ledger:
-        stop_canary(ledger, canary_id, by=by or current_user(), reason=reason)
+        stop_canary(ledger, canary_id, by=by or os_user(), reason=reason)
     out.print(f"canary {canary_id} stopped")

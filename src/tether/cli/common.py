@@ -16,11 +16,11 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.prompt import Confirm, Prompt
 
-from tether import runner
 from tether.agents.session import Approver
 from tether.ledger import DB_ENV, Ledger, default_db_url
 from tether.ledger.fleet import Fleet
 from tether.ledger.queries import run_policy
+from tether.people import os_user
 from tether.policy import Policy, find_policy
 from tether.queue.tasks import Tasks
 from tether.render.runs import print_approval_request, print_summary
@@ -80,10 +80,10 @@ def terminal_approver() -> Approver | None:
         err.print(f"\n[bold cyan]Approval needed[/] from {', '.join(request['owners'])}: {request['action']}")
         err.print(f"  {request['reason']}")
         show_diff(err, request.get("diff", ""))
-        err.print(f"  only an owner may approve; you are {runner.current_user()}; anyone may deny")
+        err.print(f"  only an owner may approve; you are {os_user()}; anyone may deny")
         approved = Confirm.ask("  Approve?", console=err, default=False)
         reason = Prompt.ask("  Reason", console=err, default="")
-        return approved, runner.current_user(), reason
+        return approved, os_user(), reason
 
     return ask
 

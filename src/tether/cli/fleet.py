@@ -8,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from tether import runner
 from tether.cli.common import (
     DbOpt,
     JsonOpt,
@@ -20,6 +19,7 @@ from tether.cli.common import (
     out,
 )
 from tether.ledger.fleet import ORG_POLICY, Fleet, today
+from tether.people import os_user
 from tether.policy import parse_policy
 from tether.policy.load import org_limits, read_policy_text
 from tether.workspace.git import repo_root
@@ -48,7 +48,7 @@ def brake(everything: AllOpt = False, repo_scope: RepoScopeOpt = None, task_scop
     """
     scope = _switch_scope(everything, repo_scope, task_scope)
     with open_ledger(db, repo_scope or Path(".")) as ledger:
-        Fleet(ledger).set_switch(scope, reason, runner.current_user())
+        Fleet(ledger).set_switch(scope, reason, os_user())
     err.print(f"brake on [bold]{scope}[/]: matching runs stop at their next step")
 
 

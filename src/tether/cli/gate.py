@@ -14,8 +14,8 @@ from tether.gate.ladder import configurations, evaluate, pin, tier_state
 from tether.gate.outcomes import report_outcome
 from tether.ledger import events as ev
 from tether.ledger.fleet import Fleet
+from tether.people import os_user
 from tether.policy.load import org_tiers
-from tether.runner import current_user
 
 
 @app.command("gate")
@@ -38,7 +38,7 @@ def gate_command(
     --reason "incident 42"
     """
     root = repository_name(repo, url)
-    who = by or current_user()
+    who = by or os_user()
     with open_ledger(db, repo) as ledger:
         tiers = org_tiers(Fleet(ledger).org_policy())
         if not tiers:
@@ -101,5 +101,5 @@ def outcome_command(
     if outcome not in get_args(ev.Outcome):
         raise fail(f"outcome must be one of {', '.join(get_args(ev.Outcome))}, got {outcome!r}")
     with open_ledger(db, repo) as ledger:
-        reported = report_outcome(ledger, run_id, outcome, by=by or current_user(), reason=reason)  # type: ignore[arg-type]
+        reported = report_outcome(ledger, run_id, outcome, by=by or os_user(), reason=reason)  # type: ignore[arg-type]
     out.print(f"{run_id}: {reported.outcome}, reported by {reported.by}")

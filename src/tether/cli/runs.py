@@ -31,6 +31,7 @@ from tether.cli.common import (
 from tether.demo import DEFAULT_DEMO_MODEL, DEMO_TURNS, instruction, prepare_demo, verdict
 from tether.ledger import UnknownRun
 from tether.ledger.queries import run_policy, summarize
+from tether.people import os_user
 from tether.policy import POLICY_FILE, find_policy, load_policy
 from tether.queue.tasks import TaskError
 from tether.render.runs import print_events, print_finding, print_replay, print_summary
@@ -261,7 +262,7 @@ def cancel(task_id: Annotated[str, typer.Argument(help="Task id or a unique pref
             found = tasks.cancel(task_id, reason)
         except TaskError as not_a_task:
             try:
-                summary = runner.cancel_run(ledger, task_id, reason, runner.current_user())
+                summary = runner.cancel_run(ledger, task_id, reason, os_user())
             except (runner.RunError, UnknownRun) as exc:
                 raise fail(f"{not_a_task}; {exc}") from exc
             err.print(f"run {summary['run_id']} cancelled; its work is on {summary['branch']}")

@@ -25,7 +25,7 @@ from tether.guard.scopes import CommandRules, PathDenied, WriteRules, resolve_in
 from tether.ledger.meters import Meters
 from tether.models import ToolCall
 from tether.models.tools import TOOLS, WRITE_TOOLS
-from tether.policy.approvers import may_approve
+from tether.policy.approvers import refusal
 from tether.policy.ownership import CODEOWNERS_LOCATIONS, Ownership
 from tether.policy.schema import Policy
 from tether.workspace.files import read_regular
@@ -113,14 +113,8 @@ class Guard:
     def may_decide(self, ask: Decision, approved: bool, by: str) -> Decision | None:
         """None when `by` may give this answer to `ask`; else the refusal (anyone may deny, only an
         owner or an admin may approve, and never whoever asked for the run)."""
-        if approved and self.requested_by is not None and by == self.requested_by:
-            return Decision("ask", "approvals.requester", f"{by} asked for this run and may not approve its own "
-                            "request; an owner must", ask.paths, ask.owners)
-        if approved and not may_approve(by, ask.owners, self.policy.approvals):
-            return Decision("ask", "approvals.not_owner",
-                            f"{by} may not approve: owners are {', '.join(ask.owners)} (or an admin)",
-                            ask.paths, ask.owners)
-        return None
+        refused = refusal(by, approved, ask.owners, self.policy.approvals, self.requested_by)
+        return Decision("ask", *refused, ask.paths, ask.owners) if refused is not None else None
 
     def decide(self, ask: Decision, decided: Approval) -> Decision:
         """What an answered ask comes to: the call goes ahead, or is denied with the decider's reason."""

@@ -47,6 +47,8 @@ class EventType(StrEnum):
     TIER_CHANGED = "tier_changed"
     CANARY_STARTED = "canary_started"
     CANARY_DECIDED = "canary_decided"
+    TOKEN_CREATED = "token_created"
+    TOKEN_REVOKED = "token_revoked"
     RUN_PAUSED = "run_paused"
     RUN_CONTINUED = "run_continued"
     RUN_RESUMED = "run_resumed"
@@ -257,6 +259,10 @@ class ApprovalDecided(Payload):
     by: str
     reason: str
     by_person: bool = Field(description="False when Tether decided (a timeout, an unattended run)")
+    via: Literal["os_user", "token"] | None = Field(
+        None, description="how the decider was authenticated: the OS user running `tether approve`, or a "
+        "token; None for a decision taken at the run's own terminal, or by Tether")
+    acting: str | None = Field(None, description="the admin who recorded this decision on behalf of `by`")
 
     @model_validator(mode="before")
     @classmethod
@@ -432,6 +438,24 @@ class CanaryDecided(Payload):
     by: str
     tasks: int
     evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class TokenCreated(Payload):
+    """A person's token was made (in the store's access log): who holds it, what it may do, who made it."""
+
+    type = EventType.TOKEN_CREATED
+    token_id: str
+    name: str
+    token_role: Literal["viewer", "approver", "admin"]
+    by: str
+    expires_at: float | None = None
+
+
+class TokenRevoked(Payload):
+    type = EventType.TOKEN_REVOKED
+    token_id: str
+    name: str
+    by: str
 
 
 class RunPaused(Payload):

@@ -119,3 +119,19 @@ eval_cells = Table(
     Column("scored_at", Float),
     Column("score", Text),
 )
+
+# People's tokens (the web app, `TETHER_TOKEN` for the CLI): the name is the identity the owner check
+# uses, the role what the holder may do. Only the sha256 of a token is kept.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("expires_at", Float),
+    Column("revoked_at", Float),
+    Column("revoked_by", String(200)),
+)

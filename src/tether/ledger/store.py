@@ -30,7 +30,8 @@ from tether.redact import mask, mask_payload, secret_values
 DB_ENV = "TETHER_DB"
 GATE_SOURCE = "gate"  # a (repository, configuration)'s log of tier decisions, not a run
 CANARY_SOURCE = "canary"  # a canary's log of its start and decisions, not a run
-NOT_RUNS = (GATE_SOURCE, CANARY_SOURCE)
+ACCESS_SOURCE = "access"  # the store's log of who was given access (tokens) and who took it away
+NOT_RUNS = (GATE_SOURCE, CANARY_SOURCE, ACCESS_SOURCE)
 
 
 class LedgerError(TetherError):

@@ -17,9 +17,9 @@ from tether.errors import TetherError
 from tether.ledger import Ledger
 from tether.ledger import events as ev
 from tether.ledger.fleet import Fleet
+from tether.people import os_user
 from tether.policy import find_policy
 from tether.queue import engine
-from tether.runner import current_user
 from tether.workspace.git import repo_root
 from tether.workspace.mirror import check_url
 
@@ -89,7 +89,7 @@ class Tasks:
         nonce = secrets.token_hex(8)
         task = {"id": task_id, "instruction": instruction, "repo": name, "key": key, "priority": priority,
                 "policy": str(policy.resolve()) if policy else None, "model": model, "submitted_at": time.time(),
-                "submitted_by": current_user(), "nonce": nonce, "source": source, "branch": branch}
+                "submitted_by": os_user(), "nonce": nonce, "source": source, "branch": branch}
         self.client.enqueue({"workflow_name": engine.WORKFLOW, "queue_name": engine.QUEUE, "workflow_id": task_id,
                              "priority": priority + 1}, task)  # DBOS counts from 1
         stored = self._input(task_id)
@@ -148,7 +148,7 @@ class Tasks:
         task = self.get(ref)
         if task.state in ("succeeded", "failed", "cancelled"):
             raise TaskError(f"task {task.id} is already {task.state}")
-        Fleet(self.ledger).set_switch(f"task:{task.id}", reason, current_user())
+        Fleet(self.ledger).set_switch(f"task:{task.id}", reason, os_user())
         self.client.cancel_workflow(task.id)
         return self.get(task.id)
 

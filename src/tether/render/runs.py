@@ -91,9 +91,9 @@ def print_approval_request(console: Console, run_id: str, request: dict[str, Any
     if request.get("model_reason"):
         console.print(f"  the model said: {escape(request['model_reason'].strip()[-500:])}", soft_wrap=True)
     show_diff(console, request.get("diff", ""))
-    first_owner = request["owners"][0].lstrip("@") if request["owners"] else "OWNER"
-    console.print(f"  approve: tether approve {run_id} --as {first_owner} --reason '...'", soft_wrap=True)
-    console.print(f"  deny:    tether deny {run_id} --reason '...'", soft_wrap=True)
+    console.print(f"  approve (as {owners}, signed in as yourself or with $TETHER_TOKEN): "
+                  f"tether approve {run_id} --reason '...'", soft_wrap=True)
+    console.print(f"  deny (anyone):    tether deny {run_id} --reason '...'", soft_wrap=True)
 
 
 def print_finding(console: Console, finding: Any) -> None:
