@@ -99,8 +99,8 @@ def test_a_denied_patch_to_an_owned_file_is_never_applied(repo: Path, tmp_path: 
     (repo / "tether.toml").write_text(GUARDED.replace('"raindrops_test.py" = ["@qa"]', '"raindrops.py" = ["alice"]'))
     code, summary, stderr = tether_run(repo, [patch_turn(), patch_turn(), {"content": "I could not."}], tmp_path)
     assert code == 4, stderr
-    denied = subprocess.run([*TETHER, "deny", summary["run_id"], "--as", "alice", "--reason", "not like this",
-                             "--json"], cwd=repo, capture_output=True, text=True, timeout=300)
+    denied = subprocess.run([*TETHER, "deny", summary["run_id"], "--reason", "not like this", "--json"], cwd=repo,
+                            capture_output=True, text=True, timeout=300)
     done = json.loads(denied.stdout)
     assert done["status"] == "failed", denied.stderr  # the checks still fail: nothing was written
     assert git(repo, "show", f"{done['branch']}:raindrops.py") == git(repo, "show", "HEAD:raindrops.py")

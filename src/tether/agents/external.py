@@ -81,7 +81,8 @@ def run_external(session: Session, agent: str, task: str) -> None:
 
     gateway = Gateway(session.log.ledger, upstream=session.provider)
     token, _ = issue_token(session.log.ledger, "agent", session.provider.name, session.policy, run_id=session.run_id)
-    run = gateway.attach(token, session, hooks=not agent.startswith("command:"))
+    run = gateway.attach(token, session, hooks=not agent.startswith("command:"),
+                         agent=agent if agent in ("claude-code", "codex") else None)
     port = _free_port()  # the sandbox's own loopback; free on the host too, for a sandbox without bwrap
     url = f"http://127.0.0.1:{port}"
     env = {"HOME": str(home), "TETHER_GATEWAY_URL": url, "TETHER_GATEWAY_TOKEN": token}

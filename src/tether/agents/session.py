@@ -14,7 +14,7 @@ from typing import Any
 from tether.guard.brakes import BrakeHit
 from tether.guard.budgets import check_wall, wall_deadline
 from tether.guard.decisions import Decision, RoleDone, RunFailed, RunHeld, RunPaused, RunStopped, RunSucceeded
-from tether.guard.guard import Guard, describe_action
+from tether.guard.guard import DIFF_LIMIT, Guard, describe_action
 from tether.guard.runlog import Approval, RunLog
 from tether.guard.scopes import resolve_in_worktree
 from tether.ledger import canonical_json
@@ -47,6 +47,7 @@ class ToolOutcome:
     finished: bool = False  # submit with every required check passing
     write_limited: bool = False  # the command was killed for writing more than the step may
     rework: bool = False  # a submit the required checks sent back
+    timed_out: bool = False  # the command ran past its timeout and was killed
 
 
 @dataclass(frozen=True)
@@ -232,19 +233,29 @@ class Session:
                 changed = self.worktree.diff(previous, tree).paths
             total = combined([self.worktree.diff(self.base_tree, tree), *self.unintegrated]) \
                 if self.guard.needs_total else None
-            refusal = self.guard.after_tool(call, changed, ignored, outcome.write_limited, total)
-            if refusal is not None:
+            deleted = self.worktree.deleted(previous, tree) if self.guard.judges_deletions else []
+            refusal = self.guard.after_tool(call, changed, ignored, outcome.write_limited, total, deleted)
+
+            def roll_back() -> None:
                 self.worktree.restore(previous)
                 self.worktree.remove_files(ignored)
+
+            if refusal is not None and refusal.verdict == "ask":  # a deletion someone must approve
+                diff = self.worktree.patch(previous, tree, refusal.paths, DIFF_LIMIT)
+                answer = self._ask(step, call, refusal, diff=diff, before_pause=roll_back)
+                refusal = None if answer.verdict == "allow" else answer
+            if refusal is not None:
+                roll_back()
                 self.record(refusal.as_event(step, call.id, rolled_back=True))
                 observation += f"\n\n[tether] This step was rolled back: {refusal.reason}"
                 tree, changed = previous, []
-                outcome = ToolOutcome(False, observation, outcome.exit_code, outcome.output_digest, outcome.duration_s)
+                outcome = ToolOutcome(False, observation, outcome.exit_code, outcome.output_digest, outcome.duration_s,
+                                      timed_out=outcome.timed_out)
         self.tree = tree
         hit = self.record(ev.ToolResult(
             step=step, call_id=call.id, executed=True, ok=outcome.ok, exit_code=outcome.exit_code,
             output_digest=outcome.output_digest, duration_s=round(outcome.duration_s, 4), tree=tree,
-            changed=changed, observation=observation, rework=outcome.rework,
+            changed=changed, observation=observation, rework=outcome.rework, timed_out=outcome.timed_out,
         ))
         fleet = self.guard.fleet
         if fleet is not None and refusal is not None and refusal.rule == "fleet.max_lines_per_day_per_repo":
@@ -265,14 +276,17 @@ class Session:
             duration_s=0.0, tree=self.tree, changed=[], observation=observation, rework=False,
         ))
 
-    def _ask(self, step: int, call: ToolCall, ask: Decision) -> Decision:
-        """Ask for a decision once (recorded); a continued run finds it recorded and goes on."""
+    def _ask(self, step: int, call: ToolCall, ask: Decision, diff: str | None = None,
+             before_pause: Callable[[], None] | None = None) -> Decision:
+        """Ask for a decision once (recorded); a continued run finds it recorded and goes on. A call
+        asked about after it ran (a deletion) is undone by `before_pause` when the run pauses: it runs
+        again once the decision is taken."""
         if call.id not in self.log.decided:
             timeout = self.policy.approvals.timeout_s
             request = ev.ApprovalRequested(
                 verdict=ask.verdict, rule=ask.rule, reason=ask.reason, paths=ask.paths, owners=ask.owners,
                 call_id=call.id, step=step, tool=call.name, action=describe_action(call),
-                diff=self.guard.proposed_diff(call), model_reason=self.last_reply[-2000:],
+                diff=self.guard.proposed_diff(call) if diff is None else diff, model_reason=self.last_reply[-2000:],
                 deadline=time.time() + timeout if timeout else None)
             self.record(ask.as_event(step, call.id))
             self.record(request)
@@ -282,12 +296,17 @@ class Session:
                 refusal = self.guard.may_decide(ask, approved, by)
                 if refusal is not None:
                     self.record(refusal.as_event(step, call.id))
+                    if before_pause is not None:
+                        before_pause()
                     raise RunPaused(f"{refusal.reason}; the run waits for an owner's decision", ask.rule)
             elif self.policy.approvals.unattended == "deny":
                 approved, by, reason = False, UNATTENDED_DECIDER, "nobody attends this run (approvals.unattended)"
                 by_person = False
             else:
-                raise RunPaused(f"waiting for approval from {', '.join(ask.owners)} to write "
+                if before_pause is not None:
+                    before_pause()
+                what = "delete" if ask.rule == "writes.delete" else "write"
+                raise RunPaused(f"waiting for approval from {', '.join(ask.owners)} to {what} "
                                 f"{', '.join(ask.paths)}", ask.rule)
             self.record(ev.ApprovalDecided(call_id=call.id, approved=approved, by=by, reason=reason,
                                            by_person=by_person))

@@ -45,9 +45,9 @@ class Toolbox:
     def _bash(self, args: dict) -> ToolOutcome:
         timeout = seconds_until(self.session.wall_deadline(), self.session.policy.commands.timeout_s)
         result = self.session.sandbox.run(args["command"], timeout)
-        return ToolOutcome(result.exit_code == 0, f"exit code {result.exit_code}\n{result.output}",
-                           result.exit_code, result.output_digest, result.duration_s,
-                           write_limited=result.write_limited)
+        return ToolOutcome(result.exit_code == 0 and not result.timed_out,
+                           f"exit code {result.exit_code}\n{result.output}", result.exit_code, result.output_digest,
+                           result.duration_s, write_limited=result.write_limited, timed_out=result.timed_out)
 
     def _read_file(self, args: dict) -> ToolOutcome:
         path = self._path(args["path"])

@@ -25,9 +25,68 @@ AGENTS = ("claude-code", "codex")
 PATCH_READ_LIMIT = 4 << 20  # a larger file's update is judged by its path alone
 
 NO_SIDE_EFFECTS = {"TodoWrite", "TodoRead", "ExitPlanMode", "Task", "Agent", "BashOutput", "KillShell",
-                   "KillBash", "ListMcpResourcesTool", "SlashCommand", "Skill"}
+                   "KillBash", "ListMcpResourcesTool", "SlashCommand", "Skill", "ToolSearch",
+                   "DeferredToolPlaceholder"}
 READS = {"Read": "file_path", "Glob": "path", "Grep": "path", "LS": "path", "NotebookRead": "notebook_path"}
 NETWORK = {"WebFetch", "WebSearch"}
+# Tools the provider runs itself, on its own network (web search and fetch, code execution).
+HOSTED_NETWORK_TOOLS = ("web_search", "web_fetch", "code_execution", "code_interpreter")
+
+
+# Codex's tools beyond its shell and its patch: what each is, for the gateway's coverage check.
+CODEX_NO_SIDE_EFFECTS = {"request_user_input", "view_image", "create_goal", "get_goal", "update_goal",
+                         "update_plan"}
+CODEX_JUDGED = {"exec_command", "shell", "local_shell", "apply_patch"}
+
+
+def coverage(agent: str, tool: dict[str, Any], network: bool) -> str:
+    """How one tool an agent offers its model is governed: "judged" (its hook puts each call to the
+    guard), "no side effects" (allowed as it is), or "removed" (taken out of the request: a tool
+    whose calls reach no hook, such as Codex's write_stdin typing into a running program, its
+    sub-agents, a tool this version does not know, or a network tool the policy does not allow)."""
+    kind = str(tool.get("type") or "")
+    name = str(tool.get("name") or "")
+    if kind and kind not in ("function", "custom", "custom_tool") and not name:
+        name = kind  # a provider's hosted tool (web_search, code_execution)
+    if kind.startswith(HOSTED_NETWORK_TOOLS) or name in HOSTED_NETWORK_TOOLS:
+        return "no side effects" if network else "removed"  # the provider runs it, on its network: no hook
+    if agent == "codex":
+        if name in CODEX_JUDGED:
+            return "judged"
+        return "no side effects" if name in CODEX_NO_SIDE_EFFECTS else "removed"
+    if name in ("Bash", "Write", "Edit", "MultiEdit", "NotebookEdit") or name in READS or name in NETWORK:
+        return "judged"
+    return "no side effects" if name in NO_SIDE_EFFECTS else "removed"
+
+
+def governed_tools(agent: str, tools: list[Any], network: bool) -> tuple[list[Any], list[str]]:
+    """(the tools the model may be offered, the names of those taken out)."""
+    kept: list[Any] = []
+    removed: list[str] = []
+    for tool in tools:
+        if isinstance(tool, dict) and coverage(agent, tool, network) == "removed":
+            removed.append(str(tool.get("name") or tool.get("type") or "?"))
+        else:
+            kept.append(tool)
+    return kept, removed
+
+
+def refused_call(agent: str, call: ToolCall, network: bool) -> Decision | None:
+    """A call in the model's reply that the agent must not execute: one to a tool Tether takes out
+    of requests (an agent executes some tools it did not offer), or a shell command asking for an
+    interactive terminal."""
+    if coverage(agent, {"name": call.name}, network) == "removed":
+        return Decision("deny", "tools.removed", f"the model called {call.name}, a tool whose calls reach no hook "
+                        "(Tether takes it out of the requests); the call was dropped")
+    if agent == "codex" and call.name == "exec_command" and call.arguments.get("tty") is True:
+        return Decision("deny", "tools.interactive", "exec_command asked for a terminal (tty), for an interactive "
+                        "program that would take input no hook sees; the call was dropped")
+    return None
+
+
+def agent_of_wire(wire: str) -> str | None:
+    """The agent a developer's own session is, by the API it speaks (hooks are only for these two)."""
+    return {"anthropic": "claude-code", "responses": "codex"}.get(wire)
 
 
 def tool_calls(agent: str, call_id: str, name: str, tool_input: dict[str, Any], network: bool,

@@ -12,14 +12,14 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tether.agents.session import Session
-from tether.gateway.agent_tools import tool_calls
+from tether.gateway.agent_tools import agent_of_wire, governed_tools, refused_call, tool_calls
 from tether.gateway.dialect import as_tether_request, speaks_tether_actions, to_agent_calls
 from tether.gateway.relay import Route, Tally, outgoing, read_reply, route_for
 from tether.gateway.wire import Request
@@ -116,6 +116,7 @@ class GatewayRun:
     session: Session | None = None  # `tether run --agent`: the run's worktree is measured after each tool
     deferred: Decision | None = None  # the ask an agent's run stopped on, until its owners decide
     hooks: bool = True  # its tool calls come through hooks; else its steps are measured at each model request
+    agent: str | None = None  # claude-code or codex (a developer's own session: known by the API it speaks)
     # An allowed call whose result has not come (Codex reports none for a patch): (call id, judged calls).
     unsettled: tuple[str, list[ToolCall]] | None = None
 
@@ -129,13 +130,13 @@ class Gateway:
         self.lock = threading.Lock()
         self.http = httpx.Client(timeout=httpx.Timeout(300.0, connect=10.0))  # relayed requests, kept alive
 
-    def attach(self, token: str, session: Session, hooks: bool = True) -> GatewayRun:
+    def attach(self, token: str, session: Session, hooks: bool = True, agent: str | None = None) -> GatewayRun:
         """Serve a token for a run that Tether drives (`tether run --agent`): its requests share the
         run's log, guard and provider, and its tool steps are measured in the run's worktree (after
         each hooked tool call, or, for an agent without hooks, before each model request)."""
         grant = self._granted(token)
         run = GatewayRun(grant, session.log, session.guard, session.provider, session.policy, session=session,
-                         hooks=hooks)
+                         hooks=hooks, agent=agent)
         with self.lock:
             self.runs[grant.run_id] = run
         return run
@@ -281,8 +282,12 @@ class Gateway:
         written = {_relative(session.worktree.path, call.arguments.get("path")) for call in judged
                    if call.name in WRITE_TOOLS}
         own_files = bool(written) and set(changed) <= written
+        deleted = session.worktree.deleted(previous, tree) if run.guard.judges_deletions else []
         refusal = run.guard.after_tool(judged[0] if own_files else ToolCall(call_id, "bash", {}), changed,
-                                       total=total)
+                                       total=total, deleted=deleted)
+        if refusal is not None and refusal.verdict == "ask":  # an agent's step cannot wait after the fact
+            refusal = Decision("deny", refusal.rule, f"{refusal.reason}; an external agent's deletion cannot wait "
+                               "for it, so it was undone", refusal.paths, refusal.owners)
         if refusal is None:
             session.tree = tree
             return tree, changed, None
@@ -325,8 +330,33 @@ class Gateway:
         run.log.record(decision.as_event(run.log.meters.steps), once=False)  # every refused request
         return Refused("policy", f"Tether: {decision.rule}: {decision.reason}")
 
+    def _governed(self, run: GatewayRun, wire_name: str, tools: list[Any]) -> tuple[str | None, list[Any], list[str]]:
+        """(the agent, the tools it may offer its model, the names taken out): an agent with hooks
+        offers only tools whose calls reach them."""
+        agent = run.agent or agent_of_wire(wire_name)
+        if not run.hooks or agent is None:
+            return agent, tools, []
+        kept, removed = governed_tools(agent, tools, run.policy.commands.network)
+        return agent, kept, removed
+
+    def _refuse_calls(self, run: GatewayRun, step: int, agent: str | None, response: ModelResponse) -> ModelResponse:
+        """The reply without the calls the agent must not execute (each recorded as denied)."""
+        if agent is None or not run.hooks:
+            return response
+        kept = []
+        for call in response.tool_calls:
+            refusal = refused_call(agent, call, run.policy.commands.network)
+            if refusal is None:
+                kept.append(call)
+            else:
+                run.log.record(refusal.as_event(step, call.id))
+        return replace(response, tool_calls=kept) if len(kept) != len(response.tool_calls) else response
+
     def _complete(self, run: GatewayRun, request: Request) -> ModelResponse:
-        step = self._admit(run, request)
+        agent_name, kept, removed = self._governed(run, request.wire, [{"name": t.name} for t in request.tools])
+        offered = {str(tool["name"]) for tool in kept}
+        request = replace(request, tools=[tool for tool in request.tools if tool.name in offered])
+        step = self._admit(run, request, removed)
         provider, agent = run.provider, run.policy.agent
         local = speaks_tether_actions(provider)
         messages, tools = as_tether_request(request) if local else (request.messages, request.tools)
@@ -341,6 +371,7 @@ class Gateway:
             raise Refused("upstream", f"Tether: the upstream model failed: {exc}") from exc
         if local:
             response = to_agent_calls(response, request, run.guard.root)
+        response = self._refuse_calls(run, step, agent_name, response)
         self._answered(run, step, response, latency)
         return response
 
@@ -353,10 +384,13 @@ class Gateway:
         one); the reply, or the upstream's own error, comes back as the upstream sent it. A stream
         is passed on as it arrives and recorded when it ends, or breaks."""
         run = self._run(self._granted(token))
-        with run.lock:
-            step = self._admit(run, request)
-        started = time.perf_counter()
         sent = outgoing(body, route, request.wire, run.policy.commands.network)
+        agent, kept, removed = self._governed(run, request.wire, sent.get("tools") or [])
+        if removed:
+            sent["tools"] = kept
+        with run.lock:
+            step = self._admit(run, request, removed)
+        started = time.perf_counter()
         outgoing_request = self.http.build_request("POST", route.url, json=sent, headers=route.headers)
         try:
             upstream = self.http.send(outgoing_request, stream=True)
@@ -380,7 +414,8 @@ class Gateway:
                     self._upstream_failed(run, step, f"not a JSON reply: {content[:500]!r}", transient=True)
                     raise Refused("upstream", "Tether: the upstream model's reply is not JSON")
                 else:
-                    self._answered(run, step, read_reply(request.wire, reply), time.perf_counter() - started)
+                    self._answered(run, step, self._checked(run, step, agent, read_reply(request.wire, reply)),
+                                   time.perf_counter() - started)
             return Relayed(upstream.status_code, upstream.headers.get("content-type", "application/json"), passed,
                            content=content)
 
@@ -400,10 +435,19 @@ class Gateway:
             finished.set()
             upstream.close()
             with run.lock:
-                self._answered(run, step, tally.reply(), time.perf_counter() - started)
+                self._answered(run, step, self._checked(run, step, agent, tally.reply()),
+                               time.perf_counter() - started)
         return Relayed(200, "text/event-stream", passed, chunks=chunks(), finish=finish)
 
-    def _admit(self, run: GatewayRun, request: Request) -> int:
+    def _checked(self, run: GatewayRun, step: int, agent: str | None, response: ModelResponse) -> ModelResponse:
+        """A relayed reply has reached the agent as the upstream wrote it: a call in it that the agent
+        must not execute is recorded, and the run stops at the agent's next request."""
+        checked = self._refuse_calls(run, step, agent, response)
+        if len(checked.tool_calls) != len(response.tool_calls) and run.stopped is None:
+            run.stopped = Decision("stop", "tools.removed", "the model called a tool whose calls reach no hook")
+        return response
+
+    def _admit(self, run: GatewayRun, request: Request, tools_removed: list[str] = ()) -> int:
         """Put a model request to the run's brakes, budgets, the user's day and the fleet, and record
         it: its step. Refused when it may not go; else the caller answers it (`_answered`) or not
         (`_unanswered`, `_upstream_failed`), which frees what the fleet held for it."""
@@ -442,7 +486,7 @@ class Gateway:
                 run.stopped = decision
             raise self._refuse(run, decision) from held
         step = log.meters.steps + 1
-        log.model_request(step, len(request.messages), prompt_text, prompt_tokens)
+        log.model_request(step, len(request.messages), prompt_text, prompt_tokens, tools_removed)
         return step
 
     def _answered(self, run: GatewayRun, step: int, response: ModelResponse, latency: float) -> None:

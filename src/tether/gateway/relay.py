@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tether.gateway.agent_tools import HOSTED_NETWORK_TOOLS
 from tether.gateway.wire import Wire, arguments_of
 from tether.models import ModelResponse, Provider, ToolCall
 from tether.models.base import Usage
@@ -47,10 +48,6 @@ def route_for(provider: Provider, wire: Wire, client_headers: Mapping[str, str])
     else:
         return None
     return Route(base + PATHS[wire], {**headers, "content-type": "application/json"}, model)
-
-
-# Tools the provider runs itself, on its own network (web search and fetch, code execution).
-HOSTED_NETWORK_TOOLS = ("web_search", "web_fetch", "code_execution", "code_interpreter")
 
 
 def outgoing(body: dict[str, Any], route: Route, wire: Wire, network: bool) -> dict[str, Any]:

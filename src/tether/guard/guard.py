@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,21 +122,30 @@ class Guard:
         approved, by, reason = decided
         if approved:
             return ALLOW
-        return Decision("deny", "ownership.denied", f"{by} denied the write to {', '.join(ask.paths)}"
+        what = "the deletion of" if ask.rule == "writes.delete" else "the write to"
+        return Decision("deny", "ownership.denied", f"{by} denied {what} {', '.join(ask.paths)}"
                         + (f": {reason}" if reason else ""), ask.paths, ask.owners)
 
     def after_tool(self, call: ToolCall, changed: list[str], ignored: list[str] = (),
-                   write_limited: bool = False, total: DiffStat | None = None) -> Decision | None:
-        """The refusal of a step's changes (the caller rolls them back), or None. `total` is the run's
-        whole diff after the step, needed when `needs_total`."""
+                   write_limited: bool = False, total: DiffStat | None = None,
+                   deleted: list[str] = ()) -> Decision | None:
+        """The refusal of a step's changes (the caller rolls them back), or None; an "ask" for
+        deletions that need someone's approval. `total` is the run's whole diff after the step, needed
+        when `needs_total`; `deleted`, the tracked files it deleted, needed when `judges_deletions`."""
         if write_limited:
             return Decision("deny", "sandbox.max_step_write_mb",
                             f"the command wrote more than {self.policy.sandbox.max_step_write_mb} MiB", changed)
         if call.name == "bash":
             for path in [*changed, *ignored]:
+                if path in deleted:
+                    continue  # judged as a deletion, below (only passed when deletions are judged)
                 refusal = self._path_refusal(path, "the command")
                 if refusal is not None:
                     return refusal
+        if deleted:
+            refusal = self._deletion(deleted)
+            if refusal is not None:
+                return refusal
         if total is None:
             return None
         caps = self.policy.writes
@@ -150,6 +160,41 @@ class Guard:
             over = self.fleet.count_lines(total.lines)
             if over is not None:
                 return Decision("deny", "fleet.max_lines_per_day_per_repo", over, total.paths)
+        return None
+
+    @property
+    def deletion_rule(self) -> str:
+        """`[writes] delete`; unset, "deny" when a `[commands] deny` rule names rm, else "allow"."""
+        if self.policy.writes.delete is not None:
+            return self.policy.writes.delete
+        return "deny" if any(_names_rm(rule) for rule in self.policy.commands.deny) else "allow"
+
+    @property
+    def judges_deletions(self) -> bool:
+        return self.deletion_rule != "allow"
+
+    def _deletion(self, deleted: list[str]) -> Decision | None:
+        """Deleting tracked files, by whatever means: the policy's rule, then the write rules and
+        owners of each path (a deletion is a write)."""
+        paths = sorted(deleted)
+        shown = ", ".join(paths[:10]) + (f" and {len(paths) - 10} more" if len(paths) > 10 else "")
+        for path in paths:
+            decision = self.writes.check(path)
+            if decision.verdict != "allow":
+                return Decision("deny", decision.rule, f"the step deleted {path!r}: {decision.reason}", [path])
+        rule = self.deletion_rule
+        if rule == "deny":
+            why = ("[writes] delete = \"deny\"" if self.policy.writes.delete else
+                   "a [commands] deny rule names rm, so deleting files is denied however it is done")
+            return Decision("deny", "writes.delete", f"the step deleted tracked files ({shown}); {why}", paths)
+        owners = list(dict.fromkeys(owner for path in paths for owner in self.ownership.owners_of(path)))
+        owners = owners or list(self.policy.approvals.admins)
+        if rule == "ask" and not owners:
+            return Decision("deny", "writes.delete", f"the step deleted tracked files ({shown}); [writes] delete "
+                            "= \"ask\", but the files have no owners and the policy names no admins to ask", paths)
+        if rule == "ask":
+            return Decision("ask", "writes.delete", f"the step deletes tracked files ({shown}), which needs the "
+                            f"approval of {', '.join(owners)}", paths, owners)
         return None
 
     @property
@@ -223,6 +268,14 @@ class Guard:
                         f"write_file would remove {removed} of the {len(before)} lines of {relative!r} (more than "
                         f"{share:.0%}, [writes] max_removed_share); change it with edit_file, or write the whole "
                         "file with what must stay in it", [relative])
+
+
+def _names_rm(rule: str) -> bool:
+    """Whether a deny rule denies `rm` (the word itself, or a regex matching a plain `rm` call)."""
+    if rule.startswith("re:"):
+        return re.search(rule[3:], "rm file") is not None
+    words = rule.split()
+    return bool(words) and words[0] in ("rm", "unlink", "shred")
 
 
 def describe_action(call: ToolCall) -> str:

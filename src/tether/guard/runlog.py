@@ -61,9 +61,11 @@ class RunLog:
             self.on_event(event, self.meters)
         return hit
 
-    def model_request(self, step: int, messages: int, prompt_text: str, prompt_tokens: int) -> None:
+    def model_request(self, step: int, messages: int, prompt_text: str, prompt_tokens: int,
+                      tools_removed: list[str] = ()) -> None:
         self.record(ev.ModelRequest(step=step, messages=messages, prompt_tokens_est=prompt_tokens,
-                                    messages_digest=hashlib.sha256(prompt_text.encode()).hexdigest()))
+                                    messages_digest=hashlib.sha256(prompt_text.encode()).hexdigest(),
+                                    **({"tools_removed": list(tools_removed)} if tools_removed else {})))
 
     def model_errors(self, step: int) -> OnError:
         """What records each failed attempt of the model call at `step` (for complete_with_retries)."""

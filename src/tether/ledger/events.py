@@ -149,6 +149,8 @@ class ModelRequest(Payload):
     messages: int
     prompt_tokens_est: int
     messages_digest: str
+    tools_removed: list[str] = Field(default_factory=list, description="tools an external agent offered its "
+                                     "model that the gateway took out (their calls would reach no hook)")
 
 
 class RecordedCall(BaseModel):
@@ -207,6 +209,8 @@ class ToolResult(Payload):
     changed: list[str] = Field(default_factory=list)
     observation: str
     rework: bool = Field(False, description="a submit the required checks sent back")
+    timed_out: bool = Field(False, description="the command ran past its timeout and was killed, with "
+                            "everything it started")
 
     @model_validator(mode="before")
     @classmethod

@@ -239,13 +239,16 @@ class Sandbox:
 
 
 class _WriteWatch:
-    """Kill a command once the file system of its worktree has lost more than `limit` bytes of
-    free space since it started (files of any name, ignored ones included). Cheap: one statvfs
-    every 50 ms."""
+    """Kill a command once it has added more than `limit` bytes to its worktree's file system (files
+    of any name, ignored ones included). Cheap: one statvfs every 50 ms; when the free space has
+    dropped past the limit, the worktree's files written since the start are counted before the
+    command is killed, so another process filling the same disk is not blamed on it."""
 
     def __init__(self, workdir: Path, limit: int, process: subprocess.Popen[bytes]):
         self.workdir, self.limit, self.process = workdir, limit, process
+        self.started_ns = time.time_ns() - 50_000_000  # ctimes lag the clock by a tick
         self.start = _free_bytes(workdir)
+        self.others = 0  # what other processes wrote meanwhile, found by counting
         self.written = 0
         self.exceeded = False
         self._done = threading.Event()
@@ -253,10 +256,15 @@ class _WriteWatch:
         self._thread.start()
 
     def _measure(self) -> None:
-        self.written = max(self.written, self.start - _free_bytes(self.workdir))
-        if self.written > self.limit and not self.exceeded:
+        dropped = self.start - _free_bytes(self.workdir)
+        if dropped - self.others <= self.limit or self.exceeded:
+            return
+        self.written = _bytes_written_since(self.workdir, self.started_ns)
+        if self.written > self.limit:
             self.exceeded = True
             _kill_group(self.process)
+        else:
+            self.others = dropped - self.written
 
     def _watch(self) -> None:
         while not self._done.wait(_WATCH_INTERVAL_S):
@@ -266,6 +274,20 @@ class _WriteWatch:
         self._done.set()
         self._thread.join()
         self._measure()
+
+
+def _bytes_written_since(root: Path, since_ns: int) -> int:
+    """The space taken by files under `root` created or changed since `since_ns` (by ctime)."""
+    total = 0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                info = os.lstat(os.path.join(folder, name))
+            except OSError:
+                continue
+            if info.st_ctime_ns >= since_ns:
+                total += info.st_blocks * 512
+    return total
 
 
 def _free_bytes(path: Path) -> int:

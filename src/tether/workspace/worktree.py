@@ -231,6 +231,20 @@ class Worktree:
                                       int(removed) if removed != "-" else 0))
         return DiffStat(changes)
 
+    def deleted(self, from_tree: str, to_tree: str) -> list[str]:
+        """The files of `from_tree` that `to_tree` no longer has."""
+        if from_tree == to_tree:
+            return []
+        out = git(self.repo, "diff-tree", "-r", "--no-renames", "--diff-filter=D", "--name-only", "-z",
+                  from_tree, to_tree)
+        return [path for path in out.split("\0") if path]
+
+    def patch(self, from_tree: str, to_tree: str, paths: list[str], limit: int) -> str:
+        """The unified diff between two trees for `paths` (git's own diff: no driver, no textconv)."""
+        text = git(self.repo, "diff-tree", "-p", "-r", "--no-renames", "--no-ext-diff", "--no-textconv",
+                   from_tree, to_tree, "--", *paths)
+        return text if len(text) <= limit else text[:limit] + f"\n[... {len(text) - limit} more characters]"
+
     def commit(self, tree: str, message: str) -> str:
         """Record `tree` as a commit on the run's branch (no hooks, no user identity needed)."""
         parent = git(self.repo, "rev-parse", f"refs/heads/{self.branch}").strip()
