@@ -55,7 +55,12 @@ def normalise(value: Any) -> Any:
 
 
 def story(ledger: Ledger, run_id: str) -> list[tuple[str, Any]]:
-    return [(e.type, normalise(e.payload)) for e in ledger.events(run_id) if e.type != "run_resumed"]
+    """The run's events, less what a resume adds by design: its marker, and the environment it
+    prepared again (recorded on every start, continue and resume)."""
+    events = [e for e in ledger.events(run_id) if e.type != "run_resumed"]
+    first_environment = next((i for i, e in enumerate(events) if e.type == "environment"), None)
+    return [(e.type, normalise(e.payload)) for i, e in enumerate(events)
+            if e.type != "environment" or i == first_environment]
 
 
 def branch_tree(repo: Path, run_id: str) -> str:

@@ -20,9 +20,10 @@ EventSink = Callable[[StoredEvent, Meters], None]
 # An approval decision: (approved, who decided, why).
 Approval = tuple[bool, str, str]
 
-# Markers of a run's life that may legitimately repeat; everything else is written at most once.
+# Markers of a run's life that may legitimately repeat (the environment is prepared again on every
+# continue and resume); everything else is written at most once.
 REPEATABLE = {ev.EventType.RUN_CONTINUED, ev.EventType.RUN_RESUMED, ev.EventType.RUN_PAUSED,
-              ev.EventType.APPROVAL_DECIDED}
+              ev.EventType.APPROVAL_DECIDED, ev.EventType.ENVIRONMENT}
 
 
 def event_key(payload: ev.Payload) -> tuple[Any, ...]:

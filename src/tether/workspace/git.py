@@ -28,7 +28,9 @@ _NO_EXECUTION = {
 # The programs git runs for a path because an attribute names a driver (`*.dat filter=x` runs
 # filter.x.clean): the attributes come from files the agent writes (.gitattributes), so every driver
 # the configuration defines is switched off for Tether's own git, whatever the attributes say. An
-# empty command is no command to git; a filter that was "required" is not.
+# empty filter is no filter to git, and a filter that was "required" is not; an empty diff command
+# fails the porcelain diff (Tether uses none); a merge driver becomes git's own three-way text merge.
+_OFF = {"required": "false", "driver": "git merge-file --marker-size=%L %A %O %B"}
 _DRIVER_KEYS = re.compile(r"^(filter\..+\.(clean|smudge|process|required)|diff\..+\.(command|textconv)|"
                           r"merge\..+\.driver)$", re.IGNORECASE)
 # Identity and config for commands Tether runs itself: never the user's hooks, signing or pager.
@@ -102,7 +104,7 @@ def _drivers_off(cwd: Path, git_dir: str | None = None) -> dict[str, str]:
             return _drivers_cache[signature]
     listing = subprocess.run(["git", "config", "--null", "--name-only", "--list"], cwd=cwd, capture_output=True,
                              text=True, env=_plain_env(git_dir))
-    off = {name: ("false" if name.lower().endswith(".required") else "")
+    off = {name: _OFF.get(name.lower().rsplit(".", 1)[1], "")
            for name in filter(None, listing.stdout.split("\0")) if _DRIVER_KEYS.match(name)}
     with _drivers_lock:
         _drivers_cache[signature] = off

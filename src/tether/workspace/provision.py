@@ -74,6 +74,8 @@ def _check_mounts(plan: Plan, folder: Path) -> None:
     root = os.path.realpath(folder)
     for target, source in plan.mounts.items():
         path = os.path.normpath(os.path.join(root, source))
+        if not os.path.lexists(path):
+            continue  # nothing to lay there (a package.json without dependencies)
         real = os.path.realpath(path)
         if real != path or not Path(real).is_relative_to(root) or not os.path.isdir(real):
             raise SetupFailed(f"(the check of {source})", f"the environment's {source} (to be laid at {target}) "

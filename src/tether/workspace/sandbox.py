@@ -179,6 +179,8 @@ class Sandbox:
         for target, source in (self.project.mounts if self.project is not None else {}).items():
             # The source must be the environment's own folder, no link on its way (a postinstall
             # that makes node_modules a link to / would otherwise show the host's root).
+            if not os.path.lexists(source):
+                continue
             real_source = _real(source, Path(os.path.realpath(self.project.folder)))  # type: ignore[union-attr]
             binds.append(("--ro-bind", real_source, mount_point(self.workdir, target)))
         for path in self.frozen:  # after the worktree's bind, so that they lie over it
