@@ -142,6 +142,53 @@ def bench_sandbox(n: int, root: Path) -> tuple[float, float]:
     return plain, (time.perf_counter() - boxed_started) / n
 
 
+def bench_checks(root: Path, files: int, n: int = 5) -> tuple[float, float]:
+    """(a check run in the worktree itself, as before checks judged a clean export; the same check
+    on a clean export of the tree, the environment's generated files laid in), seconds per check."""
+    from tether.workspace.export import checked_out
+    from tether.workspace.git import git
+
+    folder = root / f"checks-{files}"
+    folder.mkdir()
+    repo = make_repo(folder, files)
+    tree = git(repo, "rev-parse", "HEAD^{tree}").strip()
+    command = "python3 -c 'import raindrops'"
+    in_place = Sandbox(SandboxPolicy(), repo)
+    started = time.perf_counter()
+    for _ in range(n):
+        in_place.run(command, 60)
+    worktree = (time.perf_counter() - started) / n
+    started = time.perf_counter()
+    for _ in range(n):
+        with checked_out(repo, tree, None) as export:
+            Sandbox(SandboxPolicy(), export, judging=True).run(command, 60)
+    return worktree, (time.perf_counter() - started) / n
+
+
+def bench_run_user(root: Path, n: int = 50) -> tuple[float, float]:
+    """(a sandboxed command as one shared user, as before; as the run's own user, with its account
+    files laid over /etc/passwd and /etc/group), seconds per command."""
+    from tether.workspace import sandbox as sandbox_module
+
+    workdir = root / "users"
+    workdir.mkdir()
+    box = Sandbox(SandboxPolicy(), workdir)
+    started = time.perf_counter()
+    for _ in range(n):
+        box.run("true", 10)
+    own = (time.perf_counter() - started) / n
+    made = sandbox_module.account_files
+    sandbox_module.account_files = lambda uid, state: {}  # type: ignore[assignment]
+    try:
+        started = time.perf_counter()
+        for _ in range(n):
+            box.run("true", 10)
+        shared = (time.perf_counter() - started) / n
+    finally:
+        sandbox_module.account_files = made
+    return shared, own
+
+
 def bench_appends(url: str, n: int) -> float:
     ledger = Ledger(url)
     run_id = f"bench-{uuid.uuid4().hex[:8]}"
@@ -170,6 +217,8 @@ def main() -> None:
         plain, boxed = bench_sandbox(50, root)
         sqlite_rate = bench_appends(f"sqlite:///{root / 'appends.db'}", 2000)
         by_size = {n: (bench_steps(50, root, "write_file", n), bench_steps(20, root, "bash", n)) for n in sizes}
+        checks = {n: bench_checks(root, n) for n in sizes}
+        shared_user, own_user = bench_run_user(root)
     try:
         pg_rate: float | None = bench_appends(args.pg, 1000)
     except Exception as exc:  # a benchmark reports what it could not measure
@@ -206,6 +255,13 @@ def main() -> None:
         grown.add_row(f"{n:,}", f"{(write['guarded'] - write['bare']) * 1e3:.2f} ms", f"{write['git'] * 1e3:.2f} ms",
                       f"{(bash['guarded'] - bash['bare']) * 1e3:.2f} ms", f"{bash['git'] * 1e3:.2f} ms")
     console.print(grown)
+    judged = Table("files", "check in the worktree", "check on a clean export", "ratio",
+                   title="a required check: in the worktree (before) and on a clean export of the tree (now)")
+    for n, (before, now) in checks.items():
+        judged.add_row(f"{n:,}", f"{before * 1e3:.1f} ms", f"{now * 1e3:.1f} ms", f"{now / before:.2f}x")
+    console.print(judged)
+    console.print(f"a sandboxed command as one shared user: {shared_user * 1e3:.2f} ms; as the run's own user "
+                  f"(account files laid in): {own_user * 1e3:.2f} ms ({own_user / shared_user:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from tether.ledger import Ledger
+from tether.ledger import Ledger, StoredEvent
 from tether.ledger import events as ev
 from tether.people import Actor
 from tether.policy import parse_policy
@@ -147,6 +147,14 @@ def run_scripted(ledger: Ledger, repo: Path, tmp_path: Path, turns: list[dict[st
     policy = parse_policy(policy_toml, Path("tether.toml"))
     model = script(tmp_path / f"turns-{uuid.uuid4().hex[:6]}.json", turns)
     return start_run(ledger, RunSpec("Make the tests pass", repo, policy, model=model), approver=approver)
+
+
+def without_resumes(ledger: Ledger, run_id: str) -> list[StoredEvent]:
+    """A run's events, less what a resume adds by design: its marker, and the environment it prepared
+    again (recorded on every start, continue and resume)."""
+    events = [e for e in ledger.events(run_id) if e.type != "run_resumed"]
+    first = next((i for i, e in enumerate(events) if e.type == "environment"), None)
+    return [e for i, e in enumerate(events) if e.type != "environment" or i == first]
 
 
 def event_types(ledger: Ledger, run_id: str) -> list[str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FIX, bash, call, git, script
+from tests.conftest import FIX, bash, call, git, script, without_resumes
 from tether.ledger import Ledger
 from tether.policy import load_policy
 from tether.runner import RunError, RunSpec, resume_run, start_run
@@ -55,12 +55,7 @@ def normalise(value: Any) -> Any:
 
 
 def story(ledger: Ledger, run_id: str) -> list[tuple[str, Any]]:
-    """The run's events, less what a resume adds by design: its marker, and the environment it
-    prepared again (recorded on every start, continue and resume)."""
-    events = [e for e in ledger.events(run_id) if e.type != "run_resumed"]
-    first_environment = next((i for i, e in enumerate(events) if e.type == "environment"), None)
-    return [(e.type, normalise(e.payload)) for i, e in enumerate(events)
-            if e.type != "environment" or i == first_environment]
+    return [(e.type, normalise(e.payload)) for e in without_resumes(ledger, run_id)]
 
 
 def branch_tree(repo: Path, run_id: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from tests.conftest import CHECK, FIX, bash, call, git, payloads, run_scripted, script
+from tests.conftest import CHECK, FIX, bash, call, git, payloads, run_scripted, script, without_resumes
 from tether.ledger import Ledger
 from tether.policy import PolicyError, load_policy, parse_policy
 from tether.render.steps import StepPrinter
@@ -148,7 +148,7 @@ def test_sigkill_at_every_event_boundary_resumes_in_the_same_attempt(repo, tmp_p
         summary = resume_run(ledger, run_id)
         where = f"killed after event {kill_after} ({expected[kill_after - 1][0]})"
         assert summary["status"] == "succeeded", where
-        story = [(e.type, e.payload.get("attempt")) for e in ledger.events(run_id) if e.type != "run_resumed"]
+        story = [(e.type, e.payload.get("attempt")) for e in without_resumes(ledger, run_id)]
         assert story == expected, where
         assert git(repo, "rev-parse", f"{summary['branch']}^{{tree}}") == tree, where
     ledger.close()
