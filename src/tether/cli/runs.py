@@ -39,7 +39,7 @@ from tether.render.steps import StepPrinter
 from tether.render.text import table_of
 from tether.replay import replay_run
 from tether.workspace.git import head_commit, repo_root
-from tether.workspace.project import detect
+from tether.workspace.project import CommitFiles, detect
 
 
 @app.command()
@@ -51,7 +51,7 @@ def init(repo: RepoOpt = Path("."), force: Annotated[bool, typer.Option(help="Ov
     target = repo_root(repo.resolve()) / POLICY_FILE
     if target.exists() and not force:
         raise fail(f"{target} exists; pass --force to overwrite it")
-    plan = detect(target.parent)
+    plan = detect(CommitFiles(target.parent, head_commit(target.parent)))
     text = STARTER.read_text().replace(
         "# Without setup, it is detected", f"# Detected here: {plan.note}.\n# Without setup, it is detected", 1)
     target.write_text(text)
@@ -62,7 +62,8 @@ def init(repo: RepoOpt = Path("."), force: Annotated[bool, typer.Option(help="Ov
 def run(
     instruction: Annotated[str, typer.Argument(help="What the agent should do.")],
     repo: RepoOpt = Path("."),
-    model: Annotated[str | None, typer.Option(help="scripted:PATH | openai:MODEL | anthropic:MODEL")] = None,
+    model: Annotated[str | None, typer.Option(help="local:NAME | local:/path.gguf | openai:MODEL | anthropic:MODEL | "
+                                                   "scripted:PATH")] = None,
     policy: Annotated[Path | None, typer.Option("--policy", help="Policy file (default: tether.toml).")] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL for openai/anthropic.")] = None,
     db: DbOpt = None,
