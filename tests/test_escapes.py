@@ -227,6 +227,8 @@ def test_an_approval_continues_the_run_in_the_environment_of_the_base_commit(rep
     environments = run_events(repo, done["run_id"], "environment")
     assert len(environments) == 2 and len({e["folder"] for e in environments}) == 1  # start and continue: the same
     assert not [e for e in run_events(repo, done["run_id"], "environment_setup") if "setup.py" in e["output_tail"]]
+    told = [d for d in run_events(repo, done["run_id"], "policy_decision") if d["rule"] == "environment.manifest"]
+    assert told and told[0]["paths"] == ["setup.py"]
 
 
 def test_eval_scoring_builds_the_base_commits_environment(repo: Path, tmp_path: Path,

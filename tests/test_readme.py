@@ -1,9 +1,12 @@
-"""Every `tether` command the README shows exists, with every option it names."""
+"""Every `tether` command the README and the docs show exists, with every option it names; the docs
+site builds with no warning (`mkdocs build --strict`)."""
 
 from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import click
@@ -13,12 +16,14 @@ from typer.testing import CliRunner
 
 from tether.cli import app
 
-README = Path(__file__).parents[1] / "README.md"
+ROOT = Path(__file__).parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 
 
 def shown_commands() -> list[str]:
     lines = []
-    for line in README.read_text().splitlines():
+    for line in (line for page in PAGES for line in page.read_text().splitlines()):
         stripped = line.strip()
         for start in ("tether ", ".venv/bin/tether "):
             if line.startswith("    ") and stripped.startswith(start):
@@ -49,6 +54,17 @@ def test_each_readme_command_exists_with_its_options(line: str):
 
 def test_the_readme_shows_commands():
     assert len(shown_commands()) > 20
+
+
+def test_the_readme_is_a_front_door():
+    assert len(README.read_text().splitlines()) < 200
+
+
+def test_the_docs_site_builds_strictly(tmp_path: Path):
+    built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
+                           cwd=ROOT, capture_output=True, text=True, env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin"})
+    assert built.returncode == 0, built.stderr
+    assert (tmp_path / "site" / "security" / "index.html").is_file()
 
 
 def _is_group(command: object) -> bool:

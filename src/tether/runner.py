@@ -37,7 +37,7 @@ from tether.policy.schema import TierPolicy
 from tether.policy.tiers import TierRefusal, apply_tier, configuration_of
 from tether.workspace.export import lay_generated
 from tether.workspace.git import GitError, current_branch, head_commit, repo_root
-from tether.workspace.project import SetupFailed
+from tether.workspace.project import MANIFESTS, SetupFailed
 from tether.workspace.provision import provision
 from tether.workspace.sandbox import ExecResult, require_sandbox, worktree_sandbox
 from tether.workspace.worktree import Worktree, create_worktree, open_worktree, reattach_worktree
@@ -181,7 +181,7 @@ def _environment(session: Session) -> None:
     worktree.exclude(generated)
     lay_generated(project, worktree.path)
     session.project = project
-    session.environment_inputs = prepared.plan.inputs
+    session.environment_inputs = sorted({*prepared.plan.inputs, *MANIFESTS})
     session.sandbox = worktree_sandbox(policy.sandbox, policy.commands.network, worktree.path, worktree.repo,
                                        project=project)
 

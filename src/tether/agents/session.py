@@ -252,6 +252,13 @@ class Session:
                 outcome = ToolOutcome(False, observation, outcome.exit_code, outcome.output_digest, outcome.duration_s,
                                       timed_out=outcome.timed_out)
         self.tree = tree
+        manifests = sorted(set(changed) & set(self.environment_inputs))
+        if manifests:  # the environment is the base commit's, whatever the agent writes into these
+            note = (f"{', '.join(manifests)} changed; the project's environment stays the one built from the base "
+                    "commit's files (nothing the agent writes is installed or run to build it)")
+            self.record(ev.PolicyDecision(verdict="allow", rule="environment.manifest", reason=note, paths=manifests,
+                                          call_id=call.id, step=step))
+            observation += f"\n\n[tether] {note}."
         hit = self.record(ev.ToolResult(
             step=step, call_id=call.id, executed=True, ok=outcome.ok, exit_code=outcome.exit_code,
             output_digest=outcome.output_digest, duration_s=round(outcome.duration_s, 4), tree=tree,

@@ -36,6 +36,9 @@ _REQUIREMENTS = ("requirements.txt", "requirements-dev.txt", "requirements-test.
 _TEST_GROUPS = ("test", "tests", "testing", "dev")
 _NODE_LOCKS = {"pnpm-lock.yaml": "pnpm", "package-lock.json": "npm", "yarn.lock": "yarn"}
 _LOCKS = ("uv.lock", "poetry.lock")  # exact pins, given to pip as constraints
+# Every file a detected plan reads: one the agent writes is never read, and says so.
+MANIFESTS = frozenset({*_PYTHON_MANIFESTS, *_REQUIREMENTS, "package.json", *_NODE_LOCKS, "pnpm-workspace.yaml",
+                       ".npmrc"})
 CONSTRAINTS = "constraints.txt"  # in the environment's folder, written by Tether from a lock
 GENERATED = "generated"  # in the environment's folder: files the build wrote into the source tree
 MANIFEST_LIMIT = 4 << 20
