@@ -62,7 +62,8 @@ def test_the_readme_is_a_front_door():
 
 def test_the_docs_site_builds_strictly(tmp_path: Path):
     built = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(tmp_path / "site")],
-                           cwd=ROOT, capture_output=True, text=True, env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin"})
+                           cwd=ROOT, capture_output=True, text=True,
+                           env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin"})
     assert built.returncode == 0, built.stderr
     assert (tmp_path / "site" / "security" / "index.html").is_file()
 
