@@ -235,3 +235,19 @@ def test_version_and_doctor_on_a_bad_setup(repo: Path, tmp_path: Path):
     assert doctor.returncode == 1
     assert "FAIL environment" in doctor.stdout and "exit 3" in doctor.stdout
     assert "tether/doctor-" not in git(repo, "branch")  # the throwaway worktree's branch is gone
+
+
+def test_a_read_only_store_can_be_listed_shown_and_verified_but_not_written(repo: Path, tmp_path: Path):
+    (repo / "tether.toml").write_text(CHECK)
+    model = script(tmp_path / "t.json", [call("write_file", path="raindrops.py", content=FIX),
+                                         call("submit", summary="fixed")])
+    run_id = json.loads(tether("run", "fix", "--model", model, "--json", cwd=repo).stdout)["run_id"]
+    store = repo / ".tether"
+    read_only = ["bwrap", "--bind", "/", "/", "--ro-bind", str(store), str(store), "--dev", "/dev", "--proc", "/proc",
+                 *TETHER]
+    for args, code in ((["runs"], 0), (["show", run_id[-6:]], 0), (["verify", run_id], 0),
+                       (["run", "again", "--model", model], 2)):
+        done = subprocess.run([*read_only, *args], cwd=repo, capture_output=True, text=True)
+        assert done.returncode == code, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+    assert "read-only" in done.stderr

@@ -79,6 +79,24 @@ def test_a_pushed_branch_stays(ledger: Ledger, repo: Path, tmp_path: Path):
     assert branches(repo) == [done["branch"]]
 
 
+def test_a_branch_delivered_to_a_remote_named_by_url_stays(repo: Path, tmp_path: Path):
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    (repo / "tether.toml").write_text(CHECK + f'[delivery]\nmode = "push"\nremote = "file://{remote}"\n')
+    model = tmp_path / "t.json"
+    model.write_text(json.dumps(FIXED))
+    ran = subprocess.run([*TETHER, "run", "fix", "--model", f"scripted:{model}", "--json"], cwd=repo,
+                         capture_output=True, text=True)
+    done = json.loads(ran.stdout)
+    assert done["status"] == "succeeded", ran.stderr
+    assert git(remote, "for-each-ref", "--format=%(refname:short)") == f"{done['branch']}\n"  # pushed, by URL
+    ledger = Ledger(f"sqlite:///{repo / '.tether' / 'tether.db'}")
+    age(ledger, done["run_id"], 3600)
+    found = gc.collect(ledger, repo, older_than_s=0, dry_run=True)
+    ledger.close()
+    assert found.removed == [] and found.kept[0].reason.startswith("it was delivered to file://")
+
+
 def test_leftover_worktrees_and_role_branches_go_and_unknown_branches_stay(ledger: Ledger, repo: Path,
                                                                            tmp_path: Path):
     done = run_scripted(ledger, repo, tmp_path, FIXED, CHECK)

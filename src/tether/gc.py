@@ -1,7 +1,7 @@
 """Clean up after finished runs: their worktrees and `tether/*` branches by age and status, and
 project environments nobody used for a while. The event log is never touched, nor a branch that
-left this machine (it has an upstream, or a remote-tracking ref holds its tip), nor a run that can
-still go on (running, held, awaiting approval)."""
+left this machine (it was delivered, it has an upstream, or a remote-tracking ref holds its tip),
+nor a run that can still go on (running, held, awaiting approval)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from tether.ledger import Ledger
+from tether.ledger import events as ev
 from tether.ledger.queries import held_reason
 from tether.paths import tether_dir
 from tether.workspace.git import GitError, git
@@ -77,8 +78,9 @@ def collect(ledger: Ledger, repo: Path, older_than_s: float, statuses: tuple[str
             if why_kept is None and not dry_run:
                 remove_worktree(repo, path)
             (result.kept if why_kept else result.removed).append(item)
+        delivered = _delivered(ledger, run_id)
         for ref in refs:
-            reason = why_kept or _left_this_machine(repo, ref)
+            reason = why_kept or delivered or _left_this_machine(repo, ref)
             item = Item("branch", ref, run_id, reason or f"{run.status} run")
             if reason is None and not dry_run:
                 git(repo, "branch", "-D", "--quiet", ref)
@@ -125,6 +127,15 @@ def _run_artifacts(repo: Path) -> list[tuple[str, list[str], list[Path]]]:
         if path is not None and path.parent == root:
             trees.setdefault(path.name.split(".")[0], []).append(path)
     return [(run_id, refs.get(run_id, []), trees.get(run_id, [])) for run_id in sorted({*refs, *trees})]
+
+
+def _delivered(ledger: Ledger, run_id: str) -> str | None:
+    """Why a run's branch must stay because its log says it was pushed (to a remote named by URL
+    the branch has neither an upstream nor a remote-tracking ref)."""
+    for event in reversed(ledger.events(run_id)):
+        if isinstance(event.data, ev.Delivered):
+            return f"it was delivered to {event.data.remote} ({event.data.ref})"
+    return None
 
 
 def _left_this_machine(repo: Path, ref: str) -> str | None:

@@ -22,6 +22,7 @@ from tether.ledger import Ledger
 from tether.ledger import events as ev
 from tether.people import os_user
 from tether.policy import PolicyError, parse_policy
+from tether.runner import RunSpec, start_run
 
 TOKEN_ENV = "TEST_FORGE_TOKEN"
 WRONG = "def convert(number):\n    return str(number)\n"
@@ -219,8 +220,22 @@ def test_bad_delivery_settings_are_named(ledger, world, tmp_path):
     with pytest.raises(DeliveryError, match="no remote 'upstream'"):
         deliver(ledger, summary["run_id"], unknown)
     guessed = parse_policy(world.policy().replace('forge = "github"\n', ""), Path("t.toml")).delivery
-    with pytest.raises(DeliveryError, match=r"cannot tell the forge of '127\.0\.0\.1'"):
+    with pytest.raises(DeliveryError, match=r"cannot tell which forge 127\.0\.0\.1 is: set \[delivery\] forge"):
         deliver(ledger, summary["run_id"], guessed)
+    local = tmp_path / "local.git"
+    git(tmp_path, "init", "-q", "--bare", str(local))
+    to_a_path = guessed.model_copy(update={"remote": f"file://{local}"})
+    with pytest.raises(DeliveryError, match=r"is a path on this machine, not a forge.*--mode push"):
+        deliver(ledger, summary["run_id"], to_a_path)
+
+
+@pytest.mark.parametrize("world", ["github"], indirect=True)
+def test_a_run_that_changed_nothing_is_not_delivered(ledger, world, tmp_path):
+    model = script(tmp_path / "nothing.json", [call("submit", summary="nothing to do")])
+    summary = start_run(ledger, RunSpec("x", world.repo, parse_policy(world.policy(mode="branch"), Path("t.toml")),
+                                        model=model))
+    with pytest.raises(DeliveryError, match="changed nothing"):
+        deliver(ledger, summary["run_id"], parse_policy(world.policy(), Path("t.toml")).delivery)
 
 
 @pytest.mark.parametrize("text, problem", [

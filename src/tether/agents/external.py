@@ -71,6 +71,8 @@ def run_external(session: Session, agent: str, task: str) -> None:
         raise RunFailed(str(exc), "agent.unknown") from exc
     agents = agents_dir().resolve()  # bound into the sandbox where it really is (its /tmp is its own)
     session.guard.writes = WriteRules.build(session.policy.writes, AGENT_SETTINGS)
+    session.guard.write_tools = {"claude-code": "your Write or Edit tool", "codex": "apply_patch"}.get(
+        agent, "a write the owners can approve (a command's own writes cannot ask them)")
     state = tether_dir(session.worktree.repo) / "agents" / session.run_id
     home = state / "home"  # the agent's HOME: its session history, for a resume after an approval
     home.mkdir(parents=True, exist_ok=True)

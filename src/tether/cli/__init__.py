@@ -8,6 +8,7 @@ from importlib import import_module, metadata
 from typing import Annotated
 
 import typer
+from sqlalchemy.exc import OperationalError
 
 from tether.cli.common import app, err, out
 from tether.errors import TetherError
@@ -40,3 +41,6 @@ def run() -> None:
     except TetherError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise SystemExit(exc.exit_code) from exc
+    except OperationalError as exc:  # the store refused (read-only, locked, gone): its own words, no trace
+        err.print(f"[bold red]error:[/] the store refused: {exc.orig}", highlight=False)
+        raise SystemExit(2) from exc

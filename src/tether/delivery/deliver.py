@@ -68,15 +68,24 @@ def deliver(ledger: Ledger, run_ref: str, policy: DeliveryPolicy | None = None,
         raise DeliveryError("config", f"run {run.id} ran at tier {started.tier!r}, which delivers no further than "
                                       f"{started.tier_delivery!r} (a higher tier is earned with tether gate)")
     if policy.mode == "branch":
-        raise DeliveryError("config", f"run {run.id}'s policy delivers as a local branch ({finished.branch}); set "
-                                      "[delivery] mode = \"push\" or \"pull_request\" to deliver it elsewhere")
+        raise DeliveryError("config", f"run {run.id} ran with a policy that delivers as a local branch "
+                                      f"({finished.branch}); pass --mode push or --mode pull_request to deliver it "
+                                      "elsewhere (tether.toml's [delivery] is read by later runs, not this one)")
+    if finished.tree is not None and started.base_tree is not None and finished.tree == started.base_tree:
+        raise DeliveryError("config", f"run {run.id} changed nothing (its branch holds the base commit's tree): "
+                                      "there is nothing to deliver")
     stage = "config"
     try:
         repo = Path(started.repo)
         remote = resolve_remote(repo, policy.remote)
         forge = policy.forge or remote.forge
         if policy.mode == "pull_request" and forge is None:
-            raise DeliveryError("config", f"cannot tell the forge of {remote.host!r}: set [delivery] forge")
+            if not remote.host:
+                raise DeliveryError("config", f"the remote {remote.url} is a path on this machine, not a forge: a pull "
+                                              "request needs a GitHub, GitLab or Gitea remote; --mode push pushes "
+                                              "the branch there")
+            raise DeliveryError("config", f"cannot tell which forge {remote.host} is: set [delivery] forge "
+                                          "(github, gitlab or gitea)")
         token_env = policy.token_env or (DEFAULT_TOKEN_ENV[forge] if forge else None)
         token = environ.get(token_env) if token_env else None
         if policy.mode == "pull_request" and not token:

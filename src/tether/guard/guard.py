@@ -28,11 +28,13 @@ from tether.models import ToolCall
 from tether.models.tools import TOOLS, WRITE_TOOLS
 from tether.policy.approvers import refusal
 from tether.policy.ownership import CODEOWNERS_LOCATIONS, Ownership
+from tether.policy.patterns import compile_patterns
 from tether.policy.schema import Policy
 from tether.workspace.files import read_regular
 from tether.workspace.git import show_file
-from tether.workspace.worktree import DiffStat
+from tether.workspace.worktree import DEFAULT_IGNORES, DiffStat
 
+_CACHES = compile_patterns(DEFAULT_IGNORES)
 DIFF_LIMIT = 20_000  # characters of a proposed write's diff shown to its approver
 DESTRUCTIVE_MIN_LINES = 10  # smaller files (stubs) may be rewritten whole
 DESTRUCTIVE_LIMIT = 1 << 20  # larger files are not compared line by line
@@ -60,6 +62,7 @@ class Guard:
     root: Path  # the worktree the acting agent's paths are resolved in
     fleet: FleetGate | None = None
     requested_by: str | None = None  # who asked for the run: never its approver
+    write_tools: str = "write_file or edit_file"  # what the agent writes a protected file with (asks its owners)
 
     def __post_init__(self) -> None:
         self.commands = CommandRules(self.policy.commands)
@@ -204,8 +207,10 @@ class Guard:
         return caps.max_files is not None or caps.max_lines is not None or self.fleet is not None
 
     def watched_ignored(self, paths: list[str]) -> list[str]:
-        """The ignored files among `paths` that a deny rule or an owner cares about."""
-        return [path for path in paths if self.writes.denies(path) or self.ownership.owners_of(path)]
+        """The ignored files among `paths` that a deny rule or an owner cares about; the caches tools
+        leave (`.pytest_cache/README.md` is no one's README) are nobody's."""
+        return [path for path in paths if not _CACHES.match_file(path)
+                and (self.writes.denies(path) or self.ownership.owners_of(path))]
 
     @property
     def watches_ignored(self) -> bool:
@@ -242,7 +247,7 @@ class Guard:
         if owners:
             return Decision("deny", "ownership.protected",
                             f"{actor} changed {path!r}, owned by {', '.join(owners)}; use "
-                            "write_file or edit_file, which ask the owners", [path], owners)
+                            f"{self.write_tools}, which ask the owners", [path], owners)
         return None
 
     def _destructive(self, relative: str, content: str) -> Decision | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -82,8 +83,23 @@ def _prepare_sqlite_dir(url: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
 
 
+def _read_only_sqlite(url: str) -> str | None:
+    """For a SQLite file this process cannot write (a read-only mount, another user's store): the
+    URL that opens it for reading only (immutable when its folder cannot hold SQLite's lock files)."""
+    path = url.removeprefix("sqlite:///")
+    if not url.startswith("sqlite:///") or path in ("", ":memory:") or not os.path.isfile(path):
+        return None
+    if os.access(path, os.W_OK) and os.access(os.path.dirname(path) or ".", os.W_OK):
+        return None
+    immutable = "&immutable=1" if not os.access(os.path.dirname(path) or ".", os.W_OK) else ""
+    return f"sqlite:///file:{path}?mode=ro{immutable}&uri=true"
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        read_only = _read_only_sqlite(url)
+        if read_only is not None:
+            return create_engine(read_only, connect_args={"timeout": 30})
         _prepare_sqlite_dir(url)
         engine = create_engine(url, connect_args={"timeout": 30})
 
@@ -118,9 +134,13 @@ class Ledger:
 
     def __init__(self, url: str):
         self.url = url
+        self.read_only = _read_only_sqlite(url) is not None
         try:
             self.engine = _make_engine(url)
-            migrate.upgrade(self.engine)
+            if self.read_only:
+                migrate.require_current(self.engine, url)
+            else:
+                migrate.upgrade(self.engine)
         except OperationalError as exc:
             raise LedgerError(f"cannot open the store at {url}: {exc.orig}") from exc
         # run_id -> (event_count, head_hash) for runs this process appends to
@@ -140,8 +160,15 @@ class Ledger:
 
     # runs -----------------------------------------------------------------------------------
 
+    def writable(self) -> None:
+        """Refuse to write a store opened for reading only, saying so (not SQLite's own words)."""
+        if self.read_only:
+            raise LedgerError(f"the store at {self.url} is read-only here: runs can be listed, shown and "
+                              "verified, not started or changed")
+
     def create_run(self, run_id: str, *, repo: str, instruction: str, source: str = "live",
                    status: str = "running", **fields: Any) -> None:
+        self.writable()
         now = time.time()
         with self.engine.begin() as conn:
             conn.execute(insert(runs).values(
@@ -152,6 +179,7 @@ class Ledger:
         self._heads[run_id] = (0, GENESIS)
 
     def update_run(self, run_id: str, *, summary: dict[str, Any] | None = None, **fields: Any) -> None:
+        self.writable()
         values: dict[str, Any] = {"updated_at": time.time(), **fields}
         if summary is not None:
             values["summary"] = canonical_json(summary)
@@ -177,16 +205,20 @@ class Ledger:
         return result.rowcount == 1
 
     def get_run(self, ref: str) -> RunRow:
-        """A run by its id or a unique prefix of it."""
+        """A run by its id, or a unique prefix or suffix of it (the random end of an id is what
+        people copy: `tether show 36ba1d`)."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(runs).where(runs.c.id.startswith(ref, autoescape=True)).limit(2)).all()
+            if not rows and ref:
+                rows = conn.execute(select(runs).where(runs.c.id.endswith(ref, autoescape=True)).limit(3)).all()
         exact = [row for row in rows if row.id == ref]
         if exact:
             return _row_to_run(exact[0])
         if not rows:
             raise UnknownRun(f"no run {ref!r} in {self.url}")
         if len(rows) > 1:
-            raise UnknownRun(f"run prefix {ref!r} is ambiguous; give more characters")
+            raise UnknownRun(f"run {ref!r} is ambiguous ({', '.join(row.id for row in rows[:3])}, ...); "
+                             "give more characters")
         return _row_to_run(rows[0])
 
     def list_runs(self, limit: int | None = 50, repo: str | None = None, since: float | None = None,
@@ -239,6 +271,7 @@ class Ledger:
         return len(self._commit(run_id, batch))
 
     def _commit(self, run_id: str, batch: list[tuple[str, dict[str, Any], float]]) -> list[StoredEvent]:
+        self.writable()
         expected, prev = self._head(run_id)
         stored: list[StoredEvent] = []
         for offset, (type_, payload, when) in enumerate(batch, start=1):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.columns import Columns
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -35,13 +36,14 @@ def print_summary(console: Console, summary: dict[str, Any], budget: dict[str, A
         limit = limits.get(limit_key)
         return value + (f" / {limit:g}" if isinstance(limit, int | float) else "")
 
-    table.add_row("budget", "  ".join([
+    # Each meter whole: a narrow terminal wraps between them, never inside one.
+    table.add_row("budget", Columns([Text(item, no_wrap=True) for item in (
         of(f"{usage['steps']} steps", "max_steps"),
         of(f"{usage['tool_calls']} tool calls", "max_tool_calls"),
         of(f"{usage['tokens']:,} tokens", "max_tokens"),
         of(f"${usage['usd']:.4f}", "max_usd"),
         of(f"{usage['wall_s']:.1f}s", "max_wall_s"),
-    ]))
+    )], padding=(0, 2)))
     if summary["approvals"]:
         table.add_row("approvals", "; ".join(
             f"{a['action']} → {a['decision']}" + (f" by {a['by']}" if a.get("by") else "")

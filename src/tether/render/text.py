@@ -24,8 +24,13 @@ def failure_tail(output: str) -> str:
 
 
 def show_diff(console: Console, diff: str) -> None:
-    if diff:
+    """A diff whole: highlighted on a terminal, its lines as they are when piped (never cut at 80)."""
+    if not diff:
+        return
+    if console.is_terminal:
         console.print(Syntax(diff.rstrip("\n"), "diff", theme="ansi_dark", word_wrap=True))
+    else:
+        console.print(diff.rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
 
 
 STATUS_STYLE = {"succeeded": "bold green", "failed": "bold red", "stopped": "bold yellow",

@@ -354,8 +354,18 @@ def _kill_group(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
+# Terminal escape sequences (colours, cursor moves, titles): tokens and noise for a model, so the
+# text of an output leaves them out; its digest is of the bytes as they came.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+def plain(text: str) -> str:
+    return _ESCAPES.sub("", text) if "\x1b" in text else text
+
+
 def _read_output(sink: tempfile._TemporaryFileWrapper) -> tuple[str, str, bool]:  # type: ignore[type-arg]
-    """Digest of the whole output; text of its head and tail (the middle of a flood is noise)."""
+    """Digest of the whole output; text of its head and tail (the middle of a flood is noise),
+    without terminal escape sequences."""
     sink.seek(0)
     digest = hashlib.sha256()
     head = b""
@@ -375,7 +385,7 @@ def _read_output(sink: tempfile._TemporaryFileWrapper) -> tuple[str, str, bool]:
     else:
         sink.seek(0)
         text = sink.read().decode("utf-8", "replace")
-    return text, digest.hexdigest(), truncated
+    return plain(text), digest.hexdigest(), truncated
 
 
 def _tethers_own(entry: str) -> bool:
