@@ -72,8 +72,10 @@ def test_git_pointer_attack_runs_nothing_outside_the_sandbox(ledger: Ledger, rep
 @pytest.mark.parametrize("policy", ["", MODE_NONE], ids=["bwrap", "none"])
 def test_nested_repository_config_is_never_run(ledger: Ledger, repo: Path, tmp_path: Path, policy: str):
     marker = tmp_path / "pwned-nested"
-    summary = run_scripted(ledger, repo, tmp_path, [bash(fsmonitor_payload(marker, pointer=False)), SUBMIT], policy)
+    summary = run_scripted(ledger, repo, tmp_path, [bash(fsmonitor_payload(marker, pointer=False) + "ls evil"),
+                                                    SUBMIT], policy)
     assert summary["status"] == "succeeded"
+    assert "hook.sh" in payloads(ledger, summary["run_id"], "tool_result")[0]["observation"]  # the payload ran
     assert not marker.exists()
 
 
@@ -94,8 +96,10 @@ def test_repository_git_store_is_read_only_in_the_sandbox(ledger: Ledger, repo: 
     config_before = (repo / ".git" / "config").read_text()
     head_before = git(repo, "rev-parse", "HEAD")
     attack = (f"echo '[core]' >> {repo}/.git/config; git update-ref refs/heads/main HEAD~0 2>&1; "
-              f"echo x > {repo}/.git/hooks/pre-commit")
-    run_scripted(ledger, repo, tmp_path, [bash(attack), SUBMIT])
+              f"echo x > {repo}/.git/hooks/pre-commit; echo attempted")
+    summary = run_scripted(ledger, repo, tmp_path, [bash(attack), SUBMIT])
+    output = payloads(ledger, summary["run_id"], "tool_result")[0]["observation"]
+    assert "attempted" in output and "Read-only file system" in output  # it ran, and was refused
     assert (repo / ".git" / "config").read_text() == config_before
     assert git(repo, "rev-parse", "HEAD") == head_before
     assert not (repo / ".git" / "hooks" / "pre-commit").exists()

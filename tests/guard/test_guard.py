@@ -104,3 +104,16 @@ def test_ignored_files_matter_only_where_a_rule_or_an_owner_cares(guard: Guard):
     plain = Guard(policy=parse_policy_text(""), ownership=Ownership.build(parse_policy_text("").ownership, None),
                   root=guard.root)
     assert not plain.watches_ignored and not plain.needs_total
+
+
+def test_a_money_budget_is_never_passed_and_its_amounts_are_readable():
+    from tether.guard.budgets import check_model_call
+    from tether.policy.schema import BudgetPolicy
+
+    meters = Meters(usd=0.0006)
+    budget = BudgetPolicy(max_usd=0.001)
+    stop = check_model_call(meters, budget, 100, 0.0001, None, reply_usd=0.0005)  # could end at $0.0012
+    assert stop is not None and stop.rule == "budget.max_usd"
+    assert "$0.0006 spent" in stop.reason and "up to $0.0006" in stop.reason and "budget of $0.001" in stop.reason
+    assert check_model_call(meters, budget, 100, 0.0001, None, reply_usd=0.0002) is None  # ends at $0.0009 at most
+    assert "budget of $2.00" in check_model_call(Meters(usd=2.5), BudgetPolicy(max_usd=2), 1, 0, None).reason

@@ -164,12 +164,10 @@ def test_a_long_prompt_stops_at_the_deadline_before_any_reply():
     listing = "\n".join(f"def step_{i}(value):\n    return value * {i} + {i * 7 % 13}" for i in range(330))
     long = [{"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": f"{TASK}\n\nThe module you may use:\n```python\n{listing}\n```"}]
-    started = time.monotonic()
     cut = provider.complete(long, SPECS, 300, deadline=time.time() + 3)
-    elapsed = time.monotonic() - started
-    assert elapsed < 15, elapsed
     assert cut.tool_calls == [] and "wall-time budget" in cut.content
     assert cut.usage.input_tokens > 4000 and cut.usage.output_tokens == 0
+    assert provider.llm.n_tokens < cut.usage.input_tokens  # stopped part-way through the prompt, not after it
     # The half-evaluated prompt leaves the instance whole: the next call is answered in full.
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": TASK}]
     whole = provider.complete(messages, SPECS, 300, deadline=time.time() + 120)
@@ -183,10 +181,7 @@ def test_a_generation_stops_at_the_deadline_and_the_model_answers_whole_after():
     essay = [{"role": "system", "content": SYSTEM_PROMPT},
              {"role": "user", "content": "Write a 400-line Python module of sorting algorithms to sorts.py, "
                                          "each with a long docstring."}]
-    started = time.monotonic()
     cut = provider.complete(essay, SPECS, 700, deadline=time.time() + 2)
-    elapsed = time.monotonic() - started
-    assert elapsed < 12, elapsed  # 700 tokens take far longer on this machine
     assert cut.tool_calls == [] and "wall-time budget" in cut.content
     assert cut.usage.output_tokens < 700 and cut.usage.input_tokens > 0
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": TASK}]

@@ -141,7 +141,8 @@ class Session:
         prompt_text = canonical_json(messages)
         prompt_tokens = estimate_tokens(prompt_text)
         prompt_usd = estimate_usd(self.provider.name, Usage(prompt_tokens, 0))
-        decision = self.guard.before_model(self.meters, prompt_tokens, prompt_usd, time.time())
+        reply_usd = estimate_usd(self.provider.name, Usage(0, self.policy.agent.max_output_tokens))
+        decision = self.guard.before_model(self.meters, prompt_tokens, prompt_usd, time.time(), reply_usd)
         if decision.verdict == "stop":
             raise self.stop(decision)
         fleet = self.guard.fleet

@@ -90,10 +90,16 @@ def hooks(agent: Annotated[str, typer.Argument(help="The agent: claude-code or c
 
     from tether.gateway.agent_tools import claude_code_settings, codex_hooks
 
+    variables = ("the hook finds the gateway in TETHER_GATEWAY_URL and its token in TETHER_GATEWAY_TOKEN "
+                 "(Claude Code: ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY serve as well); set them in the agent's "
+                 "environment")
     if agent == "claude-code":
         print(json.dumps(claude_code_settings(sys.executable), indent=2))
+        err.print(f"note: {variables}", soft_wrap=True)
     elif agent == "codex":
         print(codex_hooks(sys.executable), end="")
+        err.print("note: Codex runs no hook it has not been told to trust: start Codex and trust these once with "
+                  "/hooks (until then every tool call goes unjudged); " + variables, soft_wrap=True)
     else:
         raise fail(f"no hooks for {agent!r}: Tether speaks the hooks of claude-code and codex")
 

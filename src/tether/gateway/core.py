@@ -466,7 +466,8 @@ class Gateway:
         prompt_text = canonical_json(request.messages)
         prompt_tokens = estimate_tokens(prompt_text)
         prompt_usd = estimate_usd(provider.name, Usage(prompt_tokens, 0))
-        decision = run.guard.before_model(log.meters, prompt_tokens, prompt_usd, time.time())
+        reply_usd = estimate_usd(provider.name, Usage(0, request.max_tokens))
+        decision = run.guard.before_model(log.meters, prompt_tokens, prompt_usd, time.time(), reply_usd)
         if decision.verdict == "stop":
             run.stopped = decision
             raise self._refuse(run, decision)

@@ -70,9 +70,11 @@ class Guard:
 
     # model calls ----------------------------------------------------------------------------
 
-    def before_model(self, meters: Meters, prompt_tokens: int, prompt_usd: float, now: float | None) -> Decision:
-        """Stop before a call that is certain to break a budget: its prompt alone would."""
-        return check_model_call(meters, self.policy.budget, prompt_tokens, prompt_usd, now) or ALLOW
+    def before_model(self, meters: Meters, prompt_tokens: int, prompt_usd: float, now: float | None,
+                     reply_usd: float = 0.0) -> Decision:
+        """Stop before a call that would break a budget: its prompt alone (tokens), or its prompt and
+        the longest reply it may get (money)."""
+        return check_model_call(meters, self.policy.budget, prompt_tokens, prompt_usd, now, reply_usd) or ALLOW
 
     # tool calls -----------------------------------------------------------------------------
 
