@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import CHECK, FIX, bash, call, payloads, run_scripted, script
+from tests.conftest import CHECK, FIX, bash, call, git, payloads, run_scripted, script
 from tether.ledger import Ledger
 
 TETHER = [sys.executable, "-m", "tether"]
@@ -55,3 +55,27 @@ def test_a_piped_approval_shows_the_whole_diff_and_whole_meters(repo: Path, tmp_
     meters = [line for line in shown.stdout.splitlines() if "tool calls" in line or "tokens" in line]
     assert meters and all(line.count("/") <= 3 for line in meters)
     assert not any(line.strip().startswith("/") for line in shown.stdout.splitlines())
+
+
+GIT_SESSION = ("git status --short; echo '# more' >> raindrops.py; git diff --stat; git stash -q && git stash list; "
+               "git stash pop -q; git add raindrops.py && git commit -qm 'agent: local commit' && git log --oneline -2;"
+               " echo '# again' >> raindrops.py; git checkout -- raindrops.py; git status --short; echo done")
+
+
+def test_the_agent_has_a_git_of_its_own_that_never_writes_the_users_repository(ledger: Ledger, repo: Path,
+                                                                                tmp_path: Path):
+    refs_before = git(repo, "for-each-ref")
+    objects_before = sorted(p.name for p in (repo / ".git" / "objects").rglob("*") if p.is_file())
+    summary = run_scripted(ledger, repo, tmp_path, [bash(GIT_SESSION), call("submit", summary="s")])
+    output = payloads(ledger, summary["run_id"], "tool_result")[0]["observation"]
+    assert "Read-only file system" not in output and "index.lock" not in output, output
+    assert "raindrops.py | 1 +" in output and "stash@{0}" in output and "agent: local commit" in output, output
+    assert output.rstrip().endswith("done") and "exit code 0" in output
+    # what the agent committed stays in its own git; the run delivers the worktree's files
+    assert git(repo, "show", f"{summary['branch']}:raindrops.py").endswith("# more\n")
+    assert "agent: local commit" not in git(repo, "log", "--all", "--oneline")
+    assert git(repo, "for-each-ref").replace(f"refs/heads/{summary['branch']}", "") != "" and \
+        [line for line in git(repo, "for-each-ref").splitlines() if "tether/" not in line] == \
+        [line for line in refs_before.splitlines() if "tether/" not in line]
+    objects_after = sorted(p.name for p in (repo / ".git" / "objects").rglob("*") if p.is_file())
+    assert len(objects_after) - len(objects_before) <= 6  # Tether's own snapshot and commit, not the agent's

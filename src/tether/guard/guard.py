@@ -34,7 +34,7 @@ from tether.workspace.files import read_regular
 from tether.workspace.git import show_file
 from tether.workspace.worktree import DEFAULT_IGNORES, DiffStat
 
-_CACHES = compile_patterns(DEFAULT_IGNORES)
+_CACHE_FOLDERS = compile_patterns([pattern for pattern in DEFAULT_IGNORES if pattern.endswith("/")])
 DIFF_LIMIT = 20_000  # characters of a proposed write's diff shown to its approver
 DESTRUCTIVE_MIN_LINES = 10  # smaller files (stubs) may be rewritten whole
 DESTRUCTIVE_LIMIT = 1 << 20  # larger files are not compared line by line
@@ -209,10 +209,11 @@ class Guard:
         return caps.max_files is not None or caps.max_lines is not None or self.fleet is not None
 
     def watched_ignored(self, paths: list[str]) -> list[str]:
-        """The ignored files among `paths` that a deny rule or an owner cares about; the caches tools
-        leave (`.pytest_cache/README.md` is no one's README) are nobody's."""
-        return [path for path in paths if not _CACHES.match_file(path)
-                and (self.writes.denies(path) or self.ownership.owners_of(path))]
+        """The ignored files among `paths` that a deny rule or an owner cares about. A file in a tool's
+        cache folder is judged as that folder, which belongs to whoever owns where it sits:
+        `.pytest_cache/README.md` is no one's README, `secure/__pycache__/` is secure/'s."""
+        return [path for path in paths if (judged := _cache_folder(path) or path)
+                and (self.writes.denies(judged) or self.ownership.owners_of(judged))]
 
     @property
     def watches_ignored(self) -> bool:
@@ -275,6 +276,15 @@ class Guard:
                         f"write_file would remove {removed} of the {len(before)} lines of {relative!r} (more than "
                         f"{share:.0%}, [writes] max_removed_share); change it with edit_file, or write the whole "
                         "file with what must stay in it", [relative])
+
+
+def _cache_folder(path: str) -> str | None:
+    """The tool's cache folder `path` is in (`a/__pycache__` for `a/__pycache__/b.pyc`), if any."""
+    parts = path.split("/")
+    for depth in range(len(parts) - 1):
+        if _CACHE_FOLDERS.match_file("/".join(parts[: depth + 1]) + "/"):
+            return "/".join(parts[: depth + 1])
+    return None
 
 
 def _names_rm(rule: str) -> bool:

@@ -22,10 +22,12 @@ from tether.errors import TetherError
 from tether.paths import tether_dir
 from tether.policy.schema import SandboxPolicy
 from tether.workspace import limits
+from tether.workspace.agent_git import agent_git
 from tether.workspace.environment import sandbox_environment
 from tether.workspace.git import common_dir, git_env
 from tether.workspace.identity import account_files, drops_root, hand_over, sandbox_uid
 from tether.workspace.project import ENV_VARIABLE, ProjectEnv, cache_root
+from tether.workspace.worktree import registered_git_dir
 
 OUTPUT_HEAD = 4_000
 OUTPUT_TAIL = 12_000
@@ -474,12 +476,18 @@ def for_setup(policy: SandboxPolicy) -> SandboxPolicy:
 def worktree_sandbox(policy: SandboxPolicy, network: bool, worktree: Path, repo: Path,
                      project: ProjectEnv | None = None, building: Path | None = None) -> Sandbox:
     """The sandbox of one worktree: it writes there; the repository's git store is read-only, its
-    config without remotes or credentials, and the worktree's `.git` pointer cannot be changed.
-    `project` is the prepared environment; `building`, one being set up (it alone is writable)."""
+    config without remotes or credentials. The agent's `.git` is a git dir of its own over the
+    repository's objects (see agent_git.py); the worktree's real `.git` pointer is Tether's.
+    `project` is the prepared environment; `building`, one being set up (it alone is writable, and
+    it reads the repository as it is)."""
     store = common_dir(repo)
     overlays = {config: _scrubbed_git_config(config, tether_dir(repo)) for config in _git_configs(store)}
-    return Sandbox(policy, worktree, network=network, read_only=[store], frozen=[worktree / ".git"],
-                   overlays=overlays, project=project, building=building)
+    if building is not None:
+        return Sandbox(policy, worktree, network=network, read_only=[store], frozen=[worktree / ".git"],
+                       overlays=overlays, building=building)
+    pointer, own_git = agent_git(repo, worktree, registered_git_dir(repo, worktree))
+    return Sandbox(policy, worktree, network=network, read_only=[store], writable=[own_git],
+                   overlays={**overlays, worktree / ".git": pointer}, project=project)
 
 
 # What git needs to read the repository; everything else (remotes, credentials, URLs with tokens,

@@ -15,6 +15,7 @@ from functools import cached_property
 from pathlib import Path
 
 from tether.paths import tether_dir
+from tether.workspace.agent_git import remove_agent_git
 from tether.workspace.files import read_regular
 from tether.workspace.git import GitError, common_dir, git
 from tether.workspace.identity import hand_over
@@ -261,7 +262,7 @@ class Worktree:
 
 
 def remove_worktree(repo: Path, path: Path) -> None:
-    """Remove a Tether worktree of `repo` and its exclude file; its branch stays."""
+    """Remove a Tether worktree of `repo`, its exclude file and the agent's own git dir; its branch stays."""
     with worktree_lock(repo):
         try:
             git(repo, "worktree", "remove", "--force", str(path))
@@ -269,6 +270,7 @@ def remove_worktree(repo: Path, path: Path) -> None:
             shutil.rmtree(path, ignore_errors=True)
             git(repo, "worktree", "prune")
     path.with_name(path.name + ".exclude").unlink(missing_ok=True)
+    remove_agent_git(repo, path)
 
 
 def create_worktree(repo: Path, run_id: str, base_commit: str, ignores: list[str]) -> Worktree:
