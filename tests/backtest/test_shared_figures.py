@@ -28,3 +28,13 @@ def test_default_policy_figures_are_unchanged(name: str):
     assert json.loads(json.dumps(summarize(verdicts).as_dict())) == published["summary"]
     assert {v.instance_id: (v.stopped, v.rule, v.stop_step) for v in verdicts} == {
         v["instance_id"]: (v["stopped"], v["rule"], v["stop_step"]) for v in published["runs"]}
+
+
+@pytest.mark.parametrize("name", ["mini-swe-agent__gemini-3-pro__swebench-verified",
+                                  "swe-agent__java-verified__multi-swe-bench"])
+def test_the_defaults_stop_at_most_two_percent_of_each_sets_resolved_runs(name: str):
+    from tether.policy.schema import Policy
+
+    verdicts = [backtest_run(Policy(), run) for run in load_runs([SETS / name])]
+    summary = summarize(verdicts, intervals=False)
+    assert summary.resolved > 20 and summary.false_stop_rate <= 0.02, summary.stops_by_rule

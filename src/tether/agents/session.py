@@ -121,7 +121,13 @@ class Session:
             self.tree = kept_tree
 
     def wall_deadline(self) -> float | None:
+        if self.policy.shadowed("budget.max_wall_s"):
+            return None
         return wall_deadline(self.meters, self.policy.budget, time.time())
+
+    def _record_shadows(self, call_id: str | None = None) -> None:
+        for shadow in self.guard.take_shadows():
+            self.log.shadow(shadow.rule, shadow.reason, call_id)
 
     def stop(self, decision: Decision, call: ToolCall | None = None) -> RunStopped:
         self.record(decision.as_event(self.meters.steps, call.id if call is not None else None))
@@ -143,6 +149,7 @@ class Session:
         prompt_usd = estimate_usd(self.provider.name, Usage(prompt_tokens, 0))
         reply_usd = estimate_usd(self.provider.name, Usage(0, self.policy.agent.max_output_tokens))
         decision = self.guard.before_model(self.meters, prompt_tokens, prompt_usd, time.time(), reply_usd)
+        self._record_shadows()
         if decision.verdict == "stop":
             raise self.stop(decision)
         fleet = self.guard.fleet
@@ -161,7 +168,7 @@ class Session:
 
         def before_retry() -> None:
             wall = check_wall(self.meters, self.policy.budget, time.time())
-            if wall is not None:
+            if wall is not None and not self.policy.shadowed(wall.rule):
                 raise self.stop(wall)
 
         agent = self.policy.agent
@@ -194,6 +201,7 @@ class Session:
         if hit is not None:
             raise self.brake(call.id, hit)
         decision = self.guard.before_tool(call, self.meters, time.time())
+        self._record_shadows(call.id)
         if decision.verdict == "stop":
             self._unexecuted(call, f"Not run: {decision.reason}.")
             raise self.stop(decision, call)

@@ -68,7 +68,9 @@ def first_stop(events: Iterable[Event], budget: BudgetPolicy,
 def backtest_run(policy: Policy, run: ImportedRun, events: list[Event] | None = None) -> RunVerdict:
     verdict = RunVerdict(run.run_id, run.source, run.instance_id, run.path, run.resolved, len(run.steps),
                          run.total_cost_usd, stopped=False, label_source=run.label_source)
-    stop = first_stop(events if events is not None else run.events(), policy.budget, Brakes(policy.brakes))
+    # What the policy would stop, enforced: a backtest is the what-if of its shadow mode.
+    enforced = policy.brakes.model_copy(update={"mode": "enforce", "shadow": []})
+    stop = first_stop(events if events is not None else run.events(), policy.budget, Brakes(enforced))
     if stop is not None:
         verdict.stopped = True
         verdict.stop_step, verdict.rule, verdict.reason, verdict.cost_at_stop, verdict.steps_at_stop = stop

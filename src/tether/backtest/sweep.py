@@ -127,14 +127,19 @@ def pareto(points: list[Point]) -> list[Point]:
 
 
 def sweep(runs: list[ImportedRun], target_false_stop_rate: float = 0.05, test_share: float = 0.5,
-          samples: int = 2000, seed: int = 7, fit_on: str | None = None) -> SweepResult:
+          samples: int = 2000, seed: int = 7, fit_on: str | None = None,
+          sides: list[str] | None = None) -> SweepResult:
     """Fit on a hash split of the runs, or (`fit_on`) on one collection and report on the others:
-    a policy fitted to one agent, measured on agents it never saw."""
+    a policy fitted to one agent, measured on agents it never saw; or on the `sides` given (one of
+    "fit" and "test" per labelled run, in order: a split by time)."""
     labelled = [run for run in runs if run.resolved is not None]
     events = [run.events() for run in labelled]
     knobs = [(knob, value) for knob, values in GRID.items() for value in values]
     stops = [{knob: single_stop(*knob, run_events) for knob in knobs} for run_events in events]
-    if fit_on is not None:
+    if sides is not None:
+        if len(sides) != len(labelled):
+            raise ValueError(f"{len(sides)} sides for {len(labelled)} labelled runs")
+    elif fit_on is not None:
         collections = sorted({run.collection for run in labelled})
         if fit_on not in collections:
             raise ValueError(f"--fit-on {fit_on!r}: no labelled runs from it; the collections are "

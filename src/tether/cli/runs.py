@@ -163,9 +163,16 @@ def runs(repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
                             "instruction": row.instruction} for row in rows]))
         return
     listed = [[row.id, row.status, str((row.summary or {}).get("usage", {}).get("steps", "")),
-               f"{(row.summary or {}).get('usage', {}).get('usd', 0):.4f}", row.instruction[:50]] for row in rows]
+               f"{(row.summary or {}).get('usage', {}).get('usd', 0):.4f}", _would_stop(row.summary),
+               row.instruction[:50]] for row in rows]
     # the branch is tether/<run id>: `show` and --json name it
-    out.print(table_of(["run", "status", "steps", "usd", "instruction"], listed, ("run", "status")))
+    out.print(table_of(["run", "status", "steps", "usd", "shadow", "instruction"], listed, ("run", "status")))
+
+
+def _would_stop(summary: dict | None) -> str:
+    """What a brake or budget in shadow mode would have stopped the run at, first."""
+    shadowed = (summary or {}).get("shadowed") or []
+    return f"{shadowed[0]['detector']} @ step {shadowed[0]['step']}" if shadowed else ""
 
 
 @app.command()

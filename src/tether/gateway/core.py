@@ -206,6 +206,8 @@ class Gateway:
                 decision = mapped
             else:
                 decision = _strictest([run.guard.before_tool(call, log.meters, time.time()) for call in mapped])
+                for shadow in run.guard.take_shadows():
+                    log.shadow(shadow.rule, shadow.reason, call_id)
                 if decision.verdict == "ask" and run.session is not None:  # a durable approval, nobody waiting
                     # Codex's session asks again with a new call id after a resume: its approval is keyed by
                     # what it does. Claude Code's resumes the very call.
@@ -468,6 +470,8 @@ class Gateway:
         prompt_usd = estimate_usd(provider.name, Usage(prompt_tokens, 0))
         reply_usd = estimate_usd(provider.name, Usage(0, request.max_tokens))
         decision = run.guard.before_model(log.meters, prompt_tokens, prompt_usd, time.time(), reply_usd)
+        for shadow in run.guard.take_shadows():
+            log.shadow(shadow.rule, shadow.reason)
         if decision.verdict == "stop":
             run.stopped = decision
             raise self._refuse(run, decision)

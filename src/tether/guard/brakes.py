@@ -69,26 +69,47 @@ class Brakes:
     repeats: int = 0  # times the last action occurs in the repeat window
     burn_ratio: float = 0.0  # the recent cost per step over the run's median
     counting: bool = False  # keep every detector's tally (for the stop score, or to fit one)
+    shadowed: set[str] = field(default_factory=set)  # shadow-mode detectors that have fired (recorded once)
+    shadow_hits: list[BrakeHit] = field(default_factory=list)  # fired in shadow mode, not yet recorded
 
     def __post_init__(self) -> None:
         self.counting = self.counting or self.policy.score is not None
 
     def observe(self, payload: ev.Payload) -> BrakeHit | None:
+        """The first brake this event fires, if any. Every detector folds every event (a brake in
+        shadow mode only records, and the others go on counting); a shadowed brake's first hit is
+        kept in `shadow_hits` for the log to record."""
         if isinstance(payload, ev.AttemptStarted):  # an independent try: nothing of the last one counts
-            self.__dict__.update(Brakes(self.policy, counting=self.counting).__dict__)
+            fresh = Brakes(self.policy, counting=self.counting)
+            fresh.shadowed = self.shadowed
+            self.__dict__.update(fresh.__dict__)
+            return None
+        if isinstance(payload, ev.BrakeShadowed):  # recorded (or, rebuilding a log, read back)
+            self.shadowed.add(payload.detector)
             return None
         if isinstance(payload, ev.ToolCall):
-            return self._repeat(payload)
+            return self._first([self._repeat(payload)])
         if isinstance(payload, ev.ToolResult):
             command = self.commands.get(payload.call_id, "")
-            return (self._failures(payload) or self._churn(payload, command) or self._progress(payload)
-                    or self._repeat_output(payload) or self._failing_count(payload, command)
-                    or self._stale_tests(payload) or self._errors(payload) or self._seen_outputs(payload)
-                    or self._score())
+            return self._first([self._failures(payload), self._churn(payload, command), self._progress(payload),
+                                self._repeat_output(payload), self._failing_count(payload, command),
+                                self._stale_tests(payload), self._errors(payload), self._seen_outputs(payload),
+                                self._score()])
         if isinstance(payload, ev.ModelResponse):
-            return self._idle_turns(payload) or self._burn_rate(payload)
+            return self._first([self._idle_turns(payload), self._burn_rate(payload)])
         if isinstance(payload, ev.RunStarted):
             self.last_tree = payload.base_tree
+        return None
+
+    def _first(self, hits: list[BrakeHit | None]) -> BrakeHit | None:
+        for hit in hits:
+            if hit is None:
+                continue
+            if not self.policy.shadows(hit.detector):
+                return hit
+            if hit.detector not in self.shadowed:
+                self.shadowed.add(hit.detector)
+                self.shadow_hits.append(hit)
         return None
 
     def _repeat(self, payload: ev.ToolCall) -> BrakeHit | None:

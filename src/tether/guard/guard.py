@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from tether.models.tools import TOOLS, WRITE_TOOLS
 from tether.policy.approvers import refusal
 from tether.policy.ownership import CODEOWNERS_LOCATIONS, Ownership
 from tether.policy.patterns import compile_patterns
-from tether.policy.schema import Policy
+from tether.policy.schema import BudgetPolicy, Policy
 from tether.workspace.files import read_regular
 from tether.workspace.git import show_file
 from tether.workspace.worktree import DEFAULT_IGNORES, DiffStat
@@ -67,6 +68,7 @@ class Guard:
     def __post_init__(self) -> None:
         self.commands = CommandRules(self.policy.commands)
         self.writes = WriteRules.build(self.policy.writes)
+        self.shadows: list[Decision] = []
 
     # model calls ----------------------------------------------------------------------------
 
@@ -74,13 +76,29 @@ class Guard:
                      reply_usd: float = 0.0) -> Decision:
         """Stop before a call that would break a budget: its prompt alone (tokens), or its prompt and
         the longest reply it may get (money)."""
-        return check_model_call(meters, self.policy.budget, prompt_tokens, prompt_usd, now, reply_usd) or ALLOW
+        return self._budgets(lambda budget: check_model_call(meters, budget, prompt_tokens, prompt_usd, now,
+                                                             reply_usd)) or ALLOW
+
+    def take_shadows(self) -> list[Decision]:
+        """The budget stops that shadow mode let pass since the last call (for the caller to record)."""
+        shadows, self.shadows = self.shadows, []
+        return shadows
+
+    def _budgets(self, check: Callable[[BudgetPolicy], Decision | None]) -> Decision | None:
+        """The first budget stop that is enforced; the shadowed ones on the way are kept in `shadows`."""
+        budget = self.policy.budget
+        while (decision := check(budget)) is not None:
+            if not self.policy.shadowed(decision.rule):
+                return decision
+            self.shadows.append(decision)
+            budget = budget.model_copy(update={decision.rule.removeprefix("budget."): None})
+        return None
 
     # tool calls -----------------------------------------------------------------------------
 
     def before_tool(self, call: ToolCall, meters: Meters, now: float | None) -> Decision:
         """Budgets (the call is already counted in `meters`), then scopes and ownership."""
-        return check_tool_call(meters, self.policy.budget, now) or self.preflight(call)
+        return self._budgets(lambda budget: check_tool_call(meters, budget, now)) or self.preflight(call)
 
     def preflight(self, call: ToolCall) -> Decision:
         """Scopes and ownership for a call, before anything runs."""

@@ -28,7 +28,8 @@ REPEATABLE = {ev.EventType.RUN_CONTINUED, ev.EventType.RUN_RESUMED, ev.EventType
 
 def event_key(payload: ev.Payload) -> tuple[Any, ...]:
     """What makes an event the same event when a crashed run is resumed and redoes its last step."""
-    return (payload.type, *(getattr(payload, name, None) for name in ("step", "call_id", "attempt", "name", "rule")))
+    return (payload.type, *(getattr(payload, name, None)
+                            for name in ("step", "call_id", "attempt", "name", "rule", "detector")))
 
 
 @dataclass
@@ -60,7 +61,16 @@ class RunLog:
         hit = self.brakes.observe(payload)
         if self.on_event is not None:
             self.on_event(event, self.meters)
+        while self.brakes.shadow_hits:  # brakes in shadow mode that would have stopped the run here
+            shadow = self.brakes.shadow_hits.pop(0)
+            self.record(ev.BrakeShadowed(detector=shadow.detector, reason=shadow.reason, evidence=shadow.evidence,
+                                         call_id=getattr(payload, "call_id", None), step=self.meters.steps))
         return hit
+
+    def shadow(self, rule: str, reason: str, call_id: str | None = None) -> None:
+        """A budget in shadow mode would have stopped the run: recorded the first time, and it goes on."""
+        if rule not in self.brakes.shadowed:
+            self.record(ev.BrakeShadowed(detector=rule, reason=reason, call_id=call_id, step=self.meters.steps))
 
     def model_request(self, step: int, messages: int, prompt_text: str, prompt_tokens: int,
                       tools_removed: list[str] = ()) -> None:
@@ -114,3 +124,4 @@ class RunLog:
                 self.pending_hit = None
             elif isinstance(payload, ev.ApprovalDecided):
                 self.decided[payload.call_id] = (payload.approved, payload.by, payload.reason)
+        self.brakes.shadow_hits.clear()  # what a shadowed brake saw here is in the log already

@@ -36,6 +36,7 @@ class EventType(StrEnum):
     CHECK_STARTED = "check_started"
     CHECK_FINISHED = "check_finished"
     BRAKE = "brake"
+    BRAKE_SHADOWED = "brake_shadowed"
     PLAN = "plan"
     HANDOVER = "handover"
     MERGE = "merge"
@@ -302,6 +303,17 @@ class Brake(Payload):
     reason: str
     evidence: dict[str, Any]
     call_id: str | None
+    step: int
+
+
+class BrakeShadowed(Payload):
+    """A brake or budget in shadow mode would have stopped the run here (the first time each one
+    would have); the run went on. `detector` is the brake's name or the budget's rule."""
+    type = EventType.BRAKE_SHADOWED
+    detector: str
+    reason: str
+    evidence: dict[str, Any] = Field(default_factory=dict)
+    call_id: str | None = None
     step: int
 
 

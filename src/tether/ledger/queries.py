@@ -64,6 +64,7 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
     checks: dict[str, dict[str, Any]] = {}
     denials: list[dict[str, Any]] = []
     brakes: list[dict[str, Any]] = []
+    shadowed: list[dict[str, Any]] = []  # what a brake or budget in shadow mode would have stopped, and when
     approvals: dict[str, dict[str, Any]] = {}
     model_errors = 0
     rework = 0
@@ -82,6 +83,8 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
                             "call_id": data.call_id})
         elif isinstance(data, ev.Brake):
             brakes.append({"step": step, "detector": data.detector, "reason": data.reason, "evidence": data.evidence})
+        elif isinstance(data, ev.BrakeShadowed):
+            shadowed.append({"step": data.step, "detector": data.detector, "reason": data.reason})
         elif isinstance(data, ev.ApprovalRequested):
             interrupts += 1
             approvals[data.call_id] = {"call_id": data.call_id, "step": data.step, "paths": data.paths,
@@ -127,6 +130,7 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
         "checks": list(checks.values()),
         "denials": denials,
         "brakes": brakes,
+        "shadowed": shadowed,
         "approvals": list(approvals.values()),
         "rework": rework,
         "interrupts": interrupts,

@@ -51,6 +51,9 @@ def print_summary(console: Console, summary: dict[str, Any], budget: dict[str, A
     table.add_row("denials", str(len(summary["denials"])) + (
         " (" + ", ".join(sorted({d["rule"] for d in summary["denials"]})) + ")" if summary["denials"] else ""))
     table.add_row("brakes", "; ".join(f"{b['detector']}: {b['reason']}" for b in summary["brakes"]) or "none")
+    if summary.get("shadowed"):
+        table.add_row("would have stopped", "; ".join(f"at step {s['step']}: {s['detector']} ({s['reason']})"
+                                                       for s in summary["shadowed"]) + " (shadow mode)")
     table.add_row("interrupts", f"{summary['interrupts']} (approval requests, denials by people, manual stops)")
     if summary["rework"]:
         table.add_row("rework", f"{summary['rework']} failed submits before the end")
