@@ -55,5 +55,5 @@ def test_runs_and_show_say_what_would_have_stopped_the_run(repo: Path, tmp_path:
 
 
 def test_unknown_brakes_cannot_be_shadowed():
-    with pytest.raises(PolicyError, match="unknown brake.*no_such"):
+    with pytest.raises(PolicyError, match=r"unknown brake.*no_such"):
         parse_policy('[brakes]\nshadow = ["no_such"]\n', Path("tether.toml"))
