@@ -11,7 +11,7 @@ LAYERS = [
     {"errors", "paths", "redact", "stats", "samples"},
     {"policy"},
     {"ledger", "people"},
-    {"workspace", "models", "lease"},
+    {"workspace", "models", "lease", "telemetry"},
     {"guard"},
     {"agents", "backtest", "gateway", "delivery", "gate"},
     {"runner"},

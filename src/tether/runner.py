@@ -35,6 +35,7 @@ from tether.policy import Policy
 from tether.policy.load import org_limits
 from tether.policy.schema import TierPolicy
 from tether.policy.tiers import TierRefusal, apply_tier, configuration_of
+from tether.telemetry.export import live_sink
 from tether.workspace.export import lay_generated
 from tether.workspace.git import GitError, current_branch, head_commit, repo_root
 from tether.workspace.project import MANIFESTS, SetupFailed
@@ -80,7 +81,7 @@ def _session(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, wo
     guard = Guard(policy=policy, ownership=ownership_at(policy, worktree.repo, worktree.base_commit),
                   root=worktree.path, fleet=_fleet_gate(ledger, repo_name, run_id),
                   requested_by=requested_by)
-    log = RunLog(run_id=run_id, ledger=ledger, brakes=Brakes(policy.brakes), on_event=on_event)
+    log = RunLog(run_id=run_id, ledger=ledger, brakes=Brakes(policy.brakes), on_event=live_sink(on_event))
     return Session(
         log=log, guard=guard, policy=policy, provider=provider, worktree=worktree,
         sandbox=worktree_sandbox(policy.sandbox, policy.commands.network, worktree.path, worktree.repo),

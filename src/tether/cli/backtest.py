@@ -153,19 +153,25 @@ def _fit(runs: list, fit_on: str | None, test_share: float, max_false_stops: flo
 
 
 @app.command("export")
-def export(run: Annotated[str, typer.Argument(metavar="RUN", help="The run to export.")],
+def export(run: Annotated[str, typer.Argument(metavar="RUN", help="The run to export, or `otel`.")],
+           otel_run: Annotated[str | None, typer.Argument(metavar="[RUN]", help="With `otel`: the run.")] = None,
            format_: Annotated[str, typer.Option("--format", help="The format: atif.")] = "atif",
            output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here (default: stdout).")] = None,
+           since: Annotated[str | None, typer.Option(help="With `otel`: every run started since (30d).")] = None,
            repo: RepoOpt = Path("."), db: DbOpt = None) -> None:
     """Export a run's record in an interchange format (ATIF v1.4: Harbor's trajectory format), for
-    tools that read other agents' trajectories.
+    tools that read other agents' trajectories; or, as `tether export otel RUN|--since 30d`, to an
+    OpenTelemetry collector (OTLP/HTTP, the OTEL_* variables), its spans with their recorded times.
 
     Example: tether export 20261130-054701-324776 --format atif -o run.atif.json
     """
+    if run == "otel":
+        _export_otel(otel_run, since, repo, db)
+        return
     from tether.backtest.atif import export_atif
 
     if format_ != "atif":
-        raise fail(f"--format {format_!r}: Tether exports atif")
+        raise fail(f"--format {format_!r}: Tether exports atif (or `tether export otel RUN`)")
     with open_ledger(db, repo) as ledger:
         found = ledger.get_run(run)
         document = json.dumps(export_atif(found.id, ledger.events(found.id)), indent=2)
@@ -174,3 +180,26 @@ def export(run: Annotated[str, typer.Argument(metavar="RUN", help="The run to ex
     else:
         output.write_text(document + "\n")
         err.print(f"wrote {output}")
+
+
+def _export_otel(run: str | None, since: str | None, repo: Path, db: str | None) -> None:
+    import time
+
+    from tether.gc import parse_age
+    from tether.telemetry.export import configured, export_runs
+
+    if (run is None) == (since is None):
+        raise fail("tether export otel: name a RUN or give --since (e.g. --since 30d)")
+    if not configured():
+        raise fail("no OpenTelemetry endpoint: set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://localhost:4318)")
+    with open_ledger(db, repo) as ledger:
+        if run is not None:
+            run_ids = [ledger.get_run(run).id]
+        else:
+            try:
+                cutoff = time.time() - parse_age(since or "")
+            except ValueError as exc:
+                raise fail(f"--since: {exc}") from exc
+            run_ids = [row.id for row in ledger.list_runs(limit=None, since=cutoff)]
+        exported = export_runs(ledger, run_ids)
+    err.print(f"exported {len(run_ids)} run(s), {exported} events, as spans and metrics")
