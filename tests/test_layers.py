@@ -13,7 +13,7 @@ LAYERS = [
     {"ledger", "people"},
     {"workspace", "models", "lease", "telemetry"},
     {"guard"},
-    {"agents", "backtest", "gateway", "delivery", "gate"},
+    {"agents", "backtest", "gateway", "delivery", "gate", "history"},
     {"runner"},
     {"replay", "approvals", "gc", "queue", "demo", "doctor"},
     {"evals"},

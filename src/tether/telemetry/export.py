@@ -47,6 +47,7 @@ class Telemetry:
         self.metrics = RunMetrics(self.meter_provider.get_meter("tether"))
         self.tracer = self.tracer_provider.get_tracer("tether")
         self.lock = threading.Lock()
+        self.closed = False
 
     def builder(self) -> SpanBuilder:
         return SpanBuilder(self.tracer)
@@ -56,8 +57,10 @@ class Telemetry:
         self.meter_provider.force_flush()
 
     def shutdown(self) -> None:
-        self.tracer_provider.shutdown()
-        self.meter_provider.shutdown()
+        if not self.closed:
+            self.closed = True
+            self.tracer_provider.shutdown()
+            self.meter_provider.shutdown()
 
 
 _live: Telemetry | None = None

@@ -1,0 +1,1 @@
+"""What became of delivered changes, read from the repository's own history."""
