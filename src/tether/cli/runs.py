@@ -110,6 +110,44 @@ def doctor(
 
 
 @app.command()
+def audit(
+    repo: Annotated[Path, typer.Argument(help="The repository (default: this one).")] = Path("."),
+    policy: Annotated[Path | None, typer.Option("--policy", help="Policy file (default: tether.toml).")] = None,
+    html: Annotated[Path | None, typer.Option("--html", help="Write the audit as HTML here.")] = None,
+    db: DbOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Is this repository ready for agents? Its tests in the sandbox (twice, for flakiness), CI,
+    CODEOWNERS against what the policy protects, the policy's bounds, secrets in its files and
+    recent history, large files, docs that say how to test: a score, and the fix for each gap.
+    Exit 0 at a score of 80 or more, 1 below.
+
+    Example: tether audit ../shop --html audit.html
+    """
+    from tether.audit import Gap
+    from tether.audit import audit as run_audit
+    from tether.render.reports import audit_html, print_gap
+
+    root = checked_root(repo, policy)
+    with open_ledger(db, root) as ledger:
+        loaded, found_at = layered_policy(root, policy, ledger)
+    err.print(f"audit: {root} at {head_commit(root)[:10]} (the tests run twice; the first time may set up "
+              "the environment)")
+    def say(gap: Gap) -> None:
+        if not as_json:
+            print_gap(out, gap)
+
+    result = run_audit(root, loaded, found_at is not None, say=say)
+    if html is not None:
+        html.write_text(audit_html(result))
+        err.print(f"wrote {html}")
+    if as_json:
+        out.print_json(json.dumps(result.as_dict()))
+    else:
+        out.print(f"[bold]readiness: {result.score}/100[/]")
+    raise typer.Exit(0 if result.score >= 80 else 1)
+
+
+@app.command()
 def demo(
     directory: Annotated[Path | None, typer.Option("--dir", help="Where to create the sample repo.")] = None,
     model: Annotated[str, typer.Option(help="Model spec.")] = DEFAULT_DEMO_MODEL,

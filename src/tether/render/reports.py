@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 from rich.console import Console
@@ -143,3 +144,28 @@ def print_eval(console: Console, results: dict[str, Any]) -> None:
                       f"{fmt_interval(c['escaped_defects_diff'], '+.0%')}; false successes "
                       f"{fmt_interval(c['false_successes_diff'], '+.0%')}; "
                       f"rework {fmt_interval(c['rework_diff'], '+.2f')}")
+
+
+def print_gap(console: Console, gap: Any) -> None:
+    """One line of `tether audit`: the finding, and the fix under a gap."""
+    mark = "[green]ok[/]  " if gap.ok else "[red]GAP[/] "
+    console.print(f"{mark} {gap.what}: {escape(gap.detail)}", soft_wrap=True)
+    for line in (gap.fix.splitlines() if not gap.ok else []):
+        console.print(f"       [dim]fix: {escape(line)}[/]", soft_wrap=True)
+
+
+def audit_html(result: Any) -> str:
+    """The audit as one self-contained page."""
+    rows = "".join(
+        f"<tr class='{'ok' if g.ok else 'gap'}'><td>{'ok' if g.ok else 'gap'}</td><td>{html.escape(g.what)}</td>"
+        f"<td>{html.escape(g.detail)}</td><td><pre>{html.escape(g.fix)}</pre></td></tr>" for g in result.findings)
+    timings = ", ".join(f"{name} {seconds:.1f}s" for name, seconds in result.seconds.items())
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Readiness: {html.escape(result.repo)}</title>
+<style>body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1000px; }}
+table {{ border-collapse: collapse; width: 100%; }} td {{ border-bottom: 1px solid #ddd; padding: 4px 8px;
+vertical-align: top; }} tr.gap td:first-child {{ color: #c00; font-weight: bold; }} pre {{ margin: 0; }}</style>
+</head><body><h1>Readiness for agents: {result.score}/100</h1>
+<p>{html.escape(result.repo)} at <code>{result.commit[:10]}</code>; {html.escape(timings)}</p>
+<table><tr><th></th><th>check</th><th>finding</th><th>fix</th></tr>{rows}</table></body></html>
+"""
