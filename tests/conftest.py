@@ -96,7 +96,8 @@ def db_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     url = request.getfixturevalue("postgres_url")
     ledger = Ledger(url)  # migrates, then starts each test from an empty store
     with ledger.engine.begin() as conn:
-        for table in ("eval_cells", "evals", "events", "runs", "switches", "fleet_usage", "repo_slots", "settings"):
+        for table in ("eval_cells", "evals", "events", "runs", "switches", "fleet_usage", "repo_slots", "settings",
+                      "tokens", "memories"):
             conn.execute(text(f"DELETE FROM {table}"))
         conn.execute(text("DROP SCHEMA IF EXISTS dbos CASCADE"))  # the task queue's tables
     ledger.close()

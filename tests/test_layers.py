@@ -11,7 +11,7 @@ LAYERS = [
     {"errors", "paths", "redact", "stats", "samples"},
     {"policy"},
     {"ledger", "people"},
-    {"workspace", "models", "lease", "telemetry"},
+    {"workspace", "models", "lease", "telemetry", "memory"},
     {"guard"},
     {"agents", "backtest", "gateway", "delivery", "gate", "history"},
     {"runner"},

@@ -200,6 +200,7 @@ def replay_run(ledger: Ledger, run_ref: str, policy: Policy | None = None, polic
         system_prompt=started.system_prompt, source="replay", parent_run_id=run.id,
         agent=agent_of(started),  # an external agent runs again, the gateway serving the recorded replies
         requested_by=started.requested_by or started.user,  # so the recorded approvers decide as they did
+        memory=started.memory or [],  # what the recorded run was given, not what memory holds now
     )
     summary = start_run(ledger, spec, on_event=on_event, approver=recorded_decision,
                         provider=RecordedProvider(run.id, responses, attempts))

@@ -29,6 +29,7 @@ from tether.ledger import events as ev
 from tether.ledger.fleet import Fleet
 from tether.ledger.queries import HELD, held_reason, pending_approval, summarize
 from tether.ledger.store import new_run_id
+from tether.memory.store import Door, for_run, mark_given, shown
 from tether.models import Provider, make_provider
 from tether.people import os_user
 from tether.policy import Policy
@@ -67,6 +68,7 @@ class RunSpec:
     base_branch: str | None = None  # default: the branch checked out in repo
     canary: str | None = None  # the canary that routed this queued task to `arm`
     arm: Literal["candidate", "current"] | None = None
+    memory: list[dict[str, str]] | None = None  # the memory entries given (a replay's recorded ones); None: chosen now
 
 
 def _fleet_gate(ledger: Ledger, repo: str, run_id: str) -> FleetGate:
@@ -76,11 +78,12 @@ def _fleet_gate(ledger: Ledger, repo: str, run_id: str) -> FleetGate:
 
 def _session(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, worktree: Worktree,
              on_event: EventSink | None, approver: Approver | None, requested_by: str | None,
-             repo_name: str) -> Session:
+             repo_name: str, replaying: str | None) -> Session:
     """The run's session; its sandbox gets the project's environment once `_environment` prepared it."""
     guard = Guard(policy=policy, ownership=ownership_at(policy, worktree.repo, worktree.base_commit),
                   root=worktree.path, fleet=_fleet_gate(ledger, repo_name, run_id),
-                  requested_by=requested_by)
+                  requested_by=requested_by,
+                  memory=Door(ledger, repo_name, run_id, policy.memory, replaying))
     log = RunLog(run_id=run_id, ledger=ledger, brakes=Brakes(policy.brakes), on_event=live_sink(on_event))
     return Session(
         log=log, guard=guard, policy=policy, provider=provider, worktree=worktree,
@@ -129,22 +132,29 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
         ledger.update_run(run_id, status="failed", owner=None)  # never started: nothing to resume
         raise
     requested_by = spec.requested_by or os_user()
-    session = _session(ledger, run_id, policy, provider, worktree, on_event, approver, requested_by, name)
+    session = _session(ledger, run_id, policy, provider, worktree, on_event, approver, requested_by, name,
+                       spec.parent_run_id if spec.source == "replay" else None)
     system_prompt = spec.system_prompt or policy.agent.system_prompt or SYSTEM_PROMPT
-    context = named_files_context(repo, base_commit, spec.instruction) \
+    named = named_files_context(repo, base_commit, spec.instruction) \
         if policy.agent.show_named_files and spec.agent is None else None
+    given = spec.memory if spec.memory is not None else [entry.given() for entry in
+                                                          for_run(ledger, name, policy.memory)]
+    context = "\n\n".join(part for part in (named, shown(given)) if part)
     policy_digest = hashlib.sha256(spec.policy_path.read_bytes()).hexdigest() if spec.policy_path else None
     session.record(ev.RunStarted(
         schema_version=ev.SCHEMA_VERSION, task=spec.instruction, repo=str(repo), base_commit=base_commit,
         base_tree=session.base_tree, branch=worktree.branch, worktree=str(worktree.path), model=model,
         base_url=spec.base_url, architecture=architecture, policy=policy.model_dump(mode="json"),
         policy_file=str(spec.policy_path) if spec.policy_path else None, policy_sha256=policy_digest,
-        system_prompt=system_prompt, context=context or None, sandbox=session.sandbox.describe(),
+        system_prompt=system_prompt, context=context or None, memory=given or None,
+        sandbox=session.sandbox.describe(),
         user=os_user(), source=spec.source, parent_run_id=spec.parent_run_id, requested_by=requested_by,
         base_branch=spec.base_branch or current_branch(repo), repo_url=spec.repo_url, configuration=configuration,
         tier=tier.name if tier else None, tier_delivery=tier.delivery if tier else None, canary=spec.canary,
         arm=spec.arm,
     ))
+    if spec.source != "replay":
+        mark_given(ledger, [entry["id"] for entry in given])
     try:
         _environment(session)
     except SetupFailed as exc:
@@ -307,7 +317,8 @@ def _rebuild(ledger: Ledger, run_id: str, events: list, on_event: EventSink | No
         worktree = reattach_worktree(worktree, policy.writes.ignore)
     provider = make_provider(started.model or "", started.base_url, policy.agent.actions == "text")
     session = _session(ledger, run_id, policy, provider, worktree, on_event, approver,
-                       started.requested_by or started.user, started.repo_url or started.repo)
+                       started.requested_by or started.user, started.repo_url or started.repo,
+                       started.parent_run_id if started.source == "replay" else None)
     session.log.replay(events)
     session.tree = session.log.last_tree or session.base_tree
     _environment(session)
@@ -326,8 +337,8 @@ def _drive(ledger: Ledger, session: Session, owner: str, system_prompt: str, tas
                 raise session.brake(*session.log.pending_hit)
             if session.log.submitted:  # the checks passed just before a crash
                 raise RunSucceeded("all required checks passed")
-            if agent is not None:
-                run_external(session, agent, task)
+            if agent is not None:  # shown what the run was given (memory), like Tether's own agents
+                run_external(session, agent, with_context(task, context))
             run_agent(session, system_prompt, with_context(task, context), events)
     except RunHeld as held:
         session.record(ev.RunPaused(reason=held.reason, rule=held.rule, status=held.status, retry_at=held.retry_at))

@@ -109,7 +109,7 @@ def test_attempts_need_the_harness(tmp_path):
 
 
 def test_an_external_agent_is_not_given_attempts(ledger, repo):
-    policy = parse_policy("[agent]\nattempts = 2\n", Path("tether.toml"))
+    policy = parse_policy("[agent]\nattempts = 2\n[budget]\nmax_steps = 5\n", Path("tether.toml"))
     with pytest.raises(RunError, match="attempts = 2 is for Tether's own harness"):
         start_run(ledger, RunSpec("task", repo, policy, agent="codex"))
     assert ledger.list_runs(10) == []

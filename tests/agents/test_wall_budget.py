@@ -13,7 +13,7 @@ from tests.conftest import FIX, call, payloads, run_scripted
 from tests.models.fake_api import anthropic_reply, api_server, openai_reply
 from tether.ledger import Ledger
 from tether.models.base import Usage
-from tether.models.text_turns import text_turn
+from tether.models.text_turns import ACTIONS, text_turn
 from tether.policy import parse_policy
 from tether.runner import RunSpec, start_run
 
@@ -80,8 +80,8 @@ def test_a_repeated_reply_is_not_drawn_again_once_the_deadline_has_passed():
                {"role": "assistant", "content": repeat,
                 "tool_calls": [{"id": "c0", "name": "bash", "arguments": {"command": "ls"}}]},
                {"role": "tool", "tool_call_id": "c0", "content": "a.py"}]
-    text_turn(generate, history, True, 0, "m")
+    text_turn(generate, history, ACTIONS, 0, "m")
     assert len(drawn) == 3  # a repeat is drawn again while there is time
     drawn.clear()
-    reply = text_turn(generate, history, True, 0, "m", deadline=time.time() - 1)
+    reply = text_turn(generate, history, ACTIONS, 0, "m", deadline=time.time() - 1)
     assert len(drawn) == 1 and reply.usage == Usage(10, 5)

@@ -187,3 +187,20 @@ def test_a_generation_stops_at_the_deadline_and_the_model_answers_whole_after():
     messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": TASK}]
     whole = provider.complete(messages, SPECS, 300, deadline=time.time() + 120)
     assert len(whole.tool_calls) == 1 and whole.content.startswith("FILE: hello_world.py\n"), whole.content
+
+
+def test_asked_to_reflect_the_model_writes_one_note_and_nothing_else():
+    """[memory] reflect offers only `remember`: under its grammar the 1.5B's reply is one note."""
+    from tether.agents.harness import REFLECT
+    from tether.models.tools import MEMORY_SPECS, TOOLS
+
+    provider = make_provider("local:qwen2.5-coder-1.5b")
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": TASK},
+                {"role": "assistant", "content": "```bash\npython -m pytest -q\n```"},
+                {"role": "tool", "content": "exit code 1\nModuleNotFoundError: No module named 'hello_world'"},
+                {"role": "user", "content": REFLECT}]
+    reply = provider.complete(messages, [TOOLS["remember"].spec], 120)
+    assert reply.content.startswith("REMEMBER: "), reply.content
+    assert [call.name for call in reply.tool_calls] == ["remember"] and reply.tool_calls[0].arguments["text"].strip()
+    offered = provider.complete(messages[:2], MEMORY_SPECS, 300)  # with memory on, the work comes first
+    assert len(offered.tool_calls) == 1 and offered.tool_calls[0].name != "remember", offered.content

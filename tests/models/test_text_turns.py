@@ -8,7 +8,7 @@ import pytest
 
 from tether.models.base import Usage
 from tether.models.grammar import action_grammar, file_grammar, named_file
-from tether.models.text_turns import RESAMPLES, clip, render, reply_grammar, text_turn
+from tether.models.text_turns import ACTIONS, RESAMPLES, clip, render, reply_grammar, text_turn
 
 TASK = "Implement raindrops.py so that the tests in raindrops_test.py pass.\n\nConvert a number..."
 
@@ -56,7 +56,7 @@ OTHER = "FILE: raindrops.py\n```python\ndef convert(n):\n    return 'Pling'\n```
 def conversation(*replies: str) -> list[dict]:
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": TASK}]
     for reply in replies:
-        turn = text_turn(Model(reply), messages, True, 0, "m")
+        turn = text_turn(Model(reply), messages, ACTIONS, 0, "m")
         messages += [{"role": "assistant", "content": reply, "tool_calls": [c.as_dict() for c in turn.tool_calls]},
                      {"role": "tool", "tool_call_id": "c", "content": "The required checks fail: ..."}]
     return messages
@@ -64,12 +64,12 @@ def conversation(*replies: str) -> list[dict]:
 
 def test_the_first_reply_is_greedy_and_every_later_one_sampled_with_its_own_seed():
     first = Model(WRITE)
-    text_turn(first, conversation(), True, 0, "m")
+    text_turn(first, conversation(), ACTIONS, 0, "m")
     assert first.asked[0][1:3] == (0.0, 0)
     seeds = set()
     for attempt, history in ((0, conversation(WRITE)), (1, conversation()), (1, conversation(WRITE))):
         model = Model(OTHER)
-        text_turn(model, history, True, attempt, "m")
+        text_turn(model, history, ACTIONS, attempt, "m")
         temperature, seed = model.asked[0][1:3]
         assert temperature > 0
         seeds.add(seed)
@@ -78,7 +78,7 @@ def test_the_first_reply_is_greedy_and_every_later_one_sampled_with_its_own_seed
 
 def test_a_reply_repeating_an_earlier_action_is_drawn_again_and_all_draws_are_counted():
     model = Model(WRITE, OTHER)
-    turn = text_turn(model, conversation(WRITE), True, 0, "m")
+    turn = text_turn(model, conversation(WRITE), ACTIONS, 0, "m")
     assert turn.tool_calls[0].arguments["content"] == "def convert(n):\n    return 'Pling'\n"
     assert [seed for _, _, seed, _ in model.asked] == sorted({seed for _, _, seed, _ in model.asked})
     assert turn.usage == Usage(20, 10)
@@ -86,13 +86,13 @@ def test_a_reply_repeating_an_earlier_action_is_drawn_again_and_all_draws_are_co
 
 def test_a_model_that_only_repeats_itself_is_let_through_for_the_repeat_brake():
     model = Model(*[WRITE] * (RESAMPLES + 1))
-    turn = text_turn(model, conversation(WRITE), True, 0, "m")
+    turn = text_turn(model, conversation(WRITE), ACTIONS, 0, "m")
     assert len(model.asked) == RESAMPLES + 1 and turn.tool_calls[0].name == "write_file"
 
 
 def test_without_tools_there_is_no_grammar_and_no_action():
     model = Model("plain words")
-    turn = text_turn(model, conversation(), False, 0, "m")
+    turn = text_turn(model, conversation(), (), 0, "m")
     assert model.asked[0][0] is None and turn.tool_calls == [] and turn.content == "plain words"
     assert "Answer with exactly one action" not in model.asked[0][3][0]["content"]
 
@@ -109,7 +109,7 @@ def test_a_conversation_too_long_for_the_context_keeps_the_task_and_the_latest_t
     messages = [*history[:-1], {"role": "tool", "tool_call_id": "c", "content": "the latest result"}]
     model = Model(OTHER.replace("Pling", "Plang"))
     whole = sum(len(m["content"]) for m in render(messages))
-    text_turn(model, messages, True, 0, "m", max_prompt_chars=whole - 1)
+    text_turn(model, messages, ACTIONS, 0, "m", max_prompt_chars=whole - 1)
     rendered = model.asked[0][3]
     assert rendered[0]["role"] == "system" and rendered[1]["content"].startswith(TASK)
     assert "1 earlier replies and their results are left out" in rendered[1]["content"]
@@ -117,5 +117,5 @@ def test_a_conversation_too_long_for_the_context_keeps_the_task_and_the_latest_t
     assert rendered[-1]["content"].endswith("the latest result")
     assert sum(len(m["content"]) for m in rendered) <= whole  # the note is shorter than what it replaces
     untouched = Model(OTHER.replace("Pling", "Plang"))
-    text_turn(untouched, messages, True, 0, "m", max_prompt_chars=whole)
+    text_turn(untouched, messages, ACTIONS, 0, "m", max_prompt_chars=whole)
     assert untouched.asked[0][3] == render(messages)

@@ -22,7 +22,7 @@ import uvicorn
 
 from tether.agents.session import Session
 from tether.agents.tools import failure_report
-from tether.gateway.agent_tools import claude_code_settings, codex_hooks
+from tether.gateway.agent_tools import REMEMBER_COMMAND, claude_code_settings, codex_hooks
 from tether.gateway.app import make_app
 from tether.gateway.core import Gateway, GatewayRun, issue_token
 from tether.guard.decisions import RunFailed, RunPaused, RunStopped, RunSucceeded
@@ -78,6 +78,9 @@ def run_external(session: Session, agent: str, task: str) -> None:
     home.mkdir(parents=True, exist_ok=True)
     for script in ("hook.py", "forward.py"):  # the sandbox sees neither Tether's code nor its packages
         shutil.copy(GATEWAY_FILES / script, state / script)
+    if session.policy.memory.enabled:
+        task += (f"\n\nTo keep a short note for later runs on this repository (how to run its tests, a trap that cost "
+                 f"you steps), run `{REMEMBER_COMMAND} 'the note'` as a command of its own; people review notes.")
     resumed_file = state / "agent-session"
     resumed = resumed_file.read_text().strip() if resumed_file.is_file() else None
 

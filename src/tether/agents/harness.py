@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from tether.agents.session import Session
 from tether.agents.tools import Toolbox
+from tether.guard.decisions import RunEnded, RunStopped, RunSucceeded
 from tether.ledger import StoredEvent
 from tether.ledger import events as ev
 from tether.models import Message, ToolCall
-from tether.models.tools import SPECS
+from tether.models.tools import TOOLS, specs
 
 SYSTEM_PROMPT = """You are a careful software engineer working in a git repository.
 Use the tools to inspect the code, make the smallest change that does the task, and run the
@@ -16,6 +17,9 @@ tests. Commands run in a sandbox without network. When you are done, submit: the
 only when the required checks pass. If an action is denied by policy, do not repeat it unchanged."""
 
 NUDGE = "Use one of the tools to continue, or call submit when you are done."
+REFLECT = ("The run is over. If you learned something a later run on this repository should know (how to run "
+           "its tests, where something lives, a trap that cost you steps), keep it with remember, in one or two "
+           "sentences. Otherwise reply without a tool call.")
 
 
 def conversation(system_prompt: str, task: str, events: list[StoredEvent],
@@ -43,13 +47,35 @@ def run_harness(session: Session, system_prompt: str, task: str, events: list[St
     nudge = session.provider.format_hint or NUDGE
     messages, pending = conversation(system_prompt, task, events, nudge)
     toolbox = Toolbox(session)
-    while True:
-        for call in pending:
-            observation = session.tool_call(call, toolbox.execute)
-            messages.append({"role": "tool", "tool_call_id": call.id, "content": observation})
-        response = session.model_call(messages, SPECS)
-        messages.append({"role": "assistant", "content": response.content,
-                         "tool_calls": [c.as_dict() for c in response.tool_calls]})
-        if not response.tool_calls:
-            messages.append({"role": "user", "content": nudge})
-        pending = response.tool_calls
+    offered = specs(session.policy.memory.enabled)
+    try:
+        while True:
+            for call in pending:
+                observation = session.tool_call(call, toolbox.execute)
+                messages.append({"role": "tool", "tool_call_id": call.id, "content": observation})
+            response = session.model_call(messages, offered)
+            messages.append({"role": "assistant", "content": response.content,
+                             "tool_calls": [c.as_dict() for c in response.tool_calls]})
+            if not response.tool_calls:
+                messages.append({"role": "user", "content": nudge})
+            pending = response.tool_calls
+    except (RunSucceeded, RunStopped) as ended:
+        memory = session.policy.memory
+        # a try of several that failed is not the run's end: only the run's end is reflected on
+        last = isinstance(ended, RunSucceeded) or session.policy.agent.attempts == 1
+        if memory.enabled and memory.reflect and last and not session.hands_over:
+            reflect(session, toolbox, messages, ended)
+        raise
+
+
+def reflect(session: Session, toolbox: Toolbox, messages: list[Message], ended: RunEnded) -> None:
+    """Ask for one note once the run's work is over; only `remember` is offered and only it is run.
+    A budget that is used up ends the reflection (the run's end stands as it was)."""
+    session.record(ev.Reflecting(ended=ended.status, reason=ended.reason))
+    try:
+        response = session.model_call([*messages, {"role": "user", "content": REFLECT}], [TOOLS["remember"].spec])
+        for call in response.tool_calls[:1]:
+            if call.name == "remember":
+                session.tool_call(call, toolbox.execute)
+    except RunEnded:
+        pass

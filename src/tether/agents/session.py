@@ -24,7 +24,7 @@ from tether.models import Message, ModelError, ModelResponse, Provider, ToolCall
 from tether.models.base import Usage, estimate_tokens, seconds_until
 from tether.models.prices import cost_of, estimate_usd
 from tether.models.retry import RetriesExhausted, complete_with_retries
-from tether.models.tools import WRITE_TOOLS
+from tether.models.tools import UNCHANGING_TOOLS, WRITE_TOOLS
 from tether.policy.schema import Policy
 from tether.workspace.export import checked_out
 from tether.workspace.project import ProjectEnv
@@ -219,9 +219,9 @@ class Session:
         observation = outcome.observation
         previous = self.tree
         try:
-            # read_file and submit cannot change the worktree (checks run on an export of it: see
+            # read_file, submit and remember cannot change the worktree (checks run on an export of it: see
             # run_checks); a write tool changes its one file; a command may change anything.
-            if call.name in ("read_file", "submit"):
+            if call.name in UNCHANGING_TOOLS:
                 tree = previous
             elif call.name in WRITE_TOOLS and outcome.ok:
                 tree = self.worktree.snapshot_file(previous, resolve_in_worktree(self.worktree.path,

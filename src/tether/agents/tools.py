@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tether.agents.session import CheckResult, Session, ToolOutcome
 from tether.guard.scopes import resolve_in_worktree
+from tether.ledger import events as ev
 from tether.models import ToolCall
 from tether.models.base import seconds_until
 from tether.models.tools import WRITE_TOOLS
@@ -23,6 +24,8 @@ class Toolbox:
     def execute(self, call: ToolCall) -> ToolOutcome:
         if call.name == "submit":
             return self._submit(call.id)
+        if call.name == "remember":
+            return self._remember(call)
         outcome: ToolOutcome = getattr(self, f"_{call.name}")(call.arguments)
         if outcome.ok and call.name in WRITE_TOOLS and self.session.policy.agent.check_after_write:
             return self._check_after_write(call.id, outcome)
@@ -83,6 +86,18 @@ class Toolbox:
         if count != 1:
             return ToolOutcome(False, f"`old` must occur exactly once in {args['path']}; it occurs {count} times")
         return self._write(args["path"], text.replace(args["old"], args["new"], 1), f"edited {args['path']}")
+
+    def _remember(self, call: ToolCall) -> ToolOutcome:
+        """Keep the note the guard allowed; later runs of this repository are given it."""
+        door = self.session.guard.memory
+        entry = door.keep(call.arguments["text"], call.id) if door is not None else None
+        if entry is None:
+            return ToolOutcome(False, "this run keeps no memory")
+        if door is not None and door.replaying is None:
+            self.session.record(ev.MemoryWritten(entry_id=entry.id, text=entry.text, call_id=call.id,
+                                                 state="pending" if entry.state == "pending" else "active"))
+        waits = " It is given to later runs once a person approves it." if door.policy.require_approval else ""
+        return ToolOutcome(True, f"remembered as {entry.id}.{waits}")
 
     def _submit(self, call_id: str) -> ToolOutcome:
         if self.session.hands_over:  # an executor's part is judged with everyone's, by the reviewer

@@ -6,7 +6,9 @@ when they name a path, as a read of it (the path must be inside the worktree). C
 (`Bash` in its hooks) as bash, except a command that applies a patch, which is, like its
 apply_patch tool, a write of each file the patch changes. Tools that only plan or talk are allowed
 as they are; web tools are refused unless the policy allows the network; any other tool (an MCP
-server's, one this version does not know) is refused: the guard fails closed."""
+server's, one this version does not know) is refused: the guard fails closed. A command that is
+`tether-remember NOTE` alone is the `remember` tool: the note goes through the guard to the
+repository's memory and the command is not run."""
 
 from __future__ import annotations
 
@@ -18,10 +20,12 @@ from typing import Any
 from tether.gateway.patches import PatchError, patch_in_command, read_patch
 from tether.guard.decisions import ALLOW, Decision
 from tether.guard.scopes import PathDenied, resolve_in_worktree
+from tether.guard.shell import analyze
 from tether.models import ToolCall
 from tether.workspace.files import read_regular
 
 AGENTS = ("claude-code", "codex")
+REMEMBER_COMMAND = "tether-remember"
 PATCH_READ_LIMIT = 4 << 20  # a larger file's update is judged by its path alone
 
 NO_SIDE_EFFECTS = {"TodoWrite", "TodoRead", "ExitPlanMode", "Task", "Agent", "BashOutput", "KillShell",
@@ -99,13 +103,33 @@ def tool_calls(agent: str, call_id: str, name: str, tool_input: dict[str, Any], 
     return mapped if isinstance(mapped, Decision) else [mapped]
 
 
+def remembered_note(command: str) -> str | None:
+    """The note of a command line that is `tether-remember` and nothing else, with literal words."""
+    if REMEMBER_COMMAND not in command:
+        return None
+    analysis = analyze(command)
+    if analysis.unknowable or len(analysis.commands) != 1:
+        return None
+    words = analysis.commands[0].words
+    if words[0] != REMEMBER_COMMAND or len(words) < 2 or any(word is None for word in words):
+        return None
+    return " ".join(word for word in words[1:] if word is not None)
+
+
+def shell_call(call_id: str, command: Any) -> ToolCall:
+    """A command as the guard judges it: `bash`, or `remember` for a tether-remember line."""
+    note = remembered_note(command) if isinstance(command, str) else None
+    return ToolCall(call_id, "remember", {"text": note}) if note is not None else \
+        ToolCall(call_id, "bash", {"command": command})
+
+
 def codex_calls(call_id: str, name: str, tool_input: dict[str, Any], network: bool,
                 root: Path) -> list[ToolCall] | Decision:
     """Codex names its shell `Bash` in hooks (the command in tool_input.command) and its patch tool
     `apply_patch` (the patch in tool_input.command too)."""
     command = tool_input.get("command")
     if name == "Bash" and isinstance(command, str) and patch_in_command(command) is None:
-        return [ToolCall(call_id, "bash", {"command": command})]
+        return [shell_call(call_id, command)]
     if name in ("Bash", "apply_patch"):
         patch = patch_in_command(command) if name == "Bash" and isinstance(command, str) else command
         if not isinstance(patch, str):
@@ -152,7 +176,7 @@ def _text(root: Path, path: str) -> str | None:
 def claude_code_call(call_id: str, name: str, tool_input: dict[str, Any], network: bool) -> ToolCall | Decision:
     """The Tether call the guard is to judge, or the decision itself for a tool with nothing to judge."""
     if name == "Bash":
-        return ToolCall(call_id, "bash", {"command": tool_input.get("command")})
+        return shell_call(call_id, tool_input.get("command"))
     if name == "Write":
         return ToolCall(call_id, "write_file", {"path": tool_input.get("file_path"),
                                                 "content": tool_input.get("content")})

@@ -206,6 +206,8 @@ class Gateway:
                 decision = mapped
             else:
                 decision = _strictest([run.guard.before_tool(call, log.meters, time.time()) for call in mapped])
+                if decision.verdict == "allow" and [call.name for call in mapped] == ["remember"]:
+                    return self._remember(run, step, mapped[0])
                 for shadow in run.guard.take_shadows():
                     log.shadow(shadow.rule, shadow.reason, call_id)
                 if decision.verdict == "ask" and run.session is not None:  # a durable approval, nobody waiting
@@ -244,6 +246,19 @@ class Gateway:
                 mapped = tool_calls(agent, call_id, name, tool_input, run.policy.commands.network, run.guard.root)
                 judged = [] if isinstance(mapped, Decision) else mapped
             return self._result(run, call_id, judged, observation)
+
+    def _remember(self, run: GatewayRun, step: int, call: ToolCall) -> Decision:
+        """Keep an agent's note (the guard allowed it) and answer so that its command is not run."""
+        door = run.guard.memory if run.session is not None else None
+        entry = door.keep(call.arguments["text"], call.id) if door is not None else None
+        if entry is not None and door is not None and door.replaying is None:
+            run.log.record(ev.MemoryWritten(entry_id=entry.id, text=entry.text, call_id=call.id,
+                                            state="pending" if entry.state == "pending" else "active"))
+        said = f"Tether kept the note as {entry.id}" if entry is not None else "this session keeps no memory"
+        run.log.record(ev.ToolResult(step=step, call_id=call.id, executed=False, ok=entry is not None, exit_code=None,
+                                     output_digest=None, duration_s=0.0, tree=None, rework=False, observation=said))
+        return Decision("deny", "memory.kept" if entry is not None else "memory.off",
+                        f"{said}; the command itself is not run")
 
     def settle(self, run: GatewayRun) -> None:
         """Record the result of an allowed call whose agent reported none (Codex, for a patch it

@@ -25,6 +25,8 @@ from tether.guard.fleet import FleetGate
 from tether.guard.runlog import Approval
 from tether.guard.scopes import CommandRules, PathDenied, WriteRules, resolve_in_worktree
 from tether.ledger.meters import Meters
+from tether.memory.rules import refusal as memory_refusal
+from tether.memory.store import Door
 from tether.models import ToolCall
 from tether.models.tools import TOOLS, WRITE_TOOLS
 from tether.policy.approvers import refusal
@@ -64,6 +66,7 @@ class Guard:
     fleet: FleetGate | None = None
     requested_by: str | None = None  # who asked for the run: never its approver
     write_tools: str = "write_file or edit_file"  # what the agent writes a protected file with (asks its owners)
+    memory: Door | None = None  # the repository's memory, when the run may write to it
 
     def __post_init__(self) -> None:
         self.commands = CommandRules(self.policy.commands)
@@ -111,6 +114,11 @@ class Guard:
         bad = [name for name in tool.required if not isinstance(call.arguments.get(name), str)]
         if bad:
             return Decision("deny", "tools.arguments", f"{call.name} needs string argument(s) {', '.join(bad)}")
+        if call.name == "remember":
+            text = call.arguments["text"]
+            refused = self.memory.refusal(text) if self.memory is not None else \
+                memory_refusal(text, self.policy.memory, 0, 0)
+            return Decision("deny", *refused) if refused is not None else ALLOW
         if call.name == "bash":
             if "\0" in call.arguments["command"]:
                 return Decision("deny", "commands.invalid", "the command contains a NUL byte, which no shell can run")

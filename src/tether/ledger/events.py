@@ -50,6 +50,9 @@ class EventType(StrEnum):
     CANARY_DECIDED = "canary_decided"
     TOKEN_CREATED = "token_created"
     TOKEN_REVOKED = "token_revoked"
+    REFLECTING = "reflecting"
+    MEMORY_WRITTEN = "memory_written"
+    MEMORY_REVIEWED = "memory_reviewed"
     RUN_PAUSED = "run_paused"
     RUN_CONTINUED = "run_continued"
     RUN_RESUMED = "run_resumed"
@@ -97,6 +100,8 @@ class RunStarted(Payload):
     system_prompt: str | None = None
     context: str | None = Field(None, description="what the agent was shown after the task: the files the "
                                 "task names ([agent] show_named_files)")
+    memory: list[dict[str, str]] | None = Field(None, description="the memory entries the run was given at its "
+                                                  "start ({id, text}), in the order shown; part of `context`")
     sandbox: dict[str, Any] | None = None
     user: str | None = None
     requested_by: str | None = Field(None, description="who asked for the run (a queued task's submitter); "
@@ -472,6 +477,36 @@ class TokenRevoked(Payload):
     token_id: str
     name: str
     by: str
+
+
+class Reflecting(Payload):
+    """The run's work is over ([memory] reflect): the agent is asked for one note for later runs.
+    What follows until run_finished is not the task's work."""
+
+    type = EventType.REFLECTING
+    ended: str = Field(description="how the run ends: succeeded or stopped")
+    reason: str
+
+
+class MemoryWritten(Payload):
+    """An agent's `remember` call, allowed by the guard, kept as a memory entry of the repository."""
+
+    type = EventType.MEMORY_WRITTEN
+    entry_id: str
+    text: str
+    call_id: str
+    state: Literal["active", "pending"] = Field(description="pending: given to runs once a person approves it")
+
+
+class MemoryReviewed(Payload):
+    """A person's decision on a memory entry (in the store's memory log)."""
+
+    type = EventType.MEMORY_REVIEWED
+    entry_id: str
+    repo: str
+    action: Literal["approve", "pin", "unpin", "forget"]
+    by: str
+    reason: str = ""
 
 
 class RunPaused(Payload):

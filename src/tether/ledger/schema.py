@@ -135,3 +135,23 @@ tokens = Table(
     Column("revoked_at", Float),
     Column("revoked_by", String(200)),
 )
+
+# What agents learned about a repository (tether memory): written by a run's `remember` call through
+# the guard (its run and call are the event that wrote it), reviewed by people, given to later runs.
+# state: active (given to runs), pending (waits for a person's approval), forgotten (never given again).
+memories = Table(
+    "memories",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("repo", Text, nullable=False, index=True),
+    Column("text", Text, nullable=False),
+    Column("run_id", String(64), nullable=False),
+    Column("call_id", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("pinned", Integer, nullable=False, default=0),
+    Column("uses", Integer, nullable=False, default=0),
+    Column("reviewed_by", String(200)),
+    Column("reviewed_at", Float),
+    UniqueConstraint("run_id", "call_id"),
+)

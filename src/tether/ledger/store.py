@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -32,7 +33,8 @@ DB_ENV = "TETHER_DB"
 GATE_SOURCE = "gate"  # a (repository, configuration)'s log of tier decisions, not a run
 CANARY_SOURCE = "canary"  # a canary's log of its start and decisions, not a run
 ACCESS_SOURCE = "access"  # the store's log of who was given access (tokens) and who took it away
-NOT_RUNS = (GATE_SOURCE, CANARY_SOURCE, ACCESS_SOURCE)
+MEMORY_SOURCE = "memory"  # the store's log of people's decisions on memory entries
+NOT_RUNS = (GATE_SOURCE, CANARY_SOURCE, ACCESS_SOURCE, MEMORY_SOURCE)
 
 
 class LedgerError(TetherError):
@@ -256,6 +258,13 @@ class Ledger:
             if self._head(run_id)[0] != after:
                 raise ConcurrentAppend(f"run {run_id} was appended to by another writer")
         return self.append(run_id, payload.type, payload.as_json())
+
+    def record_in_log(self, log_id: str, what: str, payload: ev.Payload) -> StoredEvent:
+        """Append to one of the store's own logs (not a run: its id is its source), made on first use."""
+        if not self.has_run(log_id):
+            with contextlib.suppress(IntegrityError):  # another process made it first
+                self.create_run(log_id, repo="", instruction=what, source=log_id, status=log_id)
+        return self.record(log_id, payload)
 
     def record_many(self, run_id: str, batch: list[tuple[ev.Payload, float]]) -> int:
         """Append a whole recorded history of typed events (an import) in one transaction."""

@@ -3,7 +3,6 @@ is shown once, when it is made; `check` finds who holds one, refusing a revoked 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import secrets
 import time
@@ -11,14 +10,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from tether.errors import TetherError
 from tether.ledger import events as ev
 from tether.ledger.schema import tokens
 from tether.ledger.store import ACCESS_SOURCE, Ledger
 
-ACCESS_LOG = "access"  # the hash-chained log of token events (tether verify access)
+ACCESS_LOG = ACCESS_SOURCE  # the hash-chained log of token events (tether verify access)
 
 Role = Literal["viewer", "approver", "admin"]
 ROLES: tuple[Role, ...] = ("viewer", "approver", "admin")
@@ -68,11 +66,7 @@ def create(ledger: Ledger, name: str, role: Role, by: str, ttl_s: float | None =
 
 
 def _record(ledger: Ledger, payload: ev.Payload) -> None:
-    if not ledger.has_run(ACCESS_LOG):
-        with contextlib.suppress(IntegrityError):  # another process made it first
-            ledger.create_run(ACCESS_LOG, repo="", instruction="who was given access to this store",
-                              source=ACCESS_SOURCE, status=ACCESS_SOURCE)
-    ledger.record(ACCESS_LOG, payload)
+    ledger.record_in_log(ACCESS_LOG, "who was given access to this store", payload)
 
 
 def check(ledger: Ledger, token: str) -> Holder:

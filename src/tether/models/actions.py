@@ -6,6 +6,7 @@ without one is parsed leniently.
     ```bash            run a command
     FILE: path         write a whole file with the fenced block that follows
     SUBMIT             finish (the required checks decide)
+    REMEMBER: note     keep a note for later runs on the repository (when memory is on)
 
 A code block right after a line naming a file in backticks (`src/a.py`) writes that file too.
 A JSON tool call (`<tool_call>{"name": ..., "arguments": {...}}</tool_call>`, the format these
@@ -35,6 +36,9 @@ def area(width, height):
 When the task is done:
 SUBMIT"""
 
+MEMORY_INSTRUCTIONS = """To keep a short note for later runs on this repository:
+REMEMBER: the tests run with python -m pytest -q tests/"""
+
 FORMAT_ERROR = "Your reply had no action Tether could read. " + INSTRUCTIONS
 
 # The opening fence may be doubled ("```" then "```python"), as small models sometimes write it.
@@ -47,6 +51,7 @@ _BASH = re.compile(r"```(?:bash|sh|shell|console)[^\n]*\n(.*?)\n?```", re.DOTALL
 _TOOL_CALL = re.compile(r"<tool_call>\s*(\{.*?\})\s*</tool_call>", re.DOTALL)
 _JSON_BLOCK = re.compile(r"```(?:json)?\s*\n(\{.*?\})\s*\n?```", re.DOTALL)
 _SUBMIT = re.compile(r"^\s*\**SUBMIT\**\s*$", re.MULTILINE)
+_REMEMBER = re.compile(r"^\s*\**REMEMBER\**\s*:\s*(\S[^\n]*)$", re.MULTILINE)
 
 
 def _without_comments(text: str) -> str:
@@ -123,4 +128,6 @@ def parse_action(text: str) -> tuple[str, dict[str, Any]] | None:
         return "bash", {"command": match.group(1).strip()}
     if match := _SUBMIT.search(text):
         return "submit", {"summary": text[: match.start()].strip()[-500:] or "done"}
+    if match := _REMEMBER.search(text):
+        return "remember", {"text": match.group(1).strip()}
     return parse_json_call(text)

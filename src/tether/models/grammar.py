@@ -5,6 +5,7 @@ A constrained reply is exactly one of
     ```bash            a command
     FILE: path         a whole file: the path, then one fenced block
     SUBMIT             finished (the required checks decide)
+    REMEMBER: note     a note for later runs (only when memory is on)
 
 and nothing else: no prose around it, no second action, no copy of the format's description.
 Code inside a fence is free text (any line that does not open with three backticks), because
@@ -25,14 +26,22 @@ path ::= [A-Za-z0-9_.] [A-Za-z0-9_./+-]*
 _BASH = r'bash ::= "```bash\n" body "```"'
 _FILE = r'file ::= "FILE: " {path} "\n```" lang "\n" body "```"'
 _SUBMIT = 'submit ::= "SUBMIT"'
+_REMEMBER = r'remember ::= "REMEMBER: " [^\n]+'
 # What a path in a task looks like: a word with a file extension, optionally in backticks.
 _NAMED_FILE = re.compile(r"(?:Implement|Fix|Complete|Finish|Write|Edit|Change|Update)\b[^`]*?"
                          r"`?(?<![\w./-])((?:[\w.-]+/)*[\w-]+\.[A-Za-z][A-Za-z0-9]*)\b`?")
 
 
-def action_grammar() -> str:
-    """Any one action."""
-    return "\n".join(["root ::= bash | file | submit", _BASH, _FILE.format(path="path"), _SUBMIT, _BODY])
+def action_grammar(remember: bool = False) -> str:
+    """Any one action (a note to remember among them, when memory is on)."""
+    rules = ["root ::= bash | file | submit" + (" | remember" if remember else ""), _BASH, _FILE.format(path="path"),
+             _SUBMIT, _BODY]
+    return "\n".join([*rules, _REMEMBER] if remember else rules)
+
+
+def remember_grammar() -> str:
+    """One note to remember, nothing else (asked for when a run ends: [memory] reflect)."""
+    return "\n".join(["root ::= remember", _REMEMBER])
 
 
 def file_grammar(path: str) -> str:

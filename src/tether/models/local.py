@@ -153,7 +153,8 @@ class LocalProvider:
     def complete(self, messages: list[Message], tools: list[ToolSpec], max_output_tokens: int,
                  deadline: float | None = None) -> ModelResponse:
         generate = functools.partial(self._generate, max_tokens=max_output_tokens, deadline=deadline)
-        response = text_turn(generate, messages, bool(tools), self.attempt, self.name, MAX_PROMPT_CHARS, deadline)
+        response = text_turn(generate, messages, [tool.name for tool in tools], self.attempt, self.name,
+                             MAX_PROMPT_CHARS, deadline)
         return replace(response, cost_usd=0.0)
 
     def for_role(self, role: str) -> LocalProvider:

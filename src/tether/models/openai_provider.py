@@ -135,7 +135,8 @@ class OpenAIProvider:
             served.append(response.model or self.model)
             return response.choices[0].message.content or "", _usage(response)
 
-        reply = text_turn(generate, messages, bool(tools), self.attempt, self.model, deadline=deadline)
+        reply = text_turn(generate, messages, [tool.name for tool in tools], self.attempt, self.model,
+                          deadline=deadline)
         return replace(reply, model=served[-1])
 
     def for_role(self, role: str) -> OpenAIProvider:

@@ -12,12 +12,15 @@ earlier actions word for word is drawn again, up to RESAMPLES times, before it i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
-from tether.models.actions import INSTRUCTIONS, parse_action
+from tether.models.actions import INSTRUCTIONS, MEMORY_INSTRUCTIONS, parse_action
 from tether.models.base import Message, ModelResponse, ToolCall, Usage
-from tether.models.grammar import action_grammar, file_grammar, named_file
+from tether.models.grammar import action_grammar, file_grammar, named_file, remember_grammar
+from tether.models.tools import SPECS
+
+ACTIONS = tuple(spec.name for spec in SPECS)  # what a run offers when memory is off
 
 OBSERVATION_HEAD = 600  # characters of a long observation kept from its start; the rest from its end,
 OBSERVATION_CHARS = 3000  # where a test run says what failed
@@ -36,14 +39,24 @@ def clip(text: str) -> str:
             f"{text[-tail:]}")
 
 
-def render(messages: list[Message], actions: bool = True) -> list[dict[str, str]]:
-    """Chat messages for the model's own template: the action format in the system prompt (when the
-    caller offers tools), its own replies verbatim, tool results as user turns."""
+def instructions(tools: Collection[str]) -> str:
+    """The action format, for the tools offered (none: no format)."""
+    if not tools:
+        return ""
+    if set(tools) == {"remember"}:
+        return MEMORY_INSTRUCTIONS
+    return f"{INSTRUCTIONS}\n{MEMORY_INSTRUCTIONS}" if "remember" in tools else INSTRUCTIONS
+
+
+def render(messages: list[Message], tools: Collection[str] = ACTIONS) -> list[dict[str, str]]:
+    """Chat messages for the model's own template: the action format of the tools offered in the
+    system prompt, its own replies verbatim, tool results as user turns."""
     rendered: list[dict[str, str]] = []
+    told = instructions(tools)
     for message in messages:
         role = message["role"]
         if role == "system":
-            content = f"{message['content']}\n\n{INSTRUCTIONS}" if actions else message["content"]
+            content = f"{message['content']}\n\n{told}" if told else message["content"]
             rendered.append({"role": "system", "content": content})
         elif role == "tool":
             rendered.append({"role": "user", "content": f"Result:\n{clip(message['content'])}"})
@@ -70,14 +83,17 @@ def fit(rendered: list[dict[str, str]], max_chars: int | None) -> list[dict[str,
     return [head[0], {**head[1], "content": head[1]["content"] + note}, *rest]
 
 
-def reply_grammar(messages: list[Message]) -> str:
-    """The grammar of the next reply: on the first turn of a task that names the file to write, that
-    file's whole content; otherwise any one action."""
+def reply_grammar(messages: list[Message], tools: Collection[str] = ACTIONS) -> str:
+    """The grammar of the next reply: a note when that is all that is offered; on the first turn of a
+    task that names the file to write, that file's whole content; otherwise any one action."""
+    if set(tools) == {"remember"}:
+        return remember_grammar()
+    remember = "remember" in tools
     if any(message["role"] == "assistant" for message in messages):
-        return action_grammar()
+        return action_grammar(remember)
     task = next((message.get("content") or "" for message in messages if message["role"] == "user"), "")
     path = named_file(task)
-    return file_grammar(path) if path is not None else action_grammar()
+    return file_grammar(path) if path is not None else action_grammar(remember)
 
 
 def sampling(attempt: int, turn: int, draw: int) -> tuple[float, int]:
@@ -92,13 +108,13 @@ def earlier_actions(messages: list[Message]) -> list[tuple[str, dict[str, Any]]]
             for call in message.get("tool_calls") or []]
 
 
-def text_turn(generate: Generate, messages: list[Message], with_tools: bool, attempt: int, model: str,
+def text_turn(generate: Generate, messages: list[Message], tools: Collection[str], attempt: int, model: str,
               max_prompt_chars: int | None = None, deadline: float | None = None) -> ModelResponse:
-    """Ask for one reply (one action when `with_tools`), drawn again while it repeats an earlier action
-    and the `deadline` (the run's wall-time budget) has not passed; the conversation is cut to
-    `max_prompt_chars` (see fit) for a model with a small context."""
-    rendered = fit(render(messages, actions=with_tools), max_prompt_chars)
-    grammar = reply_grammar(messages) if with_tools else None
+    """Ask for one reply (one action of the `tools` offered, by name; none: plain text), drawn again
+    while it repeats an earlier action and the `deadline` (the run's wall-time budget) has not passed;
+    the conversation is cut to `max_prompt_chars` (see fit) for a model with a small context."""
+    rendered = fit(render(messages, tools), max_prompt_chars)
+    grammar = reply_grammar(messages, tools) if tools else None
     turn = sum(1 for message in messages if message["role"] == "assistant")
     seen = earlier_actions(messages)
     prompt_tokens = completion_tokens = 0
@@ -108,7 +124,7 @@ def text_turn(generate: Generate, messages: list[Message], with_tools: bool, att
         text, usage = generate(rendered, grammar, temperature, seed)
         prompt_tokens += usage.input_tokens
         completion_tokens += usage.output_tokens
-        action = parse_action(text) if with_tools else None
+        action = parse_action(text) if tools else None
         if action is None or action not in seen or (deadline is not None and time.time() >= deadline):
             break
     calls = [ToolCall(f"call_{turn}_0", action[0], action[1])] if action else []

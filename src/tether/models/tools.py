@@ -45,9 +45,20 @@ TOOLS: dict[str, Tool] = {tool.name: tool for tool in (
          writes_path=True, shown="path"),
     Tool("submit", "Finish: runs the required checks; the task is done only when they pass.",
          {"summary": "what you changed and why"}, optional=("summary",), shown="summary"),
+    Tool("remember", "Keep one short note for later runs on this repository: how to run its tests, where "
+         "something lives, a trap that cost you steps. People review notes; never a secret.",
+         {"text": "the note, one or two sentences"}, shown="text"),
 )}
 WRITE_TOOLS = tuple(name for name, tool in TOOLS.items() if tool.writes_path)
-SPECS = [tool.spec for tool in TOOLS.values()]
+UNCHANGING_TOOLS = ("read_file", "submit", "remember")  # cannot change the worktree
+MEMORY_TOOLS = ("remember",)  # offered only when the policy turns memory on
+SPECS = [tool.spec for tool in TOOLS.values() if tool.name not in MEMORY_TOOLS]
+MEMORY_SPECS = [*SPECS, TOOLS["remember"].spec]
+
+
+def specs(memory: bool) -> list[ToolSpec]:
+    """The tools a model is offered."""
+    return MEMORY_SPECS if memory else SPECS
 
 
 # The main argument of other agents' tools (Claude Code's), for a call shown in one line.

@@ -366,6 +366,19 @@ def _refuse_duplicates(what: str, names: list[str]) -> None:
         raise ValueError(f"duplicate {what} names: {', '.join(duplicates)}")
 
 
+class MemoryPolicy(Section):
+    """What agents learn about a repository, kept across its runs: written through the guard with
+    the `remember` tool, reviewed by people (tether memory), given to later runs at their start."""
+
+    enabled: bool = False
+    max_entries: int = Field(50, gt=0)  # live (active or pending) entries per repository
+    max_per_run: int = Field(5, gt=0)
+    max_entry_chars: int = Field(500, gt=0, le=4000)
+    budget_tokens: int = Field(600, ge=0)  # what a run is given at its start, pinned and most-used first
+    require_approval: bool = False  # an entry is given to runs only once a person approved it
+    reflect: bool = False  # Tether's harness asks the agent for one note when the run ends
+
+
 class Policy(Section):
     agent: AgentPolicy = Field(default_factory=AgentPolicy)
     budget: BudgetPolicy = Field(default_factory=BudgetPolicy)
@@ -380,6 +393,7 @@ class Policy(Section):
     fleet: FleetPolicy = Field(default_factory=FleetPolicy)
     orchestrated: OrchestratedPolicy = Field(default_factory=OrchestratedPolicy)
     delivery: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
+    memory: MemoryPolicy = Field(default_factory=MemoryPolicy)
     tiers: list[TierPolicy] = Field(default_factory=list)  # lowest first; org policy only
 
     @field_validator("tiers")
