@@ -195,7 +195,7 @@ def test_queued_tasks_run_in_their_arm_with_its_policy_and_are_judged_as_they_fi
         assert outcome["status"] == "succeeded", outcome
         (started,) = payloads(ledger, task_id, "run_started")
         assert (started["canary"], started["arm"]) == (canary, arm)
-        assert started["policy"]["budget"]["max_steps"] == (3 if arm == "candidate" else 100)
+        assert started["policy"]["budget"]["max_steps"] == (3 if arm == "candidate" else None)
         assert started["policy"]["agent"]["check_after_write"] == (arm == "candidate")
     found = status(ledger, canary)
     assert (found.candidate.tasks, found.current.tasks) == (1, 1)

@@ -43,7 +43,7 @@ def test_kill_switch_holds_a_run_at_its_step_boundary_and_release_lets_it_resume
 
 
 def test_a_finished_stopped_run_is_not_resumable(ledger: Ledger, repo: Path, tmp_path: Path):
-    summary = run_scripted(ledger, repo, tmp_path, [bash("ls")] * 6)  # the repeat brake stops it
+    summary = run_scripted(ledger, repo, tmp_path, [bash("ls")] * 6, "[brakes]\nrepeat_max = 3\n")  # braked
     assert summary["status"] == "stopped"
     with pytest.raises(RunError, match="finished"):
         resume_run(ledger, summary["run_id"])
