@@ -371,3 +371,18 @@ def test_claude_code_keeps_a_note_through_its_hook_and_the_next_run_is_given_it(
     ledger = Ledger(default_db_url(repo))
     assert started(ledger, second["run_id"]).memory == [{"id": listed[0]["id"], "text": NOTE}]
     ledger.close()
+
+
+def test_a_run_stopped_at_its_step_budget_still_reflects_but_never_past_its_money_budget(ledger: Ledger, repo: Path,
+                                                                                         tmp_path: Path):
+    reflect = ON + "reflect = true\n"
+    turns = [call("bash", command="ls"), call("remember", text=NOTE)]
+    stepped, _ = run(ledger, repo, tmp_path, turns, reflect + "[budget]\nmax_steps = 1\n")
+    assert stepped["status"] == "stopped" and stepped["reason"] == "step budget of 1 used"
+    assert [k["text"] for k in payloads(ledger, stepped["run_id"], "memory_written")] == [NOTE]
+    costly = [{**call("bash", command="ls"), "cost_usd": 0.02}, call("remember", text="never kept")]
+    spent, _ = run(ledger, repo, tmp_path, costly, reflect + "[budget]\nmax_usd = 0.01\n")
+    assert spent["status"] == "stopped" and spent["denials"][-1]["rule"] == "budget.max_usd"
+    assert "reflecting" in [e.type for e in ledger.events(spent["run_id"])]
+    assert payloads(ledger, spent["run_id"], "memory_written") == []
+    assert spent["usage"]["usd"] == 0.02  # no call past the money budget

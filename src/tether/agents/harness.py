@@ -70,12 +70,15 @@ def run_harness(session: Session, system_prompt: str, task: str, events: list[St
 
 def reflect(session: Session, toolbox: Toolbox, messages: list[Message], ended: RunEnded) -> None:
     """Ask for one note once the run's work is over; only `remember` is offered and only it is run.
-    A budget that is used up ends the reflection (the run's end stands as it was)."""
+    It is one model call past the step and time budgets (the work's), never past the money or token
+    budgets: one that is used up ends the reflection, and the run's end stands as it was."""
     session.record(ev.Reflecting(ended=ended.status, reason=ended.reason))
     try:
-        response = session.model_call([*messages, {"role": "user", "content": REFLECT}], [TOOLS["remember"].spec])
-        for call in response.tool_calls[:1]:
-            if call.name == "remember":
-                session.tool_call(call, toolbox.execute)
+        with session.past_work_budgets():
+            response = session.model_call([*messages, {"role": "user", "content": REFLECT}],
+                                          [TOOLS["remember"].spec])
+            for call in response.tool_calls[:1]:
+                if call.name == "remember":
+                    session.tool_call(call, toolbox.execute)
     except RunEnded:
         pass

@@ -120,6 +120,18 @@ class Session:
              self.step_limit, self.guard.root) = saved
             self.tree = kept_tree
 
+    @contextmanager
+    def past_work_budgets(self) -> Iterator[None]:
+        """For the reflection after the run's end ([memory] reflect): the step, tool-call and time
+        budgets bound the work, which is over; the money and token budgets still hold."""
+        saved = self.policy
+        budget = saved.budget.model_copy(update={"max_steps": None, "max_tool_calls": None, "max_wall_s": None})
+        self.policy = self.guard.policy = saved.model_copy(update={"budget": budget})
+        try:
+            yield
+        finally:
+            self.policy = self.guard.policy = saved
+
     def wall_deadline(self) -> float | None:
         if self.policy.shadowed("budget.max_wall_s"):
             return None
