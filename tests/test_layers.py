@@ -18,6 +18,7 @@ LAYERS = [
     {"replay", "approvals", "gc", "queue", "demo", "doctor", "audit"},
     {"evals"},
     {"render"},
+    {"web"},
     {"cli"},
     {"__main__"},
 ]

@@ -10,6 +10,7 @@ from typing import Any
 from tether.ledger import Ledger
 from tether.ledger import events as ev
 from tether.ledger.queries import pending_approval, requester_of, run_policy
+from tether.ledger.store import ConcurrentAppend
 from tether.people import Actor
 from tether.policy import Policy
 from tether.policy.approvers import is_admin, refusal
@@ -68,7 +69,11 @@ def decide_approval(ledger: Ledger, run_ref: str, approved: bool, actor: Actor, 
         raise RunError(f"{why} (recorded on run {run.id})")
     decided = ev.ApprovalDecided(call_id=request["call_id"], approved=approved, by=by, reason=reason, by_person=True,
                                  via=actor.via, acting=actor.name if on_behalf_of else None)
-    ledger.record(run.id, decided)
+    try:  # on the log as read: of two people deciding at once, one decision is recorded
+        ledger.record(run.id, decided, after=len(events))
+    except ConcurrentAppend as exc:
+        raise RunError(f"run {run.id} changed while you decided (someone else decided or it was escalated); "
+                       "look again") from exc
     return run.id
 
 

@@ -124,7 +124,7 @@ def start_run(ledger: Ledger, spec: RunSpec, on_event: EventSink | None = None,
     run_id = spec.run_id or new_run_id()
     owner = lease.owner_id()
     ledger.create_run(run_id, repo=name, instruction=spec.instruction, branch=f"tether/{run_id}",
-                      base_commit=base_commit, model=model, architecture=policy.agent.architecture,
+                      base_commit=base_commit, model=model, architecture=architecture[:32],
                       owner=owner, heartbeat_at=time.time(), source=spec.source, parent_run_id=spec.parent_run_id)
     try:
         worktree = create_worktree(repo, run_id, base_commit, policy.writes.ignore)

@@ -72,7 +72,7 @@ def test_switches_match_everything_a_repository_or_a_task(db_url: str):
     assert fleet.active_switch("/other", "t2") is None
     fleet.set_switch("all", "stop everything", "cat")
     assert fleet.active_switch("/other", "t2").scope == "all"
-    assert fleet.release_switch("all") and not fleet.release_switch("all")
+    assert fleet.release_switch("all", "ops") and not fleet.release_switch("all", "ops")
     assert [s.scope for s in fleet.switches()] == ["task:t1", "repo:/r"]
     assert switch_scopes("/r", "t1") == ["all", "repo:/r", "task:t1"]
 

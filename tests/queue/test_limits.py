@@ -36,7 +36,7 @@ def test_kill_switch_holds_a_run_at_its_step_boundary_and_release_lets_it_resume
     assert (repo / ".tether" / "worktrees" / run_id).is_dir()  # work kept for the resume
     with pytest.raises(RunError, match="kill switch on repo:"):
         resume_run(ledger, run_id)
-    Fleet(ledger).release_switch(f"repo:{repo}")
+    Fleet(ledger).release_switch(f"repo:{repo}", "ops")
     resumed = resume_run(ledger, run_id)
     assert resumed["status"] == "succeeded"
     assert event_types(ledger, run_id).count("run_finished") == 1 and ledger.verify(run_id).ok

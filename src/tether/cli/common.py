@@ -54,7 +54,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _db_url(db: str | None, repo: Path) -> str:
+def db_url_of(db: str | None, repo: Path) -> str:
     if db or os.environ.get(DB_ENV):
         return db or os.environ[DB_ENV]
     try:
@@ -65,7 +65,7 @@ def _db_url(db: str | None, repo: Path) -> str:
 
 @contextmanager
 def open_ledger(db: str | None, repo: Path) -> Iterator[Ledger]:
-    ledger = Ledger(_db_url(db, repo))
+    ledger = Ledger(db_url_of(db, repo))
     try:
         yield ledger
     finally:

@@ -61,7 +61,7 @@ def release(everything: AllOpt = False, repo_scope: RepoScopeOpt = None, task_sc
     """
     scope = _switch_scope(everything, repo_scope, task_scope)
     with open_ledger(db, repo_scope or Path(".")) as ledger:
-        released = Fleet(ledger).release_switch(scope)
+        released = Fleet(ledger).release_switch(scope, os_user())
     if not released:
         raise fail(f"no brake on {scope}")
     err.print(f"released {scope}")

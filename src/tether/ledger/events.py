@@ -50,6 +50,8 @@ class EventType(StrEnum):
     CANARY_DECIDED = "canary_decided"
     TOKEN_CREATED = "token_created"
     TOKEN_REVOKED = "token_revoked"
+    SWITCH_SET = "switch_set"
+    SWITCH_RELEASED = "switch_released"
     REFLECTING = "reflecting"
     MEMORY_WRITTEN = "memory_written"
     MEMORY_REVIEWED = "memory_reviewed"
@@ -476,6 +478,21 @@ class TokenRevoked(Payload):
     type = EventType.TOKEN_REVOKED
     token_id: str
     name: str
+    by: str
+
+
+class SwitchSet(Payload):
+    """The kill switch on a scope ("all", "repo:<name>", "task:<id>"), in the store's fleet log."""
+
+    type = EventType.SWITCH_SET
+    scope: str
+    reason: str
+    by: str
+
+
+class SwitchReleased(Payload):
+    type = EventType.SWITCH_RELEASED
+    scope: str
     by: str
 
 

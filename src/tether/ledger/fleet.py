@@ -13,10 +13,13 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tether.ledger import events as ev
 from tether.ledger.schema import fleet_usage, repo_slots, runs, settings, switches
-from tether.ledger.store import Ledger
+from tether.ledger.store import FLEET_SOURCE, Ledger
 
 ORG_POLICY = "org_policy"
+FLEET_LOG = FLEET_SOURCE  # the hash-chained log of kill switches set and released (tether verify fleet)
+FLEET_LOG_WHAT = "kill switches set and released"
 
 
 def today(now: float | None = None) -> str:
@@ -55,6 +58,7 @@ class Fleet:
     """The fleet rows of one store."""
 
     def __init__(self, ledger: Ledger):
+        self.ledger = ledger
         self.engine = ledger.engine
         self.postgres = self.engine.dialect.name == "postgresql"
         self._insert = (postgresql if self.postgres else sqlite).insert  # with ON CONFLICT
@@ -70,14 +74,19 @@ class Fleet:
     # kill switch -----------------------------------------------------------------------------
 
     def set_switch(self, scope: str, reason: str, by: str) -> None:
+        """Brake `scope`; recorded in the store's fleet log naming who."""
         statement = self._insert(switches).values(scope=scope, reason=reason, by=by, created_at=time.time())
         with self.engine.begin() as conn:
             conn.execute(statement.on_conflict_do_update(
                 index_elements=["scope"], set_={"reason": reason, "by": by, "created_at": time.time()}))
+        self.ledger.record_in_log(FLEET_LOG, FLEET_LOG_WHAT, ev.SwitchSet(scope=scope, reason=reason, by=by))
 
-    def release_switch(self, scope: str) -> bool:
+    def release_switch(self, scope: str, by: str) -> bool:
         with self.engine.begin() as conn:
-            return conn.execute(delete(switches).where(switches.c.scope == scope)).rowcount == 1
+            released = conn.execute(delete(switches).where(switches.c.scope == scope)).rowcount == 1
+        if released:
+            self.ledger.record_in_log(FLEET_LOG, FLEET_LOG_WHAT, ev.SwitchReleased(scope=scope, by=by))
+        return released
 
     def switches(self) -> list[Switch]:
         with self.engine.connect() as conn:

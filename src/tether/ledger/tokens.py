@@ -97,6 +97,13 @@ def revoke(ledger: Ledger, token_id: str, by: str) -> Holder:
     return holder
 
 
+def holder(ledger: Ledger, token_id: str) -> Holder | None:
+    """A token's record by its id (a web session names the token it was made from)."""
+    with ledger.engine.connect() as conn:
+        row = conn.execute(select(tokens).where(tokens.c.id == token_id)).first()
+    return _holder(row) if row is not None else None
+
+
 def listed(ledger: Ledger) -> list[Holder]:
     with ledger.engine.connect() as conn:
         rows = conn.execute(select(tokens).order_by(tokens.c.created_at)).all()
