@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import CHECK, git
-from tether.audit import audit, verdict_of_runs
+from tether.audit import audit, verdict_of_runs, why_failed
 from tether.policy import parse_policy
 
 TETHER = [sys.executable, "-m", "tether"]
@@ -56,6 +56,11 @@ def test_two_runs_that_disagree_are_flaky():
     assert "flaky" in verdict_of_runs("tests", [[True], [False]], 1.0).detail
     assert verdict_of_runs("tests", [[True, True], [True, True]], 1.0).ok
     assert "fail on the base commit" in verdict_of_runs("tests", [[False], [False]], 1.0).detail
+    pytest_output = "....F\n=== FAILURES ===\nE assert False\nFAILED tests/test_a.py::test_v - AssertionError\n1 failed"
+    assert why_failed(pytest_output) == "FAILED tests/test_a.py::test_v - AssertionError"
+    assert why_failed("> pnpm run test\nsh: 1: pnpm: not found\n") == "sh: 1: pnpm: not found"
+    gap = verdict_of_runs("tests", [[False], [False]], 1.0, why_failed(pytest_output))
+    assert gap.detail.endswith("FAILED tests/test_a.py::test_v - AssertionError")
 
 
 def test_a_committed_secret_and_a_large_file_are_gaps(repo: Path):

@@ -38,7 +38,7 @@ PROJECTS = [
     Project("toolz", "toolz/itertoolz.py", "    return next(iter(seq))\n", "    return next(iter(seq[1:]))\n",
             "python -m pytest -q -p no:cacheprovider toolz/tests/test_itertoolz.py"),
     Project("ms", "src/index.ts", "const m = s * 60;", "const m = s * 61;",
-            "jest --env node --coverage=false src/index.test.ts"),
+            "pnpm test"),  # the project's own script, which calls pnpm by name
     Project("sqlite-utils", "sqlite_utils/utils.py", '    if "INT" in column_type:\n        return int',
             '    if "INT" in column_type:\n        return float',
             "python -m pytest -q -p no:cacheprovider tests/test_column_affinity.py tests/test_create.py"),

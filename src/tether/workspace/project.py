@@ -40,6 +40,7 @@ _LOCKS = ("uv.lock", "poetry.lock")  # exact pins, given to pip as constraints
 MANIFESTS = frozenset({*_PYTHON_MANIFESTS, *_REQUIREMENTS, "package.json", *_NODE_LOCKS, "pnpm-workspace.yaml",
                        ".npmrc"})
 CONSTRAINTS = "constraints.txt"  # in the environment's folder, written by Tether from a lock
+NODE_TOOLS = "tools"  # in the environment's folder: the package manager a lockfile names
 GENERATED = "generated"  # in the environment's folder: files the build wrote into the source tree
 MANIFEST_LIMIT = 4 << 20
 
@@ -249,21 +250,35 @@ def _python_plan(source: CommitFiles, manifests: list[str]) -> Plan:
 def _node_plan(source: CommitFiles, tool: str) -> Plan:
     manifests = _found(source, ["package.json", *_NODE_LOCKS, "pnpm-workspace.yaml", ".npmrc"])
     copy = f'cp {" ".join(manifests)} "${ENV_VARIABLE}/" && cd "${ENV_VARIABLE}"'
-    install = {"npm": "npm ci --no-audit --no-fund" if "package-lock.json" in manifests else "npm install",
-               "pnpm": f"npx --yes pnpm@{_pnpm_major(source)} install --frozen-lockfile "
-                "--config.manage-package-manager-versions=false",  # the lock names it; no second download
-               "yarn": "npx --yes yarn@1 install --frozen-lockfile"}[tool]
-    return Plan("node", [f"{copy} && {install}"], ["node_modules/.bin"], {"node_modules": "node_modules"},
-                manifests, note=f"Node ({tool} from {', '.join(manifests)}), node_modules laid into the worktree")
+    if tool == "npm":
+        install = "npm ci --no-audit --no-fund" if "package-lock.json" in manifests else "npm install"
+        return Plan("node", [f"{copy} && {install}"], ["node_modules/.bin"], {"node_modules": "node_modules"},
+                    manifests, note=f"Node (npm from {', '.join(manifests)}), node_modules laid into the worktree")
+    # The project's scripts call the package manager by name (`pnpm run build && ...`): it is
+    # installed into the environment, next to the project's packages, and put on the sandbox's PATH.
+    version = {"pnpm": f"pnpm@{_pnpm_version(source)}", "yarn": "yarn@1"}[tool]
+    tools = f'npm install --no-audit --no-fund --no-save --prefix "${ENV_VARIABLE}/{NODE_TOOLS}" {version}'
+    install = {"pnpm": "pnpm install --frozen-lockfile --config.manage-package-manager-versions=false",
+               "yarn": "yarn install --frozen-lockfile"}[tool]  # the lock names the version; no second download
+    return Plan("node", [f'{tools} && export PATH="${ENV_VARIABLE}/{NODE_TOOLS}/node_modules/.bin:$PATH" && '
+                         f"{copy} && {install}"],
+                ["node_modules/.bin", f"{NODE_TOOLS}/node_modules/.bin"], {"node_modules": "node_modules"},
+                manifests, note=f"Node ({version} from {', '.join(manifests)}, on PATH), node_modules laid "
+                "into the worktree")
 
 
-def _pnpm_major(source: CommitFiles) -> str:
+def _pnpm_version(source: CommitFiles) -> str:
+    """The pnpm that `packageManager` names, exactly (pnpm itself would otherwise fetch it inside the
+    sandbox, without the network); its major alone when the rest is not a plain version; else 9."""
     try:
         manager = json.loads(source.text("package.json") or "{}").get("packageManager") or ""
     except (json.JSONDecodeError, AttributeError):
         manager = ""
-    version = manager.removeprefix("pnpm@") if isinstance(manager, str) and manager.startswith("pnpm@") else ""
-    return version.split(".")[0] if version[:1].isdigit() else "9"
+    version = manager.removeprefix("pnpm@").split("+")[0] if isinstance(manager, str) and \
+        manager.startswith("pnpm@") else ""
+    if re.fullmatch(r"\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?", version):
+        return version
+    return version.split(".")[0] if re.fullmatch(r"\d+", version.split(".")[0]) else "9"
 
 
 def _quote(item: str) -> str:
