@@ -30,7 +30,7 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
 
 # The command groups, in the order --help lists them; each registers its commands on import.
 for _group in ("runs", "delivery", "gate", "canary", "approvals", "queue", "fleet", "models", "backtest", "evals",
-               "gateway", "serve", "tokens", "memory", "brakes", "metrics", "report", "schema"):
+               "gateway", "serve", "tokens", "memory", "brakes", "metrics", "report", "recommend", "schema"):
     import_module(f"tether.cli.{_group}")
 
 

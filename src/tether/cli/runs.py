@@ -105,7 +105,7 @@ def doctor(
     err.print(f"doctor: {root} at {head_commit(root)[:10]}; setting up may take a few minutes the first time")
     diagnosis = diagnose(root, loaded, say=lambda finding: print_finding(out, finding))
     if not loaded.checks:
-        out.print("[yellow]no [[checks]] in the policy: nothing tells a run whether it worked[/]")
+        out.print("[yellow]no \\[\\[checks]] in the policy: nothing tells a run whether it worked[/]")
     raise typer.Exit(0 if diagnosis.setup_works else 1)
 
 
