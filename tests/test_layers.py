@@ -15,7 +15,7 @@ LAYERS = [
     {"guard"},
     {"agents", "backtest", "gateway", "delivery", "gate", "history"},
     {"runner"},
-    {"replay", "approvals", "gc", "queue", "demo", "doctor", "audit"},
+    {"replay", "approvals", "gc", "queue", "demo", "doctor", "audit", "recommend"},
     {"evals"},
     {"render"},
     {"web"},

@@ -120,7 +120,7 @@ def test_an_existing_policy_is_never_overwritten_without_force(tmp_path: Path):
     written = runner.invoke(app, ["recommend", "--judge", "metric", "--write", str(target), "--force",
                                   "--repo", str(tmp_path)])
     assert written.exit_code == 0, written.output
-    assert parse_policy(target.read_text(), target).agent.architecture == "harness"
+    assert parse_policy(target.read_text(), target).agent.architecture == "research"
     with pytest.raises(RecommendError, match="not one of"):
         Answers("nobody")
 

@@ -105,10 +105,11 @@ def recommend(answers: Answers, check_command: str = "python -m pytest -q") -> R
                "independent candidates (`[agent] attempts`), each judged by the required checks; protect the "
                "evals' files so a candidate cannot edit its judge"]
         return _done("factory", "harness", why, answers, asked, check_command, usd)
-    why = ["a metric judges: propose a change, measure it against the noise, keep it or revert it",
-           "Tether does not run the research loop yet: the starter policy runs the harness with the tests as the "
-           "required check, and names where the metric command goes; measure before and after with the same command"]
-    return _done("research", "harness", why, answers, asked, check_command, usd)
+    why = ["a metric judges: propose a change, measure it against the noise measured on the base, keep it (a "
+           "commit) or revert it, until the iterations or the budget end",
+           "set [research] metric to the command that prints the number (the starter names `python bench.py`); "
+           "protect the metric's and the tests' files so a proposal cannot edit its judge"]
+    return _done("research", "research", why, answers, asked, check_command, usd)
 
 
 def _done(architecture: str, runs_as: str, why: list[str], answers: Answers, asked: list[str],
@@ -122,15 +123,17 @@ def starter_policy(architecture: str, runs_as: str, answers: Answers, check_comm
     lines = [f"# tether.toml from `tether recommend`: {architecture} ({JUDGED_BY[answers.judge]}).",
              "# Every key is optional; unknown keys are errors. Reference: docs/policy.md.", "",
              "[agent]", f'architecture = "{runs_as}"', 'model = "openai:gpt-4o-mini"  # or local:qwen2.5-coder-1.5b']
-    steps = 300
+    steps = 30 if architecture in ("factory", "research") else 300
     if architecture == "factory":
-        steps = 30
         lines += [f"attempts = {ATTEMPTS}                    # independent candidates; the first that passes "
-                  "the checks is delivered", "check_after_write = true"]
-    wall = 3600 if architecture in ("orchestrated", "factory") else 1800
+                  "the checks is delivered"]
+    if architecture in ("factory", "research"):
+        lines.append("check_after_write = true        # a write that passes the checks ends the try")
+    wall = 1800 if architecture == "harness" else 3600
     lines += ["", "[budget]                        # per run; a call that would exceed one is not made",
               f"max_usd = {usd:.2f}", f"max_wall_s = {wall}",
-              f"max_steps = {steps}" + ("                 # each candidate's" if architecture == "factory" else ""),
+              f"max_steps = {steps}" + {"factory": "                 # each candidate's",
+                                        "research": "                 # each proposal's"}.get(architecture, ""),
               "", "[writes]                        # measured from the worktree's diff after every step",
               f"max_files = {10 if architecture == 'research' else 20}",
               f"max_lines = {200 if architecture == 'research' else 600}"]
@@ -147,8 +150,9 @@ def starter_policy(architecture: str, runs_as: str, answers: Answers, check_comm
     lines += ["", "[[checks]]                      # the run succeeds only when every required check passes",
               'name = "tests"', f"command = {_toml_string(check_command)}", "timeout_s = 600", "required = true"]
     if architecture == "research":
-        lines += ["# The metric: a command that prints one number, run on the base and on the branch.",
-                  '# [[checks]]\n# name = "metric"\n# command = "python bench.py"\n# required = false']
+        lines += ["", "[research]                      # the metric: a command that prints the number",
+                  'metric = "python bench.py"      # yours', 'direction = "lower"', "repeats = 3",
+                  "iterations = 5"]
     lines += ["", "[brakes]                        # the defaults stop only loops nothing comes out of",
               "repeat_output_max = 8", "max_consecutive_failures = 20", "max_turns_without_action = 20", ""]
     return "\n".join(lines)

@@ -88,7 +88,7 @@ def _session(ledger: Ledger, run_id: str, policy: Policy, provider: Provider, wo
     return Session(
         log=log, guard=guard, policy=policy, provider=provider, worktree=worktree,
         sandbox=worktree_sandbox(policy.sandbox, policy.commands.network, worktree.path, worktree.repo),
-        base_tree=worktree.base_tree(), approver=approver,
+        base_tree=worktree.base_tree(), approver=approver, replaying=replaying,
     )
 
 
@@ -335,7 +335,8 @@ def _drive(ledger: Ledger, session: Session, owner: str, system_prompt: str, tas
         with lease.Heartbeat(ledger, session.run_id, owner):
             if session.log.pending_hit is not None:  # the brake fired just before a crash
                 raise session.brake(*session.log.pending_hit)
-            if session.log.submitted:  # the checks passed just before a crash
+            # the checks passed just before a crash (a research proposal's end is not the run's)
+            if session.log.submitted and session.policy.agent.architecture != "research":
                 raise RunSucceeded("all required checks passed")
             if agent is not None:  # shown what the run was given (memory), like Tether's own agents
                 run_external(session, agent, with_context(task, context))

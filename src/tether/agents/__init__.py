@@ -6,10 +6,12 @@ from __future__ import annotations
 from tether.agents.attempts import Architecture, run_attempts
 from tether.agents.harness import run_harness
 from tether.agents.orchestrated import run_orchestrated
+from tether.agents.research import run_research
 from tether.agents.session import Session
 from tether.ledger import StoredEvent
 
-ARCHITECTURES: dict[str, Architecture] = {"harness": run_harness, "orchestrated": run_orchestrated}
+ARCHITECTURES: dict[str, Architecture] = {"harness": run_harness, "orchestrated": run_orchestrated,
+                                          "research": run_research}
 
 
 def run_agent(session: Session, system_prompt: str, task: str, events: list[StoredEvent]) -> None:

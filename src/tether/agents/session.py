@@ -80,6 +80,7 @@ class Session:
     attempt: int = 0  # of [agent] attempts
     project: ProjectEnv | None = None  # the project's environment, built from the base commit
     environment_inputs: list[str] = field(default_factory=list)  # the manifests it was built from
+    replaying: str | None = None  # the recorded run a replay follows (what it measured is not measured again)
 
     def __post_init__(self) -> None:
         self.tree = self.tree or self.base_tree
@@ -360,10 +361,16 @@ class Session:
         except WorkspaceTampered as exc:  # a command rewrote the .git pointer (no sandbox): put back, stop
             self.worktree.restore(self.tree)
             raise self.stop(Decision("stop", "workspace.git_pointer", str(exc))) from exc
-        with checked_out(self.worktree.repo, tree, self.project) as folder:
-            sandbox = Sandbox(self.policy.sandbox, folder, network=self.policy.commands.network,
-                              project=self.project, judging=True)
+        with self.judging(tree) as sandbox:
             return self._run_checks(call_id, sandbox)
+
+    @contextmanager
+    def judging(self, tree: str) -> Iterator[Sandbox]:
+        """A sandbox on a clean export of `tree`, in the project's environment, for what judges the
+        agent's work (checks, a metric): nothing the agent left outside the tree is there."""
+        with checked_out(self.worktree.repo, tree, self.project) as folder:
+            yield Sandbox(self.policy.sandbox, folder, network=self.policy.commands.network, project=self.project,
+                          judging=True)
 
     def _run_checks(self, call_id: str, sandbox: Sandbox) -> list[CheckResult]:
         results = []

@@ -218,7 +218,9 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix."
          db: DbOpt = None, as_json: JsonOpt = False,
          events: Annotated[bool, typer.Option("--events", help="List every event.")] = False,
          full: Annotated[bool, typer.Option("--full", help="With --events: whole payloads, not one line each.")]
-         = False) -> None:
+         = False,
+         html: Annotated[Path | None, typer.Option("--html", help="A research run: write the plot of its metric "
+                                                   "against iterations here.")] = None) -> None:
     """Show a run's summary (and events), derived from its event log.
 
     Example: tether show 20261130-0012 --events --full
@@ -227,6 +229,14 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix."
         row = ledger.get_run(run_id)
         recorded = ledger.events(row.id)
     summary = summarize(row, recorded)
+    if html is not None:
+        from tether.render.research import research_html
+
+        policy = run_policy(recorded)
+        if "research" not in summary or policy is None:
+            raise fail(f"run {row.id} measured no metric: --html plots a research run")
+        html.write_text(research_html(summary, policy.research.metric or "", policy.research.direction))
+        err.print(f"wrote {html}")
     if as_json:
         if events:
             summary["event_log"] = [{"seq": e.seq, "ts": e.ts, "type": e.type, "payload": e.payload,

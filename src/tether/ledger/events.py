@@ -42,6 +42,8 @@ class EventType(StrEnum):
     MERGE = "merge"
     ATTEMPT_STARTED = "attempt_started"
     ATTEMPT_ENDED = "attempt_ended"
+    METRIC_MEASURED = "metric_measured"
+    RESEARCH_ITERATION = "research_iteration"
     DELIVERED = "delivered"
     DELIVERY_FAILED = "delivery_failed"
     OUTCOME_REPORTED = "outcome_reported"
@@ -352,8 +354,9 @@ class Merge(Payload):
 
 
 class AttemptStarted(Payload):
-    """One of `[agent] attempts` independent tries begins, from `tree` (the base), with a fresh
-    conversation and its own seed; the step budget and the brakes count from here."""
+    """One of `[agent] attempts` independent tries begins, from `tree` (the base; for research, the
+    best tree so far), with a fresh conversation and its own seed; the step budget and the brakes
+    count from here."""
 
     type = EventType.ATTEMPT_STARTED
     attempt: int = Field(ge=0)
@@ -494,6 +497,36 @@ class SwitchReleased(Payload):
     type = EventType.SWITCH_RELEASED
     scope: str
     by: str
+
+
+class MetricMeasured(Payload):
+    """The research metric, run `repeats` times in the judging sandbox on a clean export of `tree`
+    (iteration 0: the base, whose spread is the noise a change must beat)."""
+
+    type = EventType.METRIC_MEASURED
+    iteration: int = Field(ge=0)
+    tree: str
+    command: str
+    values: list[float]
+    median: float
+    spread: float = Field(description="max - min of the values")
+    duration_s: float = 0.0
+    replayed: bool = Field(False, description="taken from the recorded run (a replay does not re-measure)")
+
+
+class ResearchIteration(Payload):
+    """One research proposal judged: kept (a commit on the run's branch) when its required checks
+    passed and its median beat the best by more than the noise, else reverted to the best tree."""
+
+    type = EventType.RESEARCH_ITERATION
+    iteration: int = Field(ge=1)
+    tree: str = Field(description="the proposal's tree")
+    median: float | None = Field(description="None: not measured (its checks did not pass, or it was stopped)")
+    best_before: float
+    noise: float
+    kept: bool
+    reason: str
+    commit: str | None = None
 
 
 class Reflecting(Payload):

@@ -72,6 +72,7 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
     interrupts = 0  # approval requests, denials by a person, manual stops
     finished: ev.RunFinished | None = None
     paused: ev.RunPaused | None = None  # why the run is paused or held now
+    research: list[dict[str, Any]] = []  # the metric on the base, then each proposal's verdict
     step = 0
     for event in events:
         data = event.data
@@ -106,6 +107,12 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
             model_errors += 1
         elif isinstance(data, ev.AttemptStarted):
             attempts += 1
+        elif isinstance(data, ev.MetricMeasured) and data.iteration == 0:
+            research.append({"iteration": 0, "median": data.median, "spread": data.spread, "kept": True,
+                             "reason": "the base"})
+        elif isinstance(data, ev.ResearchIteration):
+            research.append({"iteration": data.iteration, "median": data.median, "spread": data.noise,
+                             "kept": data.kept, "reason": data.reason})
         elif isinstance(data, ev.RunPaused):
             paused = data
             interrupts += data.rule in ("fleet.kill_switch", "manual")
@@ -138,4 +145,4 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
         "model_errors": model_errors,
         "attempts": attempts or 1,
         "events": len(events),
-    }
+    } | ({"research": research} if research else {})

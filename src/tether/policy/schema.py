@@ -15,7 +15,7 @@ class Section(BaseModel):
 
 
 class AgentPolicy(Section):
-    architecture: Literal["harness", "orchestrated"] = "harness"
+    architecture: Literal["harness", "orchestrated", "research"] = "harness"
     model: str = Field("scripted:turns.json", min_length=1)
     max_output_tokens: int = Field(4096, gt=0)
     system_prompt: str | None = None
@@ -312,6 +312,17 @@ class FleetPolicy(Section):
     step_usd_estimate: float = Field(0.05, ge=0)
 
 
+class ResearchPolicy(Section):
+    """`architecture = "research"`: improve a metric, one kept or reverted change at a time."""
+    metric: str | None = None  # a command that prints the number (the last number it prints)
+    direction: Literal["lower", "higher"] = "lower"
+    repeats: int = Field(3, ge=1, le=50)  # runs per measurement; their median is the value
+    iterations: int = Field(5, ge=1, le=200)  # proposals, each with [budget] max_steps of its own
+    # The base's spread (max - min) over |median| beyond which the metric is too noisy to judge by.
+    max_noise: float = Field(0.5, gt=0)
+    timeout_s: float = Field(300, gt=0)  # per run of the metric
+
+
 class OrchestratedPolicy(Section):
     """The orchestrated architecture's roles: a planner, executors in their own worktrees, a reviewer."""
     executors: int = Field(2, gt=0, le=8)
@@ -392,6 +403,7 @@ class Policy(Section):
     brakes: BrakesPolicy = Field(default_factory=BrakesPolicy)
     fleet: FleetPolicy = Field(default_factory=FleetPolicy)
     orchestrated: OrchestratedPolicy = Field(default_factory=OrchestratedPolicy)
+    research: ResearchPolicy = Field(default_factory=ResearchPolicy)
     delivery: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
     memory: MemoryPolicy = Field(default_factory=MemoryPolicy)
     tiers: list[TierPolicy] = Field(default_factory=list)  # lowest first; org policy only
@@ -416,6 +428,12 @@ class Policy(Section):
         if self.agent.attempts > 1 and self.budget.max_steps is None:
             raise ValueError(f"[agent] attempts = {self.agent.attempts} needs [budget] max_steps: each try ends at "
                              "its step budget")
+        if self.agent.architecture == "research":
+            if not self.research.metric:
+                raise ValueError('architecture = "research" needs [research] metric: a command that prints a number')
+            if self.budget.max_steps is None:
+                raise ValueError('architecture = "research" needs [budget] max_steps: each proposal ends at its step '
+                                 "budget")
         return self
 
     def shadowed(self, rule: str) -> bool:

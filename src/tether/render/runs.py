@@ -57,7 +57,23 @@ def print_summary(console: Console, summary: dict[str, Any], budget: dict[str, A
     table.add_row("interrupts", f"{summary['interrupts']} (approval requests, denials by people, manual stops)")
     if summary["rework"]:
         table.add_row("rework", f"{summary['rework']} failed submits before the end")
+    if summary.get("research"):
+        table.add_row("metric", research_curve(summary["research"]))
     console.print(table)
+
+
+def research_curve(points: list[dict[str, Any]]) -> str:
+    """The metric per iteration, kept and reverted marked: `base 100 → 1: 60 kept → 2: 80 reverted`."""
+    parts = []
+    for point in points:
+        verdict = "kept" if point["kept"] else "reverted"
+        if point["iteration"] == 0:
+            parts.append(f"base {point['median']:g} (noise {point['spread']:g})")
+        elif point["median"] is None:
+            parts.append(f"{point['iteration']}: {verdict}, not measured")
+        else:
+            parts.append(f"{point['iteration']}: {point['median']:g} {verdict}")
+    return " → ".join(parts)
 
 
 def print_events(console: Console, events: list[StoredEvent], full: bool = False) -> None:

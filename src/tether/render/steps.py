@@ -90,8 +90,15 @@ class StepPrinter:
             self.note(f"[{style}]↳ {data.verdict} {data.rule}: {escape(data.reason)}[/]")
         elif isinstance(data, ev.Brake):
             self.note(f"[red]↳ brake {data.detector}: {escape(data.reason)}[/]")
-        elif isinstance(data, ev.AttemptEnded):
+        elif isinstance(data, ev.AttemptEnded) and not data.rule.startswith("research."):
             self.note(f"[yellow]↳ attempt {data.attempt + 1} ended ({data.rule}); the next starts from the base[/]")
+        elif isinstance(data, ev.MetricMeasured):
+            self.note(f"metric {'on the base' if data.iteration == 0 else f'of proposal {data.iteration}'}: "
+                      f"{data.median:g} (values {', '.join(f'{v:g}' for v in data.values)})")
+        elif isinstance(data, ev.ResearchIteration):
+            style = "green" if data.kept else "yellow"
+            self.note(f"[{style}]↳ proposal {data.iteration} {'kept' if data.kept else 'reverted'}: "
+                      f"{escape(data.reason)}[/]")
         elif isinstance(data, ev.ModelError):
             retry = f"; retry in {data.retry_in_s:g}s" if data.retry_in_s else ""
             self.note(f"[yellow]↳ model error (attempt {data.attempt}): {escape(short(data.error, 80))}{retry}[/]")
