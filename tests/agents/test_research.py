@@ -209,3 +209,22 @@ def test_a_proposal_without_a_change_is_not_measured(ledger: Ledger, work_repo: 
     verdicts = payloads(ledger, summary["run_id"], "research_iteration")
     assert (verdicts[0]["kept"], verdicts[0]["reason"]) == (False, "no change was proposed")
     assert [m["iteration"] for m in payloads(ledger, summary["run_id"], "metric_measured")] == [0, 2]
+
+
+def test_the_shipped_example_loads_and_its_metric_reads(tmp_path: Path):
+    import shutil
+    import subprocess
+    import sys
+
+    from tether.agents.research import read_metric
+    from tether.policy import load_policy
+
+    example = Path(__file__).parents[2] / "examples" / "research-primes"
+    policy = load_policy(example / "tether.toml")
+    assert policy.agent.architecture == "research" and policy.research.metric == "python bench.py"
+    copy = shutil.copytree(example, tmp_path / "primes")
+    printed = subprocess.run([sys.executable, "bench.py"], cwd=copy, capture_output=True, text=True, check=True)
+    assert read_metric(printed.stdout) > 0
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_primes.py"],
+                           cwd=copy, capture_output=True, text=True)
+    assert tests.returncode == 0, tests.stdout
