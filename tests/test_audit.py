@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import CHECK, git
-from tether.audit import audit, verdict_of_runs, why_failed
+from tether.audit import audit, ends_of, verdict_of_runs, why_failed
 from tether.policy import parse_policy
 
 TETHER = [sys.executable, "-m", "tether"]
@@ -59,6 +59,9 @@ def test_two_runs_that_disagree_are_flaky():
     pytest_output = "....F\n=== FAILURES ===\nE assert False\nFAILED tests/test_a.py::test_v - AssertionError\n1 failed"
     assert why_failed(pytest_output) == "FAILED tests/test_a.py::test_v - AssertionError"
     assert why_failed("> pnpm run test\nsh: 1: pnpm: not found\n") == "sh: 1: pnpm: not found"
+    setup = "setup failed at `pip install " + "'pkg==1.0' " * 100 + "`: ERROR: File too large"
+    kept = ends_of(setup, 400)
+    assert len(kept) <= 400 and kept.startswith("setup failed at") and kept.endswith("ERROR: File too large")
     gap = verdict_of_runs("tests", [[False], [False]], 1.0, why_failed(pytest_output))
     assert gap.detail.endswith("FAILED tests/test_a.py::test_v - AssertionError")
 

@@ -111,7 +111,7 @@ def _tests(repo: Path, result: Audit, policy: Policy, found: Callable[[Gap], Non
         result.seconds[f"tests run {attempt}"] = round(time.perf_counter() - started, 2)
         if not diagnosis.setup_works:
             broken = next(f for f in diagnosis.findings if not f.ok)
-            found(Gap(broken.what, False, " ".join(broken.detail.split())[:400],
+            found(Gap(broken.what, False, ends_of(" ".join(broken.detail.split()), 400),
                       "declare the environment's setup in tether.toml ([environment] setup = [...])", weight=4))
             return
         ran = [f for f in diagnosis.findings if f.what.startswith("check ")]
@@ -119,6 +119,13 @@ def _tests(repo: Path, result: Audit, policy: Policy, found: Callable[[Gap], Non
         failures = [why_failed(f.detail) for f in ran if not f.ok]
     found(verdict_of_runs(", ".join(check.name for check in checks), verdicts, result.seconds["tests run 2"],
                           "; ".join(failures)))
+
+
+def ends_of(text: str, limit: int) -> str:
+    """The text within `limit` characters: its start (what failed) and its end (why), not its middle."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit // 3]} … {text[-(limit - limit // 3 - 3):]}"
 
 
 def why_failed(output: str) -> str:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import git, payloads, run_scripted
+import pytest
+
+from tests.conftest import bash, git, payloads, run_scripted
 from tether.ledger import Ledger
 from tether.policy.schema import EnvironmentPolicy
 from tether.workspace.project import CommitFiles, detect, plan_for
@@ -95,3 +97,17 @@ def test_the_package_manager_a_lockfile_names_is_installed_exactly_and_never_as_
         setup = detect(committed(node)).setup[0]
         assert f"{expected}&&" in setup, (manager, setup)
         assert "evil" not in setup and "$(id)" not in setup
+
+
+def test_a_setup_may_write_a_file_larger_than_an_agents_step_may(ledger: Ledger, repo: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch):
+    """pip writes a wheel as one file (playwright's is over 100 MB): the setup's file size limit is
+    not the agent's [sandbox] max_file_mb, which still holds for the agent's commands."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # built here, not taken from a cache
+    size = "head -c 40M /dev/zero > \\\"$TETHER_ENV/wheel.bin\\\" && ls -la \\\"$TETHER_ENV/wheel.bin\\\""
+    policy = f'[sandbox]\nmax_file_mb = 16\n[environment]\nsetup = ["{size}"]\n'
+    summary = run_scripted(ledger, repo, tmp_path, [bash("head -c 40M /dev/zero > big.bin"), SUBMIT], policy)
+    steps = payloads(ledger, summary["run_id"], "environment_setup")
+    assert [s["ok"] for s in steps] == [True], steps
+    observation = payloads(ledger, summary["run_id"], "tool_result")[0]["observation"]
+    assert "File too large" in observation or "exit code 153" in observation, observation

@@ -468,9 +468,11 @@ def _sandbox_env(policy: SandboxPolicy, project: ProjectEnv | None, building: Pa
 
 
 def for_setup(policy: SandboxPolicy) -> SandboxPolicy:
-    """The limits for an environment's setup: it may download and unpack more than an agent's step."""
+    """The limits for an environment's setup: it may download and unpack more than an agent's step
+    (pip writes a whole wheel as one file: playwright's is over 100 MB, torch's over 2 GB)."""
     return policy.model_copy(update={"max_step_write_mb": max(policy.max_step_write_mb, 8192),
-                                     "tmp_mb": max(policy.tmp_mb, 4096)})
+                                     "tmp_mb": max(policy.tmp_mb, 4096),
+                                     "max_file_mb": max(policy.max_file_mb, 4096)})
 
 
 def worktree_sandbox(policy: SandboxPolicy, network: bool, worktree: Path, repo: Path,
