@@ -153,6 +153,13 @@ def test_show_prints_the_curve_and_writes_the_plot(ledger: Ledger, work_repo: Pa
     assert "base 100 (noise 0) → 1: 60 kept → 2: 80 reverted" in shown.output
     page = (tmp_path / "r.html").read_text()
     assert page.count("<circle") == 3 and "#c0392b" in page and "1 of 2 proposals kept" in page
+    from tether.web.views import timeline
+
+    titles = [row.title for row in timeline(ledger.events(run_id)) if row.type.startswith(("metric", "research"))]
+    assert titles == ["metric of the base: 100 (100, 100, 100)", "metric of proposal 1: 60 (60, 60, 60)",
+                      "proposal 1 kept: 60 beats 100 by more than the noise (0)",
+                      "metric of proposal 2: 80 (80, 80, 80)",
+                      "proposal 2 reverted: 80 does not beat 60 by more than the noise (0)"]
     plain = run_scripted(ledger, work_repo, tmp_path, [call("submit", summary="x")], "")
     refused = runner.invoke(app, ["show", plain["run_id"], "--db", sqlite_url, "--html", str(tmp_path / "p.html")])
     assert refused.exit_code == 2 and "measured no metric" in refused.output

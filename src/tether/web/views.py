@@ -65,6 +65,12 @@ def _kind_and_title(data: ev.Payload) -> tuple[str, str]:
         return "", f"result ({what}){', changed ' + ', '.join(data.changed[:5]) if data.changed else ''}"
     if isinstance(data, ev.ModelResponse):
         return "", f"model replied ({data.usage.input_tokens}+{data.usage.output_tokens} tokens)"
+    if isinstance(data, ev.MetricMeasured):
+        where = "the base" if data.iteration == 0 else f"proposal {data.iteration}"
+        return "", f"metric of {where}: {data.median:g} ({', '.join(f'{v:g}' for v in data.values)})"
+    if isinstance(data, ev.ResearchIteration):
+        return ("check-passed" if data.kept else "check-failed"), \
+            f"proposal {data.iteration} {'kept' if data.kept else 'reverted'}: {data.reason}"
     if isinstance(data, ev.RunFinished):
         return "end", f"{data.status}: {data.reason}"
     if isinstance(data, ev.RunPaused):
