@@ -151,6 +151,7 @@ def test_show_prints_the_curve_and_writes_the_plot(ledger: Ledger, work_repo: Pa
                           env={"COLUMNS": "200"})
     assert shown.exit_code == 0, shown.output
     assert "base 100 (noise 0) → 1: 60 kept → 2: 80 reverted" in shown.output
+    assert "2 steps / 2 a try" in shown.output  # max_steps is each proposal's, not the run's
     page = (tmp_path / "r.html").read_text()
     assert page.count("<circle") == 3 and "#c0392b" in page and "1 of 2 proposals kept" in page
     from tether.web.views import timeline

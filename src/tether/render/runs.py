@@ -38,7 +38,8 @@ def print_summary(console: Console, summary: dict[str, Any], budget: dict[str, A
 
     # Each meter whole: a narrow terminal wraps between them, never inside one.
     table.add_row("budget", Columns([Text(item, no_wrap=True) for item in (
-        of(f"{usage['steps']} steps", "max_steps"),
+        of(f"{usage['steps']} steps", "max_steps") + (" a try" if summary.get("attempts", 1) > 1
+                                                       and limits.get("max_steps") else ""),
         of(f"{usage['tool_calls']} tool calls", "max_tool_calls"),
         of(f"{usage['tokens']:,} tokens", "max_tokens"),
         of(f"${usage['usd']:.4f}", "max_usd"),
