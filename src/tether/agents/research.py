@@ -50,7 +50,11 @@ def run_research(session: Session, system_prompt: str, task: str, events: list[S
     # A resumed run goes on from its log: what was measured is not measured again, a verdict stands.
     known = {e.data.iteration: e.data for e in events if isinstance(e.data, ev.MetricMeasured)}
     judged = {e.data.iteration: e.data for e in events if isinstance(e.data, ev.ResearchIteration)}
-    base = known.get(0) or _measure(session, session.base_tree, 0)
+    try:
+        base = known.get(0) or _measure(session, session.base_tree, 0)
+    except MetricFailed as exc:
+        raise session.stop(Decision("stop", "research.metric", f"the metric cannot be read on the base: {exc}")) \
+            from exc
     if base.spread > research.max_noise * max(abs(base.median), 1e-12):
         raise session.stop(Decision("stop", "research.noise", f"the metric is too noisy to judge by: {base.values} "
                                     f"on the base (spread {base.spread:g} over a median of {base.median:g}, more "
@@ -173,18 +177,11 @@ def _measure(session: Session, tree: str, iteration: int) -> ev.MetricMeasured:
                 result = sandbox.run(command, research.timeout_s)
                 if result.timed_out or result.exit_code != 0:
                     why = "timed out" if result.timed_out else f"exited {result.exit_code}"
-                    failure = MetricFailed(f"`{command}` {why}: {result.output.strip()[-300:]!r}")
-                    if iteration == 0:
-                        raise session.stop(Decision("stop", "research.metric",
-                                                    f"the metric cannot be read on the base: {failure}"))
-                    raise failure
+                    raise MetricFailed(f"`{command}` {why}: {result.output.strip()[-300:]!r}")
                 try:
                     values.append(read_metric(result.output))
                 except MetricFailed as exc:
-                    if iteration == 0:
-                        raise session.stop(Decision("stop", "research.metric", "the metric cannot be read "
-                                                        f"on the base: `{command}` {exc}")) from exc
-                    raise
+                    raise MetricFailed(f"`{command}` {exc}") from exc
         duration = time.perf_counter() - started
     measured = ev.MetricMeasured(iteration=iteration, tree=tree, command=command, values=values,
                                  median=statistics.median(values), spread=max(values) - min(values),
