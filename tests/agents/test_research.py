@@ -236,3 +236,14 @@ def test_the_shipped_example_loads_and_its_metric_reads(tmp_path: Path):
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_primes.py"],
                            cwd=copy, capture_output=True, text=True)
     assert tests.returncode == 0, tests.stdout
+
+
+def test_the_wall_budget_holds_while_the_metric_runs(ledger: Ledger, work_repo: Path, tmp_path: Path):
+    """Like a check, a measurement is given only the run's time left, not its own timeout."""
+    import time
+
+    started = time.monotonic()
+    summary = run_scripted(ledger, work_repo, tmp_path, [write(60, 1)],
+                           policy("sleep 30; echo 1").replace("max_steps = 2\n", "max_steps = 2\nmax_wall_s = 3\n"))
+    assert time.monotonic() - started < 25, summary
+    assert summary["status"] == "stopped" and "timed out" in summary["reason"], summary

@@ -22,6 +22,7 @@ from tether.agents.session import Session
 from tether.guard.decisions import Decision, RunStopped, RunSucceeded
 from tether.ledger import StoredEvent
 from tether.ledger import events as ev
+from tether.models.base import seconds_until
 from tether.policy.schema import ResearchPolicy
 
 NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
@@ -174,7 +175,7 @@ def _measure(session: Session, tree: str, iteration: int) -> ev.MetricMeasured:
         values, started = [], time.perf_counter()
         with session.judging(tree) as sandbox:
             for _ in range(research.repeats):
-                result = sandbox.run(command, research.timeout_s)
+                result = sandbox.run(command, seconds_until(session.wall_deadline(), research.timeout_s))
                 if result.timed_out or result.exit_code != 0:
                     why = "timed out" if result.timed_out else f"exited {result.exit_code}"
                     raise MetricFailed(f"`{command}` {why}: {result.output.strip()[-300:]!r}")
