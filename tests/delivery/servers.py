@@ -113,9 +113,15 @@ class Pull:
     title: str
     body: str
     draft: bool
-    state: str = "open"
+    state: str = "open"  # open, closed, merged
     labels: list[str] = field(default_factory=list)
     reviewers: list[str] = field(default_factory=list)
+    merged_at: str | None = None  # ISO 8601, as the forges write it
+    reviews: list[tuple[str, str]] = field(default_factory=list)  # (reviewer, verdict), oldest first:
+    # verdicts in GitHub's words: APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED
+
+    def merge(self, at: str = "2026-12-01T10:00:00Z") -> None:
+        self.state, self.merged_at = "merged", at
 
 
 @dataclass
@@ -199,14 +205,26 @@ def _known(forge: Forge, repository: str) -> bool:
 
 
 def _github_shape(repository: str, pull: Pull, host: str = "https://github.com") -> dict[str, Any]:
-    return {"number": pull.number, "html_url": f"{host}/{repository}/pull/{pull.number}", "state": pull.state,
+    # a merged pull is "closed" with merged_at set (and `merged` true on the single pull)
+    return {"number": pull.number, "html_url": f"{host}/{repository}/pull/{pull.number}",
+            "state": "open" if pull.state == "open" else "closed", "merged_at": pull.merged_at,
             "title": pull.title, "body": pull.body, "draft": pull.draft, "head": {"ref": pull.head},
             "base": {"ref": pull.base}, "labels": [{"name": label} for label in pull.labels],
             "requested_reviewers": [{"login": name} for name in pull.reviewers]}
 
 
+def _stamp(minute: int) -> str:
+    return f"2026-12-01T{minute // 60:02d}:{minute % 60:02d}:00Z"
+
+
+def _page(items: list[Any], query: dict[str, str], size_key: str, default: int) -> list[Any]:
+    page, size = int(query.get("page", 1)), int(query.get(size_key, default))
+    return items[(page - 1) * size: page * size]
+
+
 def _github(forge: Forge, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
-    match = re.fullmatch(r"/repos/([^/]+/[^/]+)/(pulls|issues)(?:/(\d+))?(?:/(labels|requested_reviewers))?", path)
+    match = re.fullmatch(r"/repos/([^/]+/[^/]+)/(pulls|issues)(?:/(\d+))?(?:/(labels|requested_reviewers|reviews))?",
+                         path)
     if match is None or not _known(forge, match[1]):
         return 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}
     repository, kind, number, sub = match[1], match[2], match[3], match[4]
@@ -231,6 +249,12 @@ def _github(forge: Forge, method: str, path: str, query: dict[str, str], body: A
     pull = next((p for p in pulls if str(p.number) == number), None)
     if pull is None:
         return 404, {"message": "Not Found"}
+    if kind == "pulls" and sub is None and method == "GET":
+        return 200, {**_github_shape(repository, pull), "merged": pull.state == "merged"}
+    if kind == "pulls" and sub == "reviews" and method == "GET":
+        reviews = [{"id": i + 1, "user": {"login": who}, "state": verdict, "body": "",
+                    "submitted_at": _stamp(i)} for i, (who, verdict) in enumerate(pull.reviews)]
+        return 200, _page(reviews, query, "per_page", 30)
     if kind == "pulls" and sub is None and method == "PATCH":
         pull.title, pull.body = body.get("title", pull.title), body.get("body", pull.body)
         return 200, _github_shape(repository, pull)
@@ -248,10 +272,18 @@ def _github(forge: Forge, method: str, path: str, query: dict[str, str], body: A
 
 
 def _gitea(forge: Forge, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
-    match = re.fullmatch(r"/repos/([^/]+/[^/]+)/(pulls|issues)(?:/(\d+))?(?:/(labels|requested_reviewers))?", path)
+    match = re.fullmatch(r"/repos/([^/]+/[^/]+)/(pulls|issues)(?:/(\d+))?(?:/(labels|requested_reviewers|reviews))?",
+                         path)
     if match is None or not _known(forge, match[1]):
         return 404, {"message": "The target couldn't be found.", "errors": []}
     repository, kind, number = match[1], match[2], match[3]
+    pull = next((p for p in forge.pulls.get(repository, []) if str(p.number) == number), None)
+    if pull is not None and match[4] == "reviews" and method == "GET":  # Gitea's words; a dismissal is a flag
+        words = {"APPROVED": "APPROVED", "CHANGES_REQUESTED": "REQUEST_CHANGES", "COMMENTED": "COMMENT"}
+        reviews = [{"id": i + 1, "user": {"login": who}, "state": words.get(verdict, "APPROVED"),
+                    "dismissed": verdict == "DISMISSED", "submitted_at": _stamp(i).replace("Z", "+00:00")}
+                   for i, (who, verdict) in enumerate(pull.reviews)]
+        return 200, _page(reviews, query, "limit", 30)
     if kind == "pulls" and number is None and method == "GET":
         open_pulls = forge.open_pulls(repository)
         page, limit = int(query.get("page", 1)), int(query.get("limit", 30))
@@ -288,7 +320,7 @@ def _gitlab(forge: Forge, method: str, path: str, query: dict[str, str], body: A
     if path == "/users" and method == "GET":
         name = query.get("username")
         return 200, [{"id": forge.users[name], "username": name}] if name in forge.users else []
-    match = re.fullmatch(r"/projects/([^/]+)/merge_requests(?:/(\d+))?", path)
+    match = re.fullmatch(r"/projects/([^/]+)/merge_requests(?:/(\d+))?(/reviewers)?", path)
     repository = unquote(match[1]) if match else ""
     if match is None or not _known(forge, repository):
         return 404, {"message": "404 Project Not Found"}
@@ -309,6 +341,17 @@ def _gitlab(forge: Forge, method: str, path: str, query: dict[str, str], body: A
         pulls.append(pull)
         return 201, _gitlab_shape(repository, pull, forge)
     pull = next((p for p in pulls if str(p.number) == match[2]), None)
+    if pull is not None and method == "GET" and match[3]:  # each reviewer once, with their latest state
+        latest = {who: verdict for who, verdict in pull.reviews if verdict != "COMMENTED"}
+        states = {"APPROVED": "approved", "CHANGES_REQUESTED": "requested_changes", "DISMISSED": "unreviewed"}
+        return 200, [{"user": {"id": forge.users.get(who, 0), "username": who}, "state": states[verdict],
+                      "created_at": "2026-12-01T00:00:00.000Z"} for who, verdict in latest.items()]
+    if pull is not None and method == "GET":
+        asking = any(v == "CHANGES_REQUESTED" for v in {w: v for w, v in pull.reviews if v != "COMMENTED"}.values())
+        status = "requested_changes" if asking and pull.state == "open" else \
+            "mergeable" if pull.state == "open" else "not_open"
+        return 200, {**_gitlab_shape(repository, pull, forge), "merged_at": pull.merged_at,
+                     "detailed_merge_status": status}
     if pull is None or method != "PUT":
         return 404, {"message": "404 Not found"}
     pull.title = body.get("title", pull.title)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FIX, call, run_scripted
-from tether.history.report import build, record_outcomes
+from tether.history.refresh import refresh
+from tether.history.report import build
 from tether.ledger import Ledger
 
 TETHER = [sys.executable, "-m", "tether"]
@@ -134,7 +135,9 @@ def test_tether_runs_merged_by_squash_and_by_rebase_are_found_by_patch_id(ledger
     assert by_run[rebased["run_id"]].merged and by_run[rebased["run_id"]].how == "patch-id"
     assert not by_run[unmerged["run_id"]].merged
     assert by_run[squashed["run_id"]].added == 2 and by_run[squashed["run_id"]].surviving == 2  # the body
-    assert record_outcomes(ledger, report) == 2 and record_outcomes(ledger, report) == 0  # once, then unchanged
+    recorded = [sum(r.recorded for r in refresh(ledger, repo, 30, by="tether report", report=report).runs)
+                for _ in range(2)]
+    assert recorded == [2, 0]  # once, then unchanged
     reported = [e.payload for e in ledger.events(squashed["run_id"]) if e.type == "outcome_reported"]
     assert reported == [{"outcome": "merged", "by": "tether report", "reason": reported[0]["reason"]}]
 

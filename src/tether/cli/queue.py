@@ -14,6 +14,7 @@ from tether.cli.common import (
     RepoOpt,
     app,
     err,
+    fail,
     open_ledger,
     open_tasks,
     out,
@@ -55,19 +56,29 @@ def worker(
     worker_id: Annotated[str | None, typer.Option("--id", help="Stable executor id (default: the host name); "
                                                   "a restarted worker recovers the tasks of its id.")] = None,
     idle_exit: Annotated[float | None, typer.Option(help="Exit after this many seconds with no task.")] = None,
+    refresh_outcomes: Annotated[str | None, typer.Option(
+        "--refresh-outcomes", help="Also refresh delivered runs' outcomes (history and forge) this often: 6h, 1d.")]
+    = None,
     repo: RepoOpt = Path("."),
     db: DbOpt = None,
 ) -> None:
     """Take tasks from the queue and run them with the normal runner until stopped (Ctrl-C).
 
-    Example: tether worker --id build-1 --concurrency 2
+    Example: tether worker --id build-1 --concurrency 2 --refresh-outcomes 6h
     """
+    from tether.gc import parse_age
     from tether.queue.worker import serve
 
+    try:
+        every = parse_age(refresh_outcomes) if refresh_outcomes else None
+        if every is not None and every < 60:
+            raise ValueError(f"{refresh_outcomes!r} is too often (a minute at least)")
+    except ValueError as exc:
+        raise fail(f"--refresh-outcomes: {exc}") from exc
     executor = worker_id or engine.default_executor_id()
     with open_ledger(db, repo) as ledger:
         err.print(f"worker [bold]{executor}[/] on {ledger.url}, {concurrency} at a time")
-        serve(ledger, executor, concurrency, idle_exit, lambda line: err.print(line, highlight=False))
+        serve(ledger, executor, concurrency, idle_exit, lambda line: err.print(line, highlight=False), every)
 
 
 @app.command()

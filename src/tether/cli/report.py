@@ -20,9 +20,11 @@ def report_command(
     branch: Annotated[str | None, typer.Option(help="The default branch (default: origin/HEAD, main, master).")]
     = None,
     html: Annotated[Path | None, typer.Option("--html", help="Write the report as HTML here.")] = None,
-    record_outcomes: Annotated[bool, typer.Option("--record-outcomes", help="Record merged, reverted and defect "
-                                                                             "as the runs' outcomes (tiers and "
-                                                                             "canaries read them).")] = False,
+    record_outcomes: Annotated[bool, typer.Option("--record-outcomes", help="Record merged, rejected, reverted "
+                                                                             "and defect as the runs' outcomes, "
+                                                                             "from the history and the forge's "
+                                                                             "pull requests (tiers and canaries "
+                                                                             "read them).")] = False,
     repo: RepoOpt = Path("."), db: DbOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """For every change a run delivered (and, with --attribute, every commit an outside agent is
@@ -36,8 +38,8 @@ def report_command(
 
     from tether.gc import parse_age
     from tether.history.html import report_html
+    from tether.history.refresh import refresh
     from tether.history.report import build
-    from tether.history.report import record_outcomes as record
     from tether.workspace.git import repo_root
 
     if attribute is not None:
@@ -54,12 +56,16 @@ def report_command(
     root = repo_root(repo.resolve())
     with open_ledger(db, root) as ledger:
         result = build(ledger, root, cutoff, days, attribute, branch)
-        recorded = record(ledger, result) if record_outcomes else 0
+        refreshed = refresh(ledger, root, days, by="tether report", report=result) if record_outcomes else None
     if html is not None:
         html.write_text(report_html(result))
         err.print(f"wrote {html}")
-    if recorded:
+    if refreshed is not None:
+        recorded = sum(run.recorded for run in refreshed.runs)
         err.print(f"recorded {recorded} outcome(s) on their runs")
+        for run in refreshed.runs:
+            if run.error:
+                err.print(f"[yellow]{run.run_id}[/]: the forge was not asked: {run.error}", highlight=False)
     if as_json:
         out.print_json(json.dumps(result.as_dict(), default=list))
         return

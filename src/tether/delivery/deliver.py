@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tether.delivery import evidence
-from tether.delivery.forges import DEFAULT_API, DEFAULT_TOKEN_ENV, Request, open_on
-from tether.delivery.remotes import DeliveryError, Remote, push_branch, resolve_remote
+from tether.delivery.forges import DEFAULT_API, DEFAULT_TOKEN_ENV, Request, Review, open_on, review_on
+from tether.delivery.remotes import DeliveryError, Remote, parse_remote, push_branch, resolve_remote
 from tether.guard.guard import ownership_at
 from tether.ledger import Ledger
 from tether.ledger import events as ev
@@ -86,11 +86,8 @@ def deliver(ledger: Ledger, run_ref: str, policy: DeliveryPolicy | None = None,
                                               "the branch there")
             raise DeliveryError("config", f"cannot tell which forge {remote.host} is: set [delivery] forge "
                                           "(github, gitlab or gitea)")
-        token_env = policy.token_env or (DEFAULT_TOKEN_ENV[forge] if forge else None)
-        token = environ.get(token_env) if token_env else None
-        if policy.mode == "pull_request" and not token:
-            raise DeliveryError("config", f"no forge token: set the environment variable {token_env} "
-                                          "([delivery] token_env names it)")
+        token = forge_token(policy, forge, environ) if policy.mode == "pull_request" else \
+            environ.get(policy.token_env or (DEFAULT_TOKEN_ENV[forge] if forge else ""))
         base = policy.base or started.base_branch
         if policy.mode == "pull_request" and base is None:
             raise DeliveryError("config", "the run started on a detached HEAD: set [delivery] base")
@@ -118,11 +115,38 @@ def _pull_request(run: RunRow, events: list, ran_with: Policy, policy: DeliveryP
     request = Request(head=finished.branch or "", base=base, title=evidence.title(started.task),
                       body=evidence.description(summary, events),
                       draft=policy.draft or summary["status"] != "succeeded", labels=policy.labels, reviewers=reviewers)
-    api_url = policy.api_url or DEFAULT_API[forge].format(host=remote.host)
-    opened = open_on(forge, api_url, policy.repository or remote.path, token, request)
+    opened = open_on(forge, forge_api_url(policy, forge, remote), policy.repository or remote.path, token, request)
     return ev.Delivered(mode="pull_request", remote=remote.url, ref=ref, commit=finished.commit or "", forge=forge,
                         number=opened.number, url=opened.url, created=opened.created, draft=request.draft,
                         labels=request.labels, reviewers=reviewers, warnings=opened.warnings)
+
+
+def forge_token(policy: DeliveryPolicy, forge: str | None, environ: Mapping[str, str]) -> str:
+    """The forge's token, from the environment variable the policy names (never stored)."""
+    token_env = policy.token_env or (DEFAULT_TOKEN_ENV[forge] if forge else "")
+    token = environ.get(token_env) if token_env else None
+    if not token:
+        raise DeliveryError("config", f"no forge token: set the environment variable {token_env} "
+                                      "([delivery] token_env names it)")
+    return token
+
+
+def forge_api_url(policy: DeliveryPolicy, forge: str, remote: Remote) -> str:
+    return policy.api_url or DEFAULT_API[forge].format(host=remote.host)
+
+
+def review_of(run_id: str, events: list[StoredEvent], environ: Mapping[str, str] | None = None) -> Review | None:
+    """Where the run's pull request stands on its forge now (None: it was never opened on one).
+    The forge is reached as the run's own policy said when it delivered."""
+    opened = next((e.data for e in reversed(events) if isinstance(e.data, ev.Delivered)
+                   and e.data.mode == "pull_request" and e.data.forge and e.data.number), None)
+    policy = run_policy(events)
+    if opened is None or opened.forge is None or opened.number is None or policy is None:
+        return None
+    remote = parse_remote(opened.remote)
+    token = forge_token(policy.delivery, opened.forge, os.environ if environ is None else environ)
+    return review_on(opened.forge, forge_api_url(policy.delivery, opened.forge, remote),
+                     policy.delivery.repository or remote.path, token, opened.number)
 
 
 def _reviewers(policy: Policy, started: ev.RunStarted, finished: ev.RunFinished, requester: str | None) -> list[str]:

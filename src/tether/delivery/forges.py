@@ -1,6 +1,7 @@
 """The forges' REST APIs, the few endpoints delivery needs, in the shapes each documents: GitHub
 (pulls, issue labels, requested reviewers), GitLab (merge requests, users) and Gitea (pulls, issue
-labels, requested reviewers). Each forge allows one open request per head branch and says so
+labels, requested reviewers), and afterwards what became of a request (merged, closed, reviews
+asking for changes). Each forge allows one open request per head branch and says so
 when asked for a second (GitHub 422, GitLab and Gitea 409): opening is find, else create, else
 (another worker won the race) find again and update, so a run never gets two."""
 
@@ -8,7 +9,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -39,6 +41,16 @@ class Opened:
     url: str
     created: bool
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Review:
+    """Where a request stands on the forge: open, merged or closed unmerged; when it was merged;
+    who asks for changes now (each reviewer's latest verdict: a later approval or a dismissal
+    clears theirs)."""
+    state: Literal["open", "merged", "closed"]
+    merged_at: float | None = None
+    changes_requested: list[str] = field(default_factory=list)
 
 
 class Api:
@@ -120,6 +132,8 @@ class Endpoints(Protocol):
 
     def decorate(self, number: int, request: Request, warnings: list[str]) -> None: ...
 
+    def review(self, number: int) -> Review: ...
+
 
 def open_request(forge: Endpoints, request: Request) -> Opened:
     """Find, else create, else (another worker won the race: the forge refused a second request for
@@ -173,6 +187,16 @@ class GitHub:
                 "POST", f"{self.repo}/pulls/{number}/requested_reviewers",
                 json={"reviewers": people, "team_reviewers": teams}))
 
+    def review(self, number: int) -> Review:
+        pull = self.api.call("GET", f"{self.repo}/pulls/{number}")
+        verdicts = {"APPROVED": False, "DISMISSED": False, "CHANGES_REQUESTED": True}
+        return Review(_state(pull), _timestamp(pull.get("merged_at")), _asking_for_changes(
+            self._reviews(number), verdicts))
+
+    def _reviews(self, number: int) -> list[dict[str, Any]]:
+        return _pages(lambda page: self.api.call("GET", f"{self.repo}/pulls/{number}/reviews",
+                                                 params={"per_page": 100, "page": page}), 100)
+
 
 class Gitea(GitHub):
     """Gitea's pulls API follows GitHub's, except: a draft is a "WIP:" title, the token scheme, and
@@ -198,6 +222,16 @@ class Gitea(GitHub):
     def update(self, number: int, request: Request) -> None:
         self.api.call("PATCH", f"{self.repo}/pulls/{number}",
                       json={"title": _titled(request, "WIP: "), "body": request.body})
+
+    def review(self, number: int) -> Review:
+        pull = self.api.call("GET", f"{self.repo}/pulls/{number}")
+        reviews = [r for r in self._reviews(number) if not r.get("dismissed")]
+        verdicts = {"APPROVED": False, "REQUEST_CHANGES": True}
+        return Review(_state(pull), _timestamp(pull.get("merged_at")), _asking_for_changes(reviews, verdicts))
+
+    def _reviews(self, number: int) -> list[dict[str, Any]]:
+        return _pages(lambda page: self.api.call("GET", f"{self.repo}/pulls/{number}/reviews",
+                                                 params={"limit": 50, "page": page}), 50)
 
 
 class GitLab:
@@ -239,6 +273,47 @@ class GitLab:
                 "PUT", f"{self.project}/merge_requests/{number}", json={"reviewer_ids": ids}))
 
 
+    def review(self, number: int) -> Review:
+        request = self.api.call("GET", f"{self.project}/merge_requests/{number}")
+        reviewers = self.api.call("GET", f"{self.project}/merge_requests/{number}/reviewers") or []
+        asking = sorted(r["user"]["username"] for r in reviewers if r.get("state") == "requested_changes")
+        if not asking and request.get("detailed_merge_status") == "requested_changes":
+            asking = ["(a reviewer)"]
+        state = {"opened": "open", "locked": "open", "merged": "merged"}.get(request["state"], "closed")
+        return Review(state, _timestamp(request.get("merged_at")), asking)
+
+
+def _state(pull: dict[str, Any]) -> Literal["open", "merged", "closed"]:
+    """GitHub and Gitea: a merged pull is "closed" with `merged` true (GitHub's single pull) or a
+    `merged_at`."""
+    if pull.get("merged") or pull.get("merged_at"):
+        return "merged"
+    return "open" if pull.get("state") == "open" else "closed"
+
+
+def _timestamp(text: str | None) -> float | None:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() if text else None
+
+
+def _pages(fetch: Any, size: int) -> list[dict[str, Any]]:
+    found, page = [], 1
+    while True:
+        batch = fetch(page) or []
+        found += batch
+        if len(batch) < size:
+            return found
+        page += 1
+
+
+def _asking_for_changes(reviews: list[dict[str, Any]], verdicts: dict[str, bool]) -> list[str]:
+    """Who asks for changes: each reviewer's latest review that gives a verdict (comments do not)."""
+    latest: dict[str, bool] = {}
+    for review in sorted(reviews, key=lambda r: r.get("submitted_at") or ""):
+        if review.get("state") in verdicts:
+            latest[(review.get("user") or {}).get("login", "?")] = verdicts[review["state"]]
+    return sorted(name for name, asking in latest.items() if asking)
+
+
 def _titled(request: Request, draft_prefix: str) -> str:
     return f"{draft_prefix}{request.title}" if request.draft else request.title
 
@@ -247,9 +322,17 @@ FORGES: dict[str, type[GitHub] | type[GitLab]] = {"github": GitHub, "gitlab": Gi
 
 
 def open_on(forge: str, api_url: str, repository: str, token: str, request: Request) -> Opened:
+    return _with(forge, api_url, repository, token, lambda endpoints: open_request(endpoints, request))
+
+
+def review_on(forge: str, api_url: str, repository: str, token: str, number: int) -> Review:
+    return _with(forge, api_url, repository, token, lambda endpoints: endpoints.review(number))
+
+
+def _with(forge: str, api_url: str, repository: str, token: str, action: Any) -> Any:
     kind = FORGES[forge]
     api = Api(api_url, kind.headers(token), token)
     try:
-        return open_request(kind(api, repository), request)
+        return action(kind(api, repository))
     finally:
         api.close()

@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tether.history.outcomes import DAY, Change, History, Outcome
+from tether.history.outcomes import Change, History, Outcome
 from tether.ledger import Ledger
 from tether.ledger import events as ev
 from tether.ledger.queries import finished_of
 from tether.stats import bootstrap_share, wilson
 from tether.workspace.git import GitError, git
-
-REPORTER = "tether report"
 
 
 @dataclass
@@ -144,27 +142,3 @@ def build(ledger: Ledger | None, repo: Path, since: float | None, days: float, a
         outcome = history.follow(change, days, now)
         report.rows.append(Row(outcome, extra.pop("group"), change.made_at, **extra))
     return report
-
-
-def record_outcomes(ledger: Ledger, report: Report) -> int:
-    """The report's figures as the outcomes tiers and canaries read: merged; reverted; a defect when
-    others had to rewrite its lines within the window. Recorded when they differ from the last one."""
-    recorded = 0
-    for row in report.rows:
-        outcome = row.outcome
-        if outcome.run_id is None or not outcome.merged:
-            continue
-        verdict = "reverted" if outcome.reverted_by else "defect" if outcome.follow_ups else "merged"
-        reason = (f"reverted by {outcome.reverted_by[:10]}" if outcome.reverted_by else
-                  f"rewritten by {', '.join(c[:10] for c in outcome.follow_ups)} within {report.days:g} days"
-                  if outcome.follow_ups else f"merged as {outcome.merged_as[:10] if outcome.merged_as else '?'}")
-        last = [e.data for e in ledger.events(outcome.run_id) if isinstance(e.data, ev.OutcomeReported)]
-        if last and last[-1].outcome == verdict:
-            continue
-        ledger.record(outcome.run_id, ev.OutcomeReported(outcome=verdict, by=REPORTER, reason=reason))
-        recorded += 1
-    return recorded
-
-
-def since_days(days: float | None) -> float | None:
-    return time.time() - days * DAY if days is not None else None

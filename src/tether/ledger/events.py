@@ -47,6 +47,7 @@ class EventType(StrEnum):
     DELIVERED = "delivered"
     DELIVERY_FAILED = "delivery_failed"
     OUTCOME_REPORTED = "outcome_reported"
+    OUTCOMES_REFRESHED = "outcomes_refreshed"
     TIER_CHANGED = "tier_changed"
     CANARY_STARTED = "canary_started"
     CANARY_DECIDED = "canary_decided"
@@ -416,6 +417,29 @@ class OutcomeReported(Payload):
     outcome: Outcome
     by: str
     reason: str = ""
+
+
+class RefreshedRun(BaseModel):
+    """One delivered run as a refresh found it: the repository's history and its forge's request."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    run_id: str
+    outcome: Outcome | None = None  # what the evidence says now (None: nothing yet, e.g. an open request)
+    recorded: bool = False  # recorded as the run's outcome by this refresh (it differed from the last)
+    reason: str = ""
+    forge_state: Literal["open", "merged", "closed"] | None = None
+    changes_requested: list[str] = Field(default_factory=list)
+    error: str | None = None  # the forge could not be asked (the run's outcome is left as it was)
+
+
+class OutcomesRefreshed(Payload):
+    """One refresh of a repository's outcomes (by `tether report --record-outcomes` or a worker's
+    schedule), in the repository's refresh log: every run it looked at and what it found."""
+
+    type = EventType.OUTCOMES_REFRESHED
+    repo: str
+    by: str
+    days: float
+    runs: list[RefreshedRun] = Field(default_factory=list)
 
 
 class TierChanged(Payload):

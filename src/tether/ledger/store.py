@@ -35,7 +35,8 @@ CANARY_SOURCE = "canary"  # a canary's log of its start and decisions, not a run
 ACCESS_SOURCE = "access"  # the store's log of who was given access (tokens) and who took it away
 MEMORY_SOURCE = "memory"  # the store's log of people's decisions on memory entries
 FLEET_SOURCE = "fleet"  # the store's log of kill switches set and released
-NOT_RUNS = (GATE_SOURCE, CANARY_SOURCE, ACCESS_SOURCE, MEMORY_SOURCE, FLEET_SOURCE)
+OUTCOMES_SOURCE = "outcomes"  # a repository's log of outcome refreshes (the history and the forge asked)
+NOT_RUNS = (GATE_SOURCE, CANARY_SOURCE, ACCESS_SOURCE, MEMORY_SOURCE, FLEET_SOURCE, OUTCOMES_SOURCE)
 
 
 class LedgerError(TetherError):

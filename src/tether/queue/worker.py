@@ -11,6 +11,7 @@ from types import FrameType
 
 from dbos import DBOS
 
+from tether.history.refresh import refresh_due
 from tether.ledger import Ledger
 from tether.queue import engine
 
@@ -23,8 +24,22 @@ def _busy(executor_id: str) -> bool:
     return bool(queued or mine)
 
 
+def _refresh(ledger: Ledger, executor_id: str, every_s: float, report: Callable[[str], None]) -> None:
+    for repo, done in refresh_due(ledger, every_s, by=f"tether worker {executor_id}").items():
+        if isinstance(done, str):
+            report(f"outcomes of {repo} not refreshed: {done}")
+            continue
+        recorded = sum(run.recorded for run in done.runs)
+        failed = sum(run.error is not None for run in done.runs)
+        report(f"outcomes of {repo} refreshed: {len(done.runs)} change(s), {recorded} outcome(s) recorded"
+               + (f", {failed} not asked of the forge" if failed else ""))
+
+
 def serve(ledger: Ledger, executor_id: str, concurrency: int, idle_exit: float | None,
-          report: Callable[[str], None]) -> None:
+          report: Callable[[str], None], refresh_every: float | None = None) -> None:
+    """Run queued tasks until a signal (or `idle_exit` seconds without one); with `refresh_every`,
+    also refresh the outcomes of the store's repositories that often (each refresh is recorded, so
+    several workers share the schedule)."""
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -34,8 +49,11 @@ def serve(ledger: Ledger, executor_id: str, concurrency: int, idle_exit: float |
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     engine.launch(ledger, executor_id, concurrency, report)
     try:
-        idle_since = time.monotonic()
+        idle_since, refresh_at = time.monotonic(), time.monotonic()
         while not stop.wait(0.5):
+            if refresh_every is not None and time.monotonic() >= refresh_at:
+                _refresh(ledger, executor_id, refresh_every, report)
+                refresh_at = time.monotonic() + min(refresh_every, 60.0)  # a due repository is found within a minute
             if idle_exit is None:
                 continue
             if _busy(executor_id):
