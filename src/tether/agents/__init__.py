@@ -4,6 +4,7 @@ until the guard ends it (by raising RunEnded)."""
 from __future__ import annotations
 
 from tether.agents.attempts import Architecture, run_attempts
+from tether.agents.factory import run_factory
 from tether.agents.harness import run_harness
 from tether.agents.orchestrated import run_orchestrated
 from tether.agents.research import run_research
@@ -11,7 +12,7 @@ from tether.agents.session import Session
 from tether.ledger import StoredEvent
 
 ARCHITECTURES: dict[str, Architecture] = {"harness": run_harness, "orchestrated": run_orchestrated,
-                                          "research": run_research}
+                                          "research": run_research, "factory": run_factory}
 
 
 def run_agent(session: Session, system_prompt: str, task: str, events: list[StoredEvent]) -> None:

@@ -63,7 +63,7 @@ def run_harness(session: Session, system_prompt: str, task: str, events: list[St
         memory = session.policy.memory
         # a try of several that failed is not the run's end: only the run's end is reflected on
         last = (isinstance(ended, RunSucceeded) or session.policy.agent.attempts == 1) and \
-            session.policy.agent.architecture != "research"  # a proposal's end is not the run's
+            session.policy.agent.architecture not in ("research", "factory")  # a try's end is not the run's
         if memory.enabled and memory.reflect and last and not session.hands_over:
             reflect(session, toolbox, messages, ended)
         raise

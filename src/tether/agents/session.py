@@ -334,13 +334,21 @@ class Session:
             else:
                 if before_pause is not None:
                     before_pause()
-                what = "delete" if ask.rule == "writes.delete" else "write"
-                raise RunPaused(f"waiting for approval from {', '.join(ask.owners)} to {what} "
+                what = {"writes.delete": "delete", "factory.spec": "start from the spec",
+                        "factory.disagreement": "deliver a candidate nothing agrees with"}.get(ask.rule, "write")
+                raise RunPaused(f"waiting for approval from {', '.join(ask.owners) or 'an admin'} to {what} "
                                 f"{', '.join(ask.paths)}", ask.rule)
             self.record(ev.ApprovalDecided(call_id=call.id, approved=approved, by=by, reason=reason,
                                            by_person=by_person))
             self.log.decided[call.id] = (approved, by, reason)
         return self.guard.decide(ask, self.log.decided[call.id])
+
+    def approval(self, call_id: str, ask: Decision, shown: str) -> Approval:
+        """A person's decision on something that is not a tool call (a factory's spec, its pick),
+        asked and recorded as an approval of one: routed, paused for and continued like any other."""
+        call = ToolCall(call_id, ask.rule.replace(".", "_"), {"paths": ask.paths})
+        self._ask(self.meters.steps, call, ask, diff=shown)
+        return self.log.decided[call_id]
 
     def _ignored_changes(self, since_ns: int) -> list[str]:
         """Ignored files changed since `since_ns` where a path rule could care (none otherwise)."""

@@ -29,7 +29,8 @@ REPEATABLE = {ev.EventType.RUN_CONTINUED, ev.EventType.RUN_RESUMED, ev.EventType
 def event_key(payload: ev.Payload) -> tuple[Any, ...]:
     """What makes an event the same event when a crashed run is resumed and redoes its last step."""
     return (payload.type, *(getattr(payload, name, None)
-                            for name in ("step", "call_id", "attempt", "iteration", "name", "rule", "detector")))
+                            for name in ("step", "call_id", "attempt", "iteration", "candidate", "name", "rule",
+                                                          "detector")))
 
 
 @dataclass

@@ -44,6 +44,10 @@ class EventType(StrEnum):
     ATTEMPT_ENDED = "attempt_ended"
     METRIC_MEASURED = "metric_measured"
     RESEARCH_ITERATION = "research_iteration"
+    CANDIDATE_SCORED = "candidate_scored"
+    JUDGE_INPUTS = "judge_inputs"
+    CANDIDATE_BEHAVIOUR = "candidate_behaviour"
+    JUDGE_DECIDED = "judge_decided"
     DELIVERED = "delivered"
     DELIVERY_FAILED = "delivery_failed"
     OUTCOME_REPORTED = "outcome_reported"
@@ -551,6 +555,53 @@ class ResearchIteration(Payload):
     kept: bool
     reason: str
     commit: str | None = None
+
+
+class CandidateScored(Payload):
+    """A factory's candidate, at the end of its try: its tree and whether the visible evals (the
+    required checks) passed on it."""
+
+    type = EventType.CANDIDATE_SCORED
+    candidate: int
+    tree: str
+    passed: bool
+    reason: str
+
+
+class JudgeInputs(Payload):
+    """The calls the judge's model wrote from the spec (inputs, not expected outputs), and the
+    command each is run with on every passing candidate."""
+
+    type = EventType.JUDGE_INPUTS
+    inputs: list[str]
+    probe: str
+
+
+class CandidateBehaviour(Payload):
+    """What one tree (the candidates that made it) did on each judge input, in order: repr() of the
+    value, "raised <type>", "exit <code>: <output>" or "timed out"."""
+
+    type = EventType.CANDIDATE_BEHAVIOUR
+    candidate: int  # the first of `candidates`
+    tree: str
+    candidates: list[int]
+    outputs: list[str]
+    duration_s: float = 0.0
+    replayed: bool = False
+
+
+class JudgeDecided(Payload):
+    """The factory's pick: the groups of passing candidates that behaved identically, largest first;
+    `method` says how it was made ("only": one passing tree; "agreement": the largest group;
+    "tie": groups of the same size, the first by candidate order; "person": a person approved the
+    pick of candidates that all disagree)."""
+
+    type = EventType.JUDGE_DECIDED
+    chosen: int | None
+    tree: str | None
+    method: Literal["only", "agreement", "tie", "person", "none"]
+    groups: list[list[int]] = Field(default_factory=list)
+    reason: str = ""
 
 
 class Reflecting(Payload):

@@ -15,7 +15,7 @@ class Section(BaseModel):
 
 
 class AgentPolicy(Section):
-    architecture: Literal["harness", "orchestrated", "research"] = "harness"
+    architecture: Literal["harness", "orchestrated", "research", "factory"] = "harness"
     model: str = Field("scripted:turns.json", min_length=1)
     max_output_tokens: int = Field(4096, gt=0)
     system_prompt: str | None = None
@@ -323,6 +323,27 @@ class ResearchPolicy(Section):
     timeout_s: float = Field(300, gt=0)  # per run of the metric
 
 
+class FactoryPolicy(Section):
+    """`architecture = "factory"`: a spec in, k candidates, a judge they cannot see or write.
+    Candidates are independent tries (each with [budget] max_steps), scored by the required checks
+    (the visible evals). Among those that pass, the model writes `judge_inputs` calls from the spec;
+    every passing candidate is run on them in the judging sandbox (`probe`), and the largest group
+    of identical behaviour wins."""
+    spec: str | None = None  # a markdown file in the repository (read at the base commit); None: the task
+    approve_spec: bool = True  # a person approves the spec (its content hash) before the first model call
+    spec_owners: list[str] = Field(default_factory=list)  # who may approve it; none: the spec file's owners
+    candidates: int = Field(4, ge=2, le=32)
+    judge_inputs: int = Field(8, ge=1, le=64)
+    # The command that runs one input on a candidate, `{input}` replaced by the input, shell-quoted.
+    # None: Python. The input is an expression; the modules the candidate changed are imported first,
+    # and what prints is repr() of its value, or the exception's type.
+    probe: str | None = None
+    probe_timeout_s: float = Field(10, gt=0)
+    # Every passing candidate behaves differently: "person" asks for an approval of the pick (the
+    # first of them); "deliver" delivers it; "stop" stops the run undelivered.
+    on_disagreement: Literal["person", "deliver", "stop"] = "person"
+
+
 class OrchestratedPolicy(Section):
     """The orchestrated architecture's roles: a planner, executors in their own worktrees, a reviewer."""
     executors: int = Field(2, gt=0, le=8)
@@ -404,6 +425,7 @@ class Policy(Section):
     fleet: FleetPolicy = Field(default_factory=FleetPolicy)
     orchestrated: OrchestratedPolicy = Field(default_factory=OrchestratedPolicy)
     research: ResearchPolicy = Field(default_factory=ResearchPolicy)
+    factory: FactoryPolicy = Field(default_factory=FactoryPolicy)
     delivery: DeliveryPolicy = Field(default_factory=DeliveryPolicy)
     memory: MemoryPolicy = Field(default_factory=MemoryPolicy)
     tiers: list[TierPolicy] = Field(default_factory=list)  # lowest first; org policy only
@@ -433,6 +455,13 @@ class Policy(Section):
                 raise ValueError('architecture = "research" needs [research] metric: a command that prints a number')
             if self.budget.max_steps is None:
                 raise ValueError('architecture = "research" needs [budget] max_steps: each proposal ends at its step '
+                                 "budget")
+        if self.agent.architecture == "factory":
+            if not any(check.required for check in self.checks):
+                raise ValueError('architecture = "factory" needs a required [[checks]]: the evals a candidate must '
+                                 "pass")
+            if self.budget.max_steps is None:
+                raise ValueError('architecture = "factory" needs [budget] max_steps: each candidate ends at its step '
                                  "budget")
         return self
 
