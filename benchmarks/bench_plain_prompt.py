@@ -84,7 +84,8 @@ CONFIGS = {
     "guarded": "[agent]\ncheck_after_write = true\n[budget]\nmax_steps = 8\nmax_wall_s = 300\n" + _GUARD,
     "attempts": "[agent]\ncheck_after_write = true\nattempts = 4\n[budget]\nmax_steps = 1\nmax_wall_s = 300\n" + _GUARD,
     "factory": '[agent]\narchitecture = "factory"\ncheck_after_write = true\n[factory]\ncandidates = 4\n'
-               'approve_spec = false\non_disagreement = "deliver"\n[budget]\nmax_steps = 1\nmax_wall_s = 300\n' + _GUARD,
+               'approve_spec = false\non_disagreement = "deliver"\n[budget]\nmax_steps = 1\nmax_wall_s = 300\n'
+               + _GUARD,
 }
 AIDER = DATA.parent / "aider-polyglot-python"
 

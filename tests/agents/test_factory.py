@@ -22,7 +22,8 @@ ALSO_RIGHT = ("def convert(number):\n    out = ''\n    if number % 3 == 0:\n    
               "    if number % 5 == 0:\n        out += 'Plang'\n    if number % 7 == 0:\n        out += 'Plong'\n"
               "    return out or str(number)\n")
 # Passes every visible test, wrong past them: what a loop that stops at the first pass delivers.
-OVERFITTED = FIX + "\n\n_right = convert\n\n\ndef convert(number):\n    return str(number) if number > 5000 else _right(number)\n"
+OVERFITTED = FIX + "\n\n_right = convert\n\n\ndef convert(number):\n" \
+    "    return str(number) if number > 5000 else _right(number)\n"
 WRONG = "def convert(number):\n    return str(number)\n"
 HANGS = FIX + "\n\n_right = convert\n\n\ndef convert(number):\n    while number == 0:\n        pass\n" \
     "    return _right(number)\n"
