@@ -57,7 +57,9 @@ def test_every_path_gives_its_architecture_and_a_policy_doctor_accepts(tmp_path:
         assert [check.name for check in policy.checks if check.required] == ["tests"]
         assert bool(policy.ownership.protected) == protected
         assert ("tether.toml" in policy.writes.deny) == (not protected)  # never writable without a person
-        assert policy.agent.attempts == (4 if answer["architecture"] == "factory" else 1)
+        assert answer["runs_as"] == answer["architecture"]  # every architecture runs as itself
+        assert policy.factory.candidates == 4 and (policy.factory.spec_owners == ["@platform"]) == (
+            protected and judge == "evals")
         assert "orchestrated" in raw or answer["architecture"] != "orchestrated"
         policies[answer["policy"]] = f"{judge}-{roles}-{usd}-{protected}"
 

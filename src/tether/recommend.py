@@ -31,7 +31,7 @@ FOLLOW_UPS = {
 }
 ORCHESTRATION_MIN_USD = 1.0  # below it, orchestration's 1.7x tokens leave the harness more tries
 DEFAULT_USD = 2.0
-ATTEMPTS = 4  # the factory's candidates, as Tether runs them today
+CANDIDATES = 4  # the factory's candidates in the starter policy
 
 # What Tether measured, quoted with where (the docs folder holds the data and the report).
 ORCHESTRATION_COST = ("on 24 single-file Exercism tasks with the local 1.5B, orchestration cost 1.7x the tokens "
@@ -100,11 +100,11 @@ def recommend(answers: Answers, check_command: str = "python -m pytest -q") -> R
         return _done("harness", "harness", why, answers, asked, check_command, usd)
     if answers.judge == "evals":
         why = ["an eval suite judges: spend the budget on candidates against the evals, a person only at the "
-               "edges (the spec, the delivery)", VISIBLE_JUDGE, ATTEMPTS_GAIN,
-               f"Tether does not run the factory's judge by agreement yet: the starter policy runs {ATTEMPTS} "
-               "independent candidates (`[agent] attempts`), each judged by the required checks; protect the "
-               "evals' files so a candidate cannot edit its judge"]
-        return _done("factory", "harness", why, answers, asked, check_command, usd)
+               "edges (the spec, approved once per content; the delivery)", VISIBLE_JUDGE, ATTEMPTS_GAIN,
+               f"the starter policy runs {CANDIDATES} candidates scored by the required checks; among those that "
+               "pass, the judge picks by agreement on inputs the model writes from the spec, which no candidate "
+               "sees; protect the evals' files so a candidate cannot edit its judge"]
+        return _done("factory", "factory", why, answers, asked, check_command, usd)
     why = ["a metric judges: propose a change, measure it against the noise measured on the base, keep it (a "
            "commit) or revert it, until the iterations or the budget end",
            "set [research] metric to the command that prints the number (the starter names `python bench.py`); "
@@ -124,9 +124,6 @@ def starter_policy(architecture: str, runs_as: str, answers: Answers, check_comm
              "# Every key is optional; unknown keys are errors. Reference: docs/policy.md.", "",
              "[agent]", f'architecture = "{runs_as}"', 'model = "openai:gpt-4o-mini"  # or local:qwen2.5-coder-1.5b']
     steps = 30 if architecture in ("factory", "research") else 300
-    if architecture == "factory":
-        lines += [f"attempts = {ATTEMPTS}                    # independent candidates; the first that passes "
-                  "the checks is delivered"]
     if architecture in ("factory", "research"):
         lines.append("check_after_write = true        # a write that passes the checks ends the try")
     wall = 1800 if architecture == "harness" else 3600
@@ -149,6 +146,13 @@ def starter_policy(architecture: str, runs_as: str, answers: Answers, check_comm
                   "[approvals]", 'unattended = "pause"            # nobody to ask: wait (or "deny")']
     lines += ["", "[[checks]]                      # the run succeeds only when every required check passes",
               'name = "tests"', f"command = {_toml_string(check_command)}", "timeout_s = 600", "required = true"]
+    if architecture == "factory":
+        lines += ["", "[factory]                       # candidates, and a judge they cannot see or write",
+                  f"candidates = {CANDIDATES}", "judge_inputs = 8", "approve_spec = true             # a person "
+                  "approves the spec (once per content) before the first model call",
+                  'on_disagreement = "person"      # every passing candidate behaves differently: ask']
+        if answers.protected:
+            lines.append('spec_owners = ["@platform"]')
     if architecture == "research":
         lines += ["", "[research]                      # the metric: a command that prints the number",
                   'metric = "python bench.py"      # yours', 'direction = "lower"', "repeats = 3",

@@ -198,3 +198,47 @@ def test_a_candidate_is_under_the_same_guard_it_cannot_rewrite_the_visible_evals
     scored = payloads(ledger, summary["run_id"], "candidate_scored")
     assert [(s["candidate"], s["passed"]) for s in scored] == [(0, False), (1, True)]
     assert git(repo, "show", f"{summary['branch']}:raindrops_test.py") == git(repo, "show", "HEAD:raindrops_test.py")
+
+
+def test_show_prints_each_candidates_curve_and_writes_the_plot(ledger: Ledger, repo: Path, tmp_path: Path,
+                                                                sqlite_url: str):
+    from typer.testing import CliRunner
+
+    from tether.cli import app
+    from tether.web.views import timeline
+
+    turns = [candidate(0, OVERFITTED), candidate(1, FIX), candidate(2, WRONG), candidate(3, ALSO_RIGHT), judge()]
+    run_id = run_scripted(ledger, repo, tmp_path, turns, policy())["run_id"]
+    shown = CliRunner().invoke(app, ["show", run_id, "--db", sqlite_url, "--html", str(tmp_path / "f.html")],
+                               env={"COLUMNS": "220"})
+    assert shown.exit_code == 0, shown.output
+    assert "0 ✓ group 2 · 1 ✓ group 1, chosen · 2 · failed · 3 ✓ group 1; agreement on 4 judge inputs" in shown.output
+    page = (tmp_path / "f.html").read_text()
+    assert page.count("<circle") == 4 and "candidate 1 (chosen)" in page and "{1, 3}; {0}" in page
+    titles = [row.title for row in timeline(ledger.events(run_id)) if row.type.startswith(("candidate", "judge"))]
+    assert titles[2] == "candidate 2 failed the visible evals: step budget of 1 used"
+    assert titles[-1].startswith("judge picked candidate 1 by agreement")
+
+
+def test_tether_run_takes_the_spec_with_the_task_and_refuses_a_missing_one(repo: Path, tmp_path: Path,
+                                                                           sqlite_url: str):
+    import json
+
+    from typer.testing import CliRunner
+
+    from tether.cli import app
+
+    (tmp_path / "policy.toml").write_text(policy(candidates=2, approve=True, spec_owners='["alice"]'))
+    (tmp_path / "turns.json").write_text(json.dumps([candidate(0, FIX), candidate(1, FIX)]))
+    (tmp_path / "SPEC.md").write_text("convert(n): Pling for 3, Plang for 5, Plong for 7.\n")
+    base = ["run", "make the tests pass", "--repo", str(repo), "--db", sqlite_url, "--policy",
+            str(tmp_path / "policy.toml"), "--model", f"scripted:{tmp_path / 'turns.json'}", "--no-input", "--json"]
+    missing = CliRunner().invoke(app, [*base, "--spec", str(tmp_path / "NOPE.md")])
+    assert missing.exit_code == 2 and "--spec: cannot read" in missing.output
+    done = CliRunner().invoke(app, [*base, "--spec", str(tmp_path / "SPEC.md")])
+    summary = json.loads(done.stdout)
+    assert summary["status"] == "awaiting_approval"  # the spec went with the task, and is put to alice
+    ledger = Ledger(sqlite_url)
+    (asked,) = payloads(ledger, summary["run_id"], "approval_requested")
+    assert "Plong for 7" in asked["diff"] and "make the tests pass" in asked["diff"]
+    ledger.close()

@@ -163,7 +163,7 @@ def test_show_prints_the_curve_and_writes_the_plot(ledger: Ledger, work_repo: Pa
                       "proposal 2 reverted: 80 does not beat 60 by more than the noise (0)"]
     plain = run_scripted(ledger, work_repo, tmp_path, [call("submit", summary="x")], "")
     refused = runner.invoke(app, ["show", plain["run_id"], "--db", sqlite_url, "--html", str(tmp_path / "p.html")])
-    assert refused.exit_code == 2 and "measured no metric" in refused.output
+    assert refused.exit_code == 2 and "neither a research nor a factory run" in refused.output
 
 
 @pytest.mark.slow

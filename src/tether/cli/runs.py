@@ -73,12 +73,23 @@ def run(
                                                    "command:\"CLI ...\" (any CLI that reads OPENAI_BASE_URL), behind "
                                                    "the run's model gateway, its tool calls through the guard; "
                                                    "--model is its upstream.")] = None,
+    spec: Annotated[Path | None, typer.Option("--spec", help="A spec (markdown) given with the task: a factory "
+                                                              "run has it approved, by its hash, before it "
+                                                              "starts.")] = None,
 ) -> None:
     """Run an agent on a task in a fresh worktree, under the policy.
 
     Example: tether run "Fix the failing test in tests/test_parser.py" --model local:qwen2.5-coder-1.5b
     """
     root = checked_root(repo, policy)
+    if spec is not None:
+        try:
+            text = spec.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise fail(f"--spec: cannot read {spec}: {exc}") from exc
+        if not text.strip():
+            raise fail(f"--spec: {spec} is empty")
+        instruction = f"{instruction}\n\nThe specification ({spec.name}):\n\n{text}"
     with open_ledger(db, root) as ledger:
         loaded, policy_path = layered_policy(root, policy, ledger)
         spec = runner.RunSpec(instruction, root, loaded, policy_path, model, base_url, agent=agent)
@@ -220,7 +231,8 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix."
          full: Annotated[bool, typer.Option("--full", help="With --events: whole payloads, not one line each.")]
          = False,
          html: Annotated[Path | None, typer.Option("--html", help="A research run: write the plot of its metric "
-                                                   "against iterations here.")] = None) -> None:
+                                                   "against iterations here; a factory run: its candidates' "
+                                                   "curves and groups.")] = None) -> None:
     """Show a run's summary (and events), derived from its event log.
 
     Example: tether show 20261130-0012 --events --full
@@ -230,12 +242,16 @@ def show(run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix."
         recorded = ledger.events(row.id)
     summary = summarize(row, recorded)
     if html is not None:
+        from tether.render.factory import factory_html
         from tether.render.research import research_html
 
         policy = run_policy(recorded)
-        if "research" not in summary or policy is None:
-            raise fail(f"run {row.id} measured no metric: --html plots a research run")
-        html.write_text(research_html(summary, policy.research.metric or "", policy.research.direction))
+        if "factory" in summary:
+            html.write_text(factory_html(summary))
+        elif "research" in summary and policy is not None:
+            html.write_text(research_html(summary, policy.research.metric or "", policy.research.direction))
+        else:
+            raise fail(f"run {row.id} is neither a research nor a factory run: --html plots those")
         err.print(f"wrote {html}")
     if as_json:
         if events:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from tether.ledger import events as ev
@@ -73,6 +74,7 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
     finished: ev.RunFinished | None = None
     paused: ev.RunPaused | None = None  # why the run is paused or held now
     research: list[dict[str, Any]] = []  # the metric on the base, then each proposal's verdict
+    factory = Factory()
     step = 0
     for event in events:
         data = event.data
@@ -99,6 +101,7 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
                 approvals[data.call_id].update(decision="approved" if data.approved else "denied", by=data.by,
                                                reason=data.reason)
         elif isinstance(data, ev.CheckFinished):
+            factory.checked(data)
             checks[data.name] = {"name": data.name, "required": data.required, "passed": data.passed,
                                  "exit_code": data.exit_code, "output_tail": "" if data.passed else data.output_tail}
         elif isinstance(data, ev.ToolResult):
@@ -107,6 +110,9 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
             model_errors += 1
         elif isinstance(data, ev.AttemptStarted):
             attempts += 1
+            factory.current = data.attempt
+        elif isinstance(data, ev.CandidateScored | ev.JudgeInputs | ev.JudgeDecided):
+            factory.observe(data)
         elif isinstance(data, ev.MetricMeasured) and data.iteration == 0:
             research.append({"iteration": 0, "median": data.median, "spread": data.spread, "kept": True,
                              "reason": "the base"})
@@ -145,4 +151,43 @@ def summarize(run: RunRow, events: list[StoredEvent]) -> dict[str, Any]:
         "model_errors": model_errors,
         "attempts": attempts or 1,
         "events": len(events),
-    } | ({"research": research} if research else {})
+    } | ({"research": research} if research else {}) | ({"factory": factory.as_dict()} if factory.scored else {})
+
+
+@dataclass
+class Factory:
+    """A factory run's candidates as its log tells them: the required checks passing at each check
+    of each candidate (its curve), whether it passed, the group it behaved with, and the pick."""
+    current: int = 0
+    candidates: dict[int, dict[str, Any]] = field(default_factory=dict)
+    inputs: int = 0
+    decided: ev.JudgeDecided | None = None
+    scored: bool = False  # a factory run: its candidates were scored
+
+    def checked(self, data: ev.CheckFinished) -> None:
+        if data.call_id == "factory-base" or not data.required:
+            return
+        curve = self.candidates.setdefault(self.current, {"candidate": self.current, "curve": []})["curve"]
+        curve.append(int(data.passed))
+
+    def observe(self, data: ev.CandidateScored | ev.JudgeInputs | ev.JudgeDecided) -> None:
+        if isinstance(data, ev.CandidateScored):
+            self.scored = True
+            self.candidates.setdefault(data.candidate, {"candidate": data.candidate, "curve": []}).update(
+                passed=data.passed, reason=data.reason)
+        elif isinstance(data, ev.JudgeInputs):
+            self.inputs = len(data.inputs)
+        else:
+            self.decided = data
+
+    def as_dict(self) -> dict[str, Any]:
+        groups = self.decided.groups if self.decided else []
+        listed = []
+        for number in sorted(self.candidates):
+            candidate = {"passed": False, "reason": "", **self.candidates[number]}
+            candidate["group"] = next((i for i, group in enumerate(groups) if number in group), None)
+            candidate["chosen"] = self.decided is not None and self.decided.chosen == number
+            listed.append(candidate)
+        return {"candidates": listed, "judge_inputs": self.inputs, "groups": groups,
+                "method": self.decided.method if self.decided else None,
+                "reason": self.decided.reason if self.decided else ""}

@@ -60,7 +60,22 @@ def print_summary(console: Console, summary: dict[str, Any], budget: dict[str, A
         table.add_row("rework", f"{summary['rework']} failed submits before the end")
     if summary.get("research"):
         table.add_row("metric", research_curve(summary["research"]))
+    if summary.get("factory"):
+        table.add_row("candidates", factory_line(summary["factory"]))
     console.print(table)
+
+
+def factory_line(factory: dict[str, Any]) -> str:
+    """Each candidate's checks in order (✓ passed, · failed), its group, the pick:
+    `0 ·✓ group 1 · 1 ✓ group 1, chosen · 2 · failed; agreement on 8 inputs`."""
+    parts = []
+    for candidate in factory["candidates"]:
+        curve = "".join("✓" if passed else "·" for passed in candidate["curve"]) or "-"
+        where = "failed" if not candidate["passed"] else f"group {candidate['group'] + 1}" \
+            if candidate["group"] is not None else "passed"
+        parts.append(f"{candidate['candidate']} {curve} {where}" + (", chosen" if candidate["chosen"] else ""))
+    judged = f"; {factory['method']} on {factory['judge_inputs']} judge inputs" if factory["method"] else ""
+    return " · ".join(parts) + judged
 
 
 def research_curve(points: list[dict[str, Any]]) -> str:

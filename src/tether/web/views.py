@@ -71,6 +71,16 @@ def _kind_and_title(data: ev.Payload) -> tuple[str, str]:
     if isinstance(data, ev.ResearchIteration):
         return ("check-passed" if data.kept else "check-failed"), \
             f"proposal {data.iteration} {'kept' if data.kept else 'reverted'}: {data.reason}"
+    if isinstance(data, ev.CandidateScored):
+        return ("check-passed" if data.passed else "check-failed"), \
+            f"candidate {data.candidate} {'passed' if data.passed else 'failed'} the visible evals: {data.reason}"
+    if isinstance(data, ev.JudgeInputs):
+        return "", f"judge inputs ({len(data.inputs)}): {'; '.join(data.inputs)[:300]}"
+    if isinstance(data, ev.CandidateBehaviour):
+        return "", f"behaviour of candidate(s) {', '.join(map(str, data.candidates))}: {'; '.join(data.outputs)[:300]}"
+    if isinstance(data, ev.JudgeDecided):
+        picked = "nothing" if data.chosen is None else f"candidate {data.chosen}"
+        return ("end" if data.chosen is not None else "stop"), f"judge picked {picked} by {data.method}: {data.reason}"
     if isinstance(data, ev.RunFinished):
         return "end", f"{data.status}: {data.reason}"
     if isinstance(data, ev.RunPaused):
