@@ -303,12 +303,8 @@ def _behaviour(session: Session, tree: str, members: list[int], inputs: list[str
 
 
 def _replayed(session: Session, tree: str) -> ev.CandidateBehaviour | None:
-    if session.replaying is None:
-        return None
-    for event in session.log.ledger.events(session.replaying):
-        if isinstance(event.data, ev.CandidateBehaviour) and event.data.tree == tree:
-            return event.data
-    return None
+    found = session.replayed(lambda data: isinstance(data, ev.CandidateBehaviour) and data.tree == tree)
+    return found if isinstance(found, ev.CandidateBehaviour) else None
 
 
 def _back_to(session: Session, tree: str) -> None:

@@ -192,9 +192,5 @@ def _measure(session: Session, tree: str, iteration: int) -> ev.MetricMeasured:
 
 
 def _recorded(session: Session, iteration: int) -> ev.MetricMeasured | None:
-    if session.replaying is None:
-        return None
-    for event in session.log.ledger.events(session.replaying):
-        if isinstance(event.data, ev.MetricMeasured) and event.data.iteration == iteration:
-            return event.data
-    return None
+    found = session.replayed(lambda data: isinstance(data, ev.MetricMeasured) and data.iteration == iteration)
+    return found if isinstance(found, ev.MetricMeasured) else None

@@ -343,6 +343,13 @@ class Session:
             self.log.decided[call.id] = (approved, by, reason)
         return self.guard.decide(ask, self.log.decided[call.id])
 
+    def replayed(self, wanted: Callable[[ev.Payload], bool]) -> ev.Payload | None:
+        """In a replay, the recorded run's first event that `wanted` accepts: what it measured or
+        observed is read, not done again (None outside a replay)."""
+        if self.replaying is None:
+            return None
+        return next((e.data for e in self.log.ledger.events(self.replaying) if wanted(e.data)), None)
+
     def approval(self, call_id: str, ask: Decision, shown: str) -> Approval:
         """A person's decision on something that is not a tool call (a factory's spec, its pick),
         asked and recorded as an approval of one: routed, paused for and continued like any other."""
