@@ -59,8 +59,6 @@ def run_attempts(session: Session, architecture: Architecture, system_prompt: st
 
 
 def _begin(session: Session, attempt: int) -> int:
-    if session.tree != session.base_tree:
-        session.worktree.restore(session.base_tree)
-        session.tree = session.base_tree
+    session.back_to(session.base_tree)
     session.record(ev.AttemptStarted(attempt=attempt, tree=session.base_tree))
     return attempt

@@ -76,7 +76,7 @@ def run_factory(session: Session, system_prompt: str, task: str, events: list[St
                 continue
             resuming = attempt == candidate and not ended
             if not resuming:
-                _back_to(session, session.base_tree)
+                session.back_to(session.base_tree)
                 session.record(ev.AttemptStarted(attempt=candidate, tree=session.base_tree))
             session.provider, session.attempt = provider.for_attempt(candidate), candidate
             scored[candidate] = _try(session, system_prompt, brief, since if resuming else [], candidate,
@@ -87,12 +87,12 @@ def run_factory(session: Session, system_prompt: str, task: str, events: list[St
         session.provider, session.attempt = provider, 0
     passing = [scored[c] for c in sorted(scored) if scored[c].passed]
     if not passing:
-        _back_to(session, session.base_tree)
+        session.back_to(session.base_tree)
         if stopped is not None:
             raise stopped
         raise RunStopped(f"none of {factory.candidates} candidates passed the visible evals", "factory.no_candidate")
     decided = _judge(session, passing, spec, events, provider)
-    _back_to(session, decided.tree or session.base_tree)
+    session.back_to(decided.tree or session.base_tree)
     agreeing = next((len(group) for group in decided.groups if decided.chosen in group), 1)
     raise RunSucceeded(f"factory: candidate {decided.chosen} of {len(scored)} ({len(passing)} passed the visible "
                        f"evals; {agreeing} agree with it): {decided.reason}")
@@ -305,9 +305,3 @@ def _behaviour(session: Session, tree: str, members: list[int], inputs: list[str
 def _replayed(session: Session, tree: str) -> ev.CandidateBehaviour | None:
     found = session.replayed(lambda data: isinstance(data, ev.CandidateBehaviour) and data.tree == tree)
     return found if isinstance(found, ev.CandidateBehaviour) else None
-
-
-def _back_to(session: Session, tree: str) -> None:
-    if session.tree != tree:
-        session.worktree.restore(tree)
-        session.tree = tree

@@ -84,12 +84,12 @@ def run_research(session: Session, system_prompt: str, task: str, events: list[S
                 best, best_tree = verdict.median, verdict.tree
             iteration, fresh, submitted = iteration + 1, True, False
     except RunStopped:  # the run's budget (money, tokens, time) or a person: the best so far stands
-        _back_to(session, best_tree)
+        session.back_to(best_tree)
         if best_tree == session.base_tree:
             raise
     finally:
         session.provider = provider
-    _back_to(session, best_tree)
+    session.back_to(best_tree)
     gained = f"{research.metric}: {base.median:g} on the base, {best:g} at the best of {iteration - 1} iteration(s)"
     if best_tree == session.base_tree:
         raise RunStopped(f"no change beat the base by more than the noise ({base.spread:g}); {gained}",
@@ -140,7 +140,7 @@ def _judge(session: Session, iteration: int, tree: str, median: float | None, st
     if kept:
         commit = session.worktree.commit(tree, f"research: iteration {iteration}: {reason}\n\nRun: {session.run_id}\n")
     else:
-        _back_to(session, best_tree)
+        session.back_to(best_tree)
     verdict = ev.ResearchIteration(iteration=iteration, tree=tree, median=median, best_before=best, noise=noise,
                                    kept=kept, reason=reason, commit=commit)
     session.record(verdict)
@@ -154,14 +154,10 @@ def _end(session: Session, verdict: ev.ResearchIteration) -> None:
 
 
 def _begin(session: Session, iteration: int, best_tree: str) -> None:
-    _back_to(session, best_tree)
+    session.back_to(best_tree)
     session.record(ev.AttemptStarted(attempt=iteration, tree=best_tree))
 
 
-def _back_to(session: Session, tree: str) -> None:
-    if session.tree != tree:
-        session.worktree.restore(tree)
-        session.tree = tree
 
 
 def _measure(session: Session, tree: str, iteration: int) -> ev.MetricMeasured:

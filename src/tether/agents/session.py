@@ -343,6 +343,12 @@ class Session:
             self.log.decided[call.id] = (approved, by, reason)
         return self.guard.decide(ask, self.log.decided[call.id])
 
+    def back_to(self, tree: str) -> None:
+        """Put the worktree back to `tree` (a try's start, the best so far, the pick)."""
+        if self.tree != tree:
+            self.worktree.restore(tree)
+            self.tree = tree
+
     def replayed(self, wanted: Callable[[ev.Payload], bool]) -> ev.Payload | None:
         """In a replay, the recorded run's first event that `wanted` accepts: what it measured or
         observed is read, not done again (None outside a replay)."""
