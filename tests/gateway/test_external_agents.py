@@ -77,11 +77,16 @@ def test_codex_gets_the_upstreams_reply_then_stops_at_the_budget(ledger: Ledger,
     assert ledger.verify(run_id).ok
 
 
-def test_claude_codes_tool_calls_pass_the_guard_through_its_hooks(ledger: Ledger, tmp_path: Path):
+def hook_settings(kind: str, url: str) -> dict:
     import sys
 
-    from tether.gateway.agent_tools import claude_code_settings
+    from tether.gateway.agent_tools import claude_code_http_settings, claude_code_settings
 
+    return claude_code_http_settings(url) if kind == "http" else claude_code_settings(sys.executable)
+
+
+@pytest.mark.parametrize("kind", ["command", "http"])
+def test_claude_codes_tool_calls_pass_the_guard_through_its_hooks(ledger: Ledger, tmp_path: Path, kind: str):
     binary("claude")
     work = tmp_path / "work"
     work.mkdir()
@@ -95,12 +100,12 @@ def test_claude_codes_tool_calls_pass_the_guard_through_its_hooks(ledger: Ledger
     policy = parse_policy('[commands]\ndeny = ["touch"]\n', Path("gw.toml"))
     token, run_id = issue_token(ledger, "alice", turns, policy)
     settings = tmp_path / "settings.json"
-    settings.write_text(json.dumps(claude_code_settings(sys.executable)))
     home = tmp_path / "home"
     home.mkdir()
     with serving(Gateway(ledger)) as url:
-        env = {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": token, "HOME": str(home),
-               "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+        settings.write_text(json.dumps(hook_settings(kind, url)))
+        env = {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": token, "TETHER_GATEWAY_TOKEN": token,
+               "HOME": str(home), "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
         done = subprocess.run([str(binary("claude")), "-p", "do it", "--output-format", "json", "--settings",
                                str(settings)], env=env, cwd=work, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
@@ -114,6 +119,79 @@ def test_claude_codes_tool_calls_pass_the_guard_through_its_hooks(ledger: Ledger
     assert [d.name for d in events if d.type == "tool_call"] == ["Bash", "Write", "WebFetch", "Bash"]
     assert ledger.verify(run_id).ok
 
+
+
+def claude_with_hooks(url: str, token: str, tmp_path: Path, settings: dict) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "settings.json").write_text(json.dumps(settings))
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "ANTHROPIC_BASE_URL": url, "ANTHROPIC_API_KEY": token, "TETHER_GATEWAY_TOKEN": token,
+           "HOME": str(home), "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+    return subprocess.run([str(binary("claude")), "-p", "do it", "--output-format", "json", "--settings",
+                           str(tmp_path / "settings.json")], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.mark.parametrize("hook_url", ["dead", "error", "not-json", "wrong-token"])
+def test_an_http_hook_that_cannot_judge_blocks_the_call(ledger: Ledger, tmp_path: Path, hook_url: str):
+    """Fails closed: no answer, a 500, an answer that is not a verdict, or a token that is not the
+    run's, and the tool call does not run."""
+    import http.server
+    import threading
+
+    from tether.gateway.agent_tools import claude_code_http_settings
+
+    binary("claude")
+    turns = script(tmp_path / "t.json", [bash_turn("touch ran.txt"), {"content": "done"}])
+    token, run_id = issue_token(ledger, "alice", turns)
+
+    class Broken(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            body = b"<html>oops</html>" if hook_url == "not-json" else b'{"error": "down"}'
+            self.send_response(500 if hook_url == "error" else 200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    broken = http.server.HTTPServer(("127.0.0.1", 0), Broken)
+    threading.Thread(target=broken.serve_forever, daemon=True).start()
+    dead = socket.create_server(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()
+    try:
+        with serving(Gateway(ledger)) as url:
+            settings = claude_code_http_settings(
+                url if hook_url == "wrong-token" else f"http://127.0.0.1:{dead_port}" if hook_url == "dead"
+                else f"http://127.0.0.1:{broken.server_address[1]}",
+                token_env="NOT_THE_TOKEN" if hook_url == "wrong-token" else "TETHER_GATEWAY_TOKEN")
+            # A developer's own allow rule: without the hook's block the call would run.
+            done = claude_with_hooks(url, token, tmp_path, {**settings, "permissions": {"allow": ["Bash"]}})
+    finally:
+        broken.shutdown()
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "ran.txt").exists()
+    assert [e.type for e in ledger.events(run_id)].count("tool_result") == 0  # the gateway ran nothing either
+
+
+def test_an_http_hook_refusal_reaches_the_model_with_its_reason(ledger: Ledger, tmp_path: Path):
+    from tether.gateway.agent_tools import claude_code_http_settings
+
+    binary("claude")
+    turns = script(tmp_path / "t.json", [bash_turn("touch ran.txt"), {"content": "done"}])
+    policy = parse_policy('[commands]\ndeny = ["touch"]\n', Path("gw.toml"))
+    token, run_id = issue_token(ledger, "alice", turns, policy)
+    with serving(Gateway(ledger)) as url:
+        done = claude_with_hooks(url, token, tmp_path, claude_code_http_settings(url))
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "ran.txt").exists()
+    transcript = "".join(path.read_text() for path in (tmp_path / "home").rglob("*.jsonl"))
+    assert "Tether: commands.deny" in transcript  # what the model read as the call's result
+    decisions = [e.data for e in ledger.events(run_id) if e.type == "policy_decision"]
+    assert [(d.rule, d.verdict) for d in decisions] == [("commands.deny", "deny")]
 
 FIX = ("def convert(number):\n    sounds = ((3, 'Pling'), (5, 'Plang'), (7, 'Plong'))\n"
        "    return ''.join(s for d, s in sounds if number % d == 0) or str(number)\n")

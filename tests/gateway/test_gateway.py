@@ -34,7 +34,7 @@ def post(url: str, data: bytes, headers: dict[str, str]) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=data, headers={"content-type": "application/json", **headers})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
+            return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as failed:
         return failed.code, json.loads(failed.read())
 
@@ -221,6 +221,41 @@ def test_the_hook_fails_closed_and_refuses_what_it_cannot_judge(ledger: Ledger, 
     assert [e.type for e in ledger.events(run_id)][1:] == ["tool_call", "policy_decision", "tool_result", "tool_call"]
     assert ledger.verify(run_id).ok
 
+
+
+def test_the_http_hook_answers_in_claude_codes_protocol_and_refuses_what_it_cannot_judge(ledger: Ledger,
+                                                                                         tmp_path: Path):
+    token, run_id = setup(ledger, tmp_path, [{"content": "x"}])
+    url_path = "/tether/hooks/claude-code"
+    event = {"hook_event_name": "PreToolUse", "tool_name": "mcp__github__merge_pr", "tool_input": {"pr": 1},
+             "tool_use_id": "t1", "cwd": str(tmp_path)}
+
+    def ask(body: bytes, key: str = token) -> dict:
+        status, answer = post(f"{url}{url_path}", body, {"x-api-key": key})
+        assert status == 200  # Claude Code reads a verdict only from a 2xx
+        return answer
+
+    def verdict(answer: dict) -> tuple[str, str]:
+        said = answer["hookSpecificOutput"]
+        return said["permissionDecision"], said["permissionDecisionReason"]
+
+    with serving(Gateway(ledger)) as url:
+        assert verdict(ask(json.dumps(event).encode()))[0] == "deny"
+        read = dict(event, tool_name="Read", tool_input={"file_path": str(tmp_path / "a.py")}, tool_use_id="t2")
+        assert verdict(ask(json.dumps(read).encode())) == ("allow", "Tether: allowed")
+        assert ask(json.dumps(dict(read, hook_event_name="PostToolUse", tool_response="x")).encode()) == {}
+        for bad in (b"{not json", b"[]", json.dumps({"tool_name": "Bash"}).encode(),
+                    json.dumps(dict(event, hook_event_name="Stop")).encode(),
+                    json.dumps(dict(event, tool_name=None)).encode()):
+            decision, reason = verdict(ask(bad))
+            assert decision == "deny" and "bad hook event" in reason, reason
+        decision, reason = verdict(ask(json.dumps(event).encode(), key="tg-forged"))
+        assert decision == "deny" and "gateway.auth" in reason
+        decision, _ = verdict(ask(json.dumps(event).encode(), key=""))
+        assert decision == "deny"
+    assert [e.type for e in ledger.events(run_id)][1:] == ["tool_call", "policy_decision", "tool_result",
+                                                           "tool_call", "tool_result"]
+    assert ledger.verify(run_id).ok
 
 def test_a_hung_upstream_is_waited_for_only_until_the_runs_wall_budget_ends(ledger: Ledger, tmp_path: Path,
                                                                              monkeypatch: pytest.MonkeyPatch):

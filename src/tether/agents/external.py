@@ -22,7 +22,7 @@ import uvicorn
 
 from tether.agents.session import Session
 from tether.agents.tools import failure_report
-from tether.gateway.agent_tools import REMEMBER_COMMAND, claude_code_settings, codex_hooks
+from tether.gateway.agent_tools import REMEMBER_COMMAND, claude_code_http_settings, codex_hooks
 from tether.gateway.app import make_app
 from tether.gateway.core import Gateway, GatewayRun, issue_token
 from tether.guard.decisions import RunFailed, RunPaused, RunStopped, RunSucceeded
@@ -154,7 +154,8 @@ def _claude_code(agents: Path, state: Path, env: dict[str, str], task: str, resu
     claude = agents / ".bin" / "claude"
     if not claude.exists():
         raise RunFailed(f"Claude Code is not installed at {claude} (scripts/setup installs it)", "agent.missing")
-    (state / "settings.json").write_text(json.dumps(claude_code_settings("python3", state / "hook.py")))
+    # Its hooks are answered in the gateway's process over HTTP: no Python started per tool call.
+    (state / "settings.json").write_text(json.dumps(claude_code_http_settings(env["TETHER_GATEWAY_URL"])))
     env.update({"ANTHROPIC_BASE_URL": env["TETHER_GATEWAY_URL"], "ANTHROPIC_API_KEY": env["TETHER_GATEWAY_TOKEN"],
                 "DISABLE_TELEMETRY": "1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
                 "DISABLE_AUTOUPDATER": "1"})

@@ -78,22 +78,34 @@ def revoke(issued: Annotated[str, typer.Argument(metavar="TOKEN", help="The toke
 
 
 @gateway_app.command("hooks")
-def hooks(agent: Annotated[str, typer.Argument(help="The agent: claude-code or codex.")]) -> None:
+def hooks(agent: Annotated[str, typer.Argument(help="The agent: claude-code or codex.")],
+          http: Annotated[str | None, typer.Option(
+              "--http", metavar="GATEWAY_URL", help="Claude Code only: hooks the gateway at this URL answers over "
+              "HTTP, in its own process (faster: no process per tool call).")] = None) -> None:
     """Print the agent's settings that send each of its tool calls through the run's guard (the
     hook reads the gateway's URL and the token from the agent's environment): Claude Code's
     settings JSON, or the [hooks] tables of a Codex config.toml (trust them once with /hooks).
 
-    Example: tether gateway hooks claude-code > tether-hooks.json && claude --settings tether-hooks.json
+    Example: tether gateway hooks claude-code --http http://127.0.0.1:8787 > hooks.json && claude --settings hooks.json
     """
     import json
     import sys
 
-    from tether.gateway.agent_tools import claude_code_settings, codex_hooks
+    from tether.gateway.agent_tools import claude_code_http_settings, claude_code_settings, codex_hooks
 
     variables = ("the hook finds the gateway in TETHER_GATEWAY_URL and its token in TETHER_GATEWAY_TOKEN "
                  "(Claude Code: ANTHROPIC_BASE_URL and ANTHROPIC_API_KEY serve as well); set them in the agent's "
                  "environment")
-    if agent == "claude-code":
+    if http is not None and agent != "claude-code":
+        raise fail(f"--http: only Claude Code takes hooks over HTTP; {agent}'s hooks are commands")
+    if http is not None:
+        if not http.startswith(("http://", "https://")):
+            raise fail(f"--http: {http!r} is not a URL (for example http://127.0.0.1:8787)")
+        print(json.dumps(claude_code_http_settings(http), indent=2))
+        err.print("note: set TETHER_GATEWAY_TOKEN to the gateway's token in the agent's environment (Claude Code "
+                  "sends no ANTHROPIC_API_KEY in a hook's header); a call the gateway cannot judge is blocked",
+                  soft_wrap=True)
+    elif agent == "claude-code":
         print(json.dumps(claude_code_settings(sys.executable), indent=2))
         err.print(f"note: {variables}", soft_wrap=True)
     elif agent == "codex":

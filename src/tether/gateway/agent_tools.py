@@ -218,6 +218,20 @@ def claude_code_settings(python: str, script: Path = HOOK_SCRIPT) -> dict[str, A
     return {"hooks": {"PreToolUse": hook("pre"), "PostToolUse": hook("post")}}
 
 
+HTTP_HOOK_PATH = "/tether/hooks/claude-code"
+
+
+def claude_code_http_settings(gateway_url: str, token_env: str = "TETHER_GATEWAY_TOKEN") -> dict[str, Any]:
+    """Claude Code settings whose hooks the gateway answers in-process over HTTP (Claude Code
+    2.1.295 and later): no process per tool call. The token comes from the agent's environment
+    (`token_env`, the one variable the hook may read: Claude Code 2.1.328 will not put
+    ANTHROPIC_API_KEY, a credential to it, in a hook's header); a gateway that cannot be reached, or
+    answers with an error, blocks the call (onFailure), and one that cannot judge it answers with a deny."""
+    hook = {"type": "http", "url": gateway_url.rstrip("/") + HTTP_HOOK_PATH, "timeout": 60, "onFailure": "block",
+            "headers": {"x-api-key": f"${{{token_env}}}"}, "allowedEnvVars": [token_env]}
+    return {"hooks": {event: [{"matcher": "*", "hooks": [hook]}] for event in ("PreToolUse", "PostToolUse")}}
+
+
 def codex_hooks(python: str, script: Path = HOOK_SCRIPT) -> str:
     """The [hooks] of a Codex config.toml that send every tool call through the gateway's hooks
     (Codex runs them only when trusted: a Tether run passes --dangerously-bypass-hook-trust, as it

@@ -16,6 +16,7 @@ from starlette.requests import Request as HttpRequest
 from tether.gateway import wire
 from tether.gateway.agent_tools import AGENTS
 from tether.gateway.core import Gateway, HookError, Refused, Relayed
+from tether.gateway.hook import hook_phase, reply
 
 ROUTES: dict[str, wire.Wire] = {"/v1/messages": "anthropic", "/v1/responses": "responses",
                                 "/v1/chat/completions": "chat"}
@@ -71,23 +72,43 @@ def make_app(gateway: Gateway) -> FastAPI:
     for path, kind in ROUTES.items():
         app.post(path)(endpoint(kind))
 
+    async def judged(agent: str, phase: str, http: HttpRequest, event: Any) -> dict[str, Any]:
+        """The guard's verdict on one hook event (raises HookError or Refused)."""
+        if not isinstance(event, dict):
+            raise HookError("the hook event must be a JSON object")
+        handle = gateway.pre_tool_use if phase == "pre" else gateway.post_tool_use
+        decision = await run_in_threadpool(handle, _token(http), event, agent)
+        verdict = "defer" if decision.verdict == "ask" and gateway.defers(_token(http)) else decision.verdict
+        return {"verdict": verdict, "rule": decision.rule, "reason": decision.reason}
+
     @app.post("/tether/hooks/{agent}/{phase}")
     async def hook(agent: str, phase: str, http: HttpRequest) -> Any:
+        """For the command hook (hook.py), which answers the agent itself."""
         if agent not in AGENTS or phase not in ("pre", "post"):
             return JSONResponse({"error": f"no hook {agent}/{phase}: the agent is one of {', '.join(AGENTS)}, "
                                           "the phase pre or post"}, status_code=404)
         try:
-            event = json.loads(await http.body() or b"null")
-            if not isinstance(event, dict):
-                raise HookError("the hook event must be a JSON object")
-            handle = gateway.pre_tool_use if phase == "pre" else gateway.post_tool_use
-            decision = await run_in_threadpool(handle, _token(http), event, agent)
+            return await judged(agent, phase, http, json.loads(await http.body() or b"null"))
         except (json.JSONDecodeError, UnicodeDecodeError, HookError) as exc:
             return JSONResponse({"error": f"Tether: bad hook event: {exc}"}, status_code=400)
         except Refused as refused:
             return JSONResponse({"error": str(refused)}, status_code=wire.refusal_status("chat", refused.kind))
-        verdict = "defer" if decision.verdict == "ask" and gateway.defers(_token(http)) else decision.verdict
-        return {"verdict": verdict, "rule": decision.rule, "reason": decision.reason}
+
+    @app.post("/tether/hooks/claude-code")
+    async def http_hook(http: HttpRequest) -> Response:
+        """Claude Code's `"type": "http"` hook: the answer is the hook's output itself, and a call
+        Tether cannot judge is refused in it (with the reason), whatever the hook's onFailure."""
+        phase = "pre"
+        try:
+            event = json.loads(await http.body() or b"null")
+            phase = hook_phase(event)
+            answer = await judged("claude-code", phase, http, event)
+        except (json.JSONDecodeError, UnicodeDecodeError, HookError, RuntimeError) as exc:
+            answer = {"verdict": "deny", "rule": "hook.invalid", "reason": f"bad hook event: {exc}"}
+        except Refused as refused:
+            answer = {"verdict": "deny", "rule": f"gateway.{refused.kind}", "reason": str(refused)}
+        said = reply("claude-code", phase, answer)
+        return Response(b"" if said is None else json.dumps(said).encode(), media_type="application/json")
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:  # some clients list models before they start

@@ -68,16 +68,38 @@ def _unchunk(data: bytes) -> bytes:
     return out
 
 
-def _phase(body: bytes) -> str:
-    """pre or post, from the event's own name (one command for both events)."""
-    try:
-        event = json.loads(body or b"null")
-    except ValueError:
-        event = None
+def hook_phase(event: object) -> str:
+    """pre or post, from the event's own name (one hook for both events)."""
     name = event.get("hook_event_name") if isinstance(event, dict) else None
     if name not in PHASES:
         raise RuntimeError(f"hook_event_name must be PreToolUse or PostToolUse, not {name!r}")
     return PHASES[name]
+
+
+def _parsed(body: bytes) -> object:
+    try:
+        return json.loads(body or b"null")
+    except ValueError:
+        return None
+
+
+def reply(agent: str, phase: str, answer: dict) -> dict | None:
+    """The gateway's verdict in the agent's hook protocol (None: nothing to say, the call goes on).
+    The HTTP hook's answer is the same JSON as the command hook's output."""
+    reason = f"Tether: {answer['rule']}: {answer['reason']}" if answer.get("rule") else "Tether: allowed"
+    verdict = answer["verdict"]
+    if phase == "pre" and agent == "codex" and verdict != "allow":
+        if verdict in ("ask", "defer"):
+            reason += (" (the run pauses until they decide, then goes on)" if verdict == "defer"
+                       else " (ask them to approve it: Codex cannot wait for an approval here)")
+        return {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
+                                       "permissionDecisionReason": reason}}
+    if phase == "pre" and agent != "codex":
+        return {"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": verdict,
+                                       "permissionDecisionReason": reason}}
+    if phase == "post" and verdict != "allow":
+        return {"decision": "block", "reason": reason}
+    return None
 
 
 def main(argv: list[str]) -> int:
@@ -86,25 +108,14 @@ def main(argv: list[str]) -> int:
         return 2
     agent, body = argv[1], sys.stdin.buffer.read()
     try:
-        phase = argv[2] if len(argv) == 3 else _phase(body)
+        phase = argv[2] if len(argv) == 3 else hook_phase(_parsed(body))
         answer = _ask(agent, phase, body)
     except (OSError, RuntimeError, ValueError, IndexError) as exc:
         print(f"Tether could not judge this tool call, so it is blocked: {exc}", file=sys.stderr)
         return 2
-    reason = f"Tether: {answer['rule']}: {answer['reason']}" if answer.get("rule") else "Tether: allowed"
-    verdict = answer["verdict"]
-    if phase == "pre" and agent == "codex" and verdict != "allow":
-        if verdict in ("ask", "defer"):
-            reason += (" (the run pauses until they decide, then goes on)" if verdict == "defer"
-                       else " (ask them to approve it: Codex cannot wait for an approval here)")
-        print(json.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse", "permissionDecision": "deny",
-                                                 "permissionDecisionReason": reason}}))
-    elif phase == "pre" and agent != "codex":
-        print(json.dumps({"hookSpecificOutput": {"hookEventName": "PreToolUse",
-                                                 "permissionDecision": verdict,
-                                                 "permissionDecisionReason": reason}}))
-    elif phase == "post" and verdict != "allow":
-        print(json.dumps({"decision": "block", "reason": reason}))
+    said = reply(agent, phase, answer)
+    if said is not None:
+        print(json.dumps(said))
     return 0
 
 
