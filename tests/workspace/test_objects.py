@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git
+from tests.workspace.test_changes import full_snapshot
 from tether.workspace.worktree import Worktree, create_worktree
 
 FILES = ["a.py", "src/pkg/mod.py", "src/pkg/deep/x.txt", "src/other.py", "docs/readme.md", "run.sh"]
@@ -27,10 +28,6 @@ def worktree(tmp_path: Path) -> Worktree:
     git(repo, "add", "-A")
     git(repo, "-c", "user.email=d@e", "-c", "user.name=d", "commit", "-qm", "base")
     return create_worktree(repo, "run1", git(repo, "rev-parse", "HEAD").strip(), [])
-
-
-def full_snapshot(worktree: Worktree) -> str:
-    return worktree.snapshot()
 
 
 def test_random_writes_give_the_tree_a_full_snapshot_gives(worktree: Worktree, monkeypatch: pytest.MonkeyPatch):

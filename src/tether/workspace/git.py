@@ -112,7 +112,7 @@ def _drivers_off(cwd: Path, git_dir: str | None = None) -> dict[str, str]:
 
 
 def git(cwd: Path, *args: str, input_text: str | None = None, env: dict[str, str] | None = None,
-        config: dict[str, str] | None = None) -> str:
+        config: dict[str, str] | None = None, succeeds: tuple[int, ...] = (0,)) -> str:
     result = subprocess.run(
         ["git", *args],
         cwd=cwd,
@@ -121,7 +121,7 @@ def git(cwd: Path, *args: str, input_text: str | None = None, env: dict[str, str
         text=True,
         env=git_env(env, cwd, config),
     )
-    if result.returncode != 0:
+    if result.returncode not in succeeds:
         raise GitError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.strip() or result.stdout.strip()}")
     return result.stdout
 

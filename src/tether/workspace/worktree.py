@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tether.paths import tether_dir
 from tether.workspace.agent_git import remove_agent_git
+from tether.workspace.changes import Changes
 from tether.workspace.files import read_regular
 from tether.workspace.git import GitError, common_dir, git
 from tether.workspace.identity import hand_over
@@ -42,6 +43,7 @@ def worktree_lock(repo: Path) -> Iterator[None]:
 
 
 SNAPSHOT_FILE_LIMIT = 8 << 20  # larger written files take the full snapshot
+IGNORED_NAMED = "The following paths are ignored by one of your .gitignore files:"
 _EMPTY_REPOSITORY = re.compile(r"error: '.*' does not have a commit checked out")
 
 
@@ -61,6 +63,12 @@ def registered_git_dir(repo: Path, path: Path) -> Path:
         except OSError:
             continue
     raise GitError(f"{path} is not a registered worktree of {repo}")
+
+
+@dataclass
+class SnapshotMemory:
+    """What a worktree's snapshots carry from one to the next."""
+    ignored: set[str] | None = None  # the changed paths git ignored, when the last snapshot staged by path
 
 
 class WorkspaceTampered(Exception):
@@ -110,11 +118,17 @@ class Worktree:
         wanted = [f"/{path}" for path in paths if f"/{path}" not in lines]
         if wanted:
             self.exclude_file.write_text("\n".join([*lines, *wanted]) + "\n")
+            if self._changes is not None:  # other paths may be left out now
+                self._changes.distrust()
 
     def _git(self, *args: str) -> str:
         # GIT_DIR and GIT_WORK_TREE: git must not discover anything from files the agent wrote.
-        return git(self.path, "-c", f"core.excludesFile={self.exclude_file}", *args,
-                   env={"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path)})
+        return git(self.path, *self._config, *args, env={"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path)})
+
+    @property
+    def _config(self) -> tuple[str, ...]:
+        # A split index: a step's snapshot writes the entries it changed, not all of them.
+        return ("-c", f"core.excludesFile={self.exclude_file}", "-c", "core.splitIndex=true")
 
     def check_pointer(self) -> None:
         """Put the worktree's `.git` file back if anything changed it, and say so."""
@@ -136,10 +150,76 @@ class Worktree:
                                 "it was put back")
 
     def snapshot(self) -> str:
-        """Stage everything (in the worktree's own index) and return the tree id."""
+        """Stage everything (in the worktree's own index) and return the tree id: the paths the
+        kernel saw change since the last snapshot, or, when it cannot say, all of them."""
         self.check_pointer()
-        self._stage_all()
+        changed = self._changes.take() if self._changes is not None else None
+        self._memory.ignored = None
+        try:
+            self._memory.ignored = self._stage(changed) if changed else set() if changed is not None else None
+        except GitError:  # whatever git had to say about these paths, the full snapshot says it
+            changed = None
+        if changed is None:
+            try:
+                self._stage_all()
+            except GitError:
+                if self._changes is not None:
+                    self._changes.distrust()
+                raise
         return self._git("write-tree").strip()
+
+    @cached_property
+    def _changes(self) -> Changes | None:
+        return Changes.start(self.path)
+
+    @cached_property
+    def _memory(self) -> SnapshotMemory:
+        return SnapshotMemory()
+
+    def _stage(self, changed: set[str]) -> set[str]:
+        """`git add -A` for these paths alone: a path in a repository the agent made inside the
+        worktree stands for that repository; a path gone from the disk leaves the index. Returns
+        the changed paths git ignores (it names them as it leaves them out)."""
+        present, gone, standing_for = set(), set(), self._standing_for(changed)
+        for staged in standing_for:
+            (present if os.path.lexists(self.path / staged) else gone).add(staged)
+        literal = {"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path), "GIT_LITERAL_PATHSPECS": "1"}
+        if gone:
+            git(self.path, *self._config, "rm", "--cached", "-f", "-q", "--ignore-unmatch", "--pathspec-from-file=-",
+                "--pathspec-file-nul", input_text="\0".join(sorted(gone)), env=literal)
+        if present:
+            try:
+                git(self.path, *self._config, "-c", "advice.addIgnoredFile=false", "add", "-A", "--ignore-errors",
+                    "--pathspec-from-file=-", "--pathspec-file-nul", input_text="\0".join(sorted(present)),
+                    env=literal)
+            except GitError as exc:  # an ignored path named: git says so, and stages the others
+                said = str(exc).splitlines()
+                if not said[0].endswith(IGNORED_NAMED) or any("fatal:" in line or "error:" in line for line in said):
+                    raise
+                named = tuple(line for line in said[1:] if line)  # a path, or the ignored folder it is in
+                return {path for staged, paths in standing_for.items() if staged in named
+                        or staged.startswith(tuple(f"{folder}/" for folder in named)) for path in paths}
+        return set()
+
+    def _standing_for(self, changed: set[str]) -> dict[str, list[str]]:
+        """The path git stages for each changed path, with the changed paths it stands for."""
+        staged: dict[str, list[str]] = {}
+        for path in changed:
+            standing = self._staged_path(path)
+            if standing is not None:
+                staged.setdefault(standing, []).append(path)
+        return staged
+
+    def _staged_path(self, path: str) -> str | None:
+        """What git stages for a changed path: itself, or the repository inside the worktree it is
+        in (git stages that as one entry); None for the worktree's own `.git` pointer."""
+        parts = path.split("/")
+        if ".git" in parts:
+            parts = parts[:parts.index(".git")]
+        for depth in range(1, len(parts)):
+            if os.path.lexists(self.path.joinpath(*parts[:depth], ".git")):
+                return "/".join(parts[:depth])
+        return "/".join(parts) or None
 
     def snapshot_file(self, tree: str, relative: str) -> str:
         """The tree after a write tool replaced the file `relative` (nothing else changed since `tree`):
@@ -193,8 +273,16 @@ class Worktree:
 
     def ignored_changed_since(self, since_ns: int) -> list[str]:
         """Ignored files (caches, build output, gitignored names) created or changed since
-        `since_ns`, by their ctime, which no program can set back."""
-        listing = self._git("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
+        `since_ns`, by their ctime, which no program can set back. Among the paths the kernel saw
+        change, where it can say, else among all the ignored files."""
+        recent = self._changes.recent() if self._changes is not None else None
+        known = self._memory.ignored
+        if recent is None:
+            listing = self._git("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
+        elif known is not None and self._changes is not None and recent == self._changes.last:
+            listing = "\0".join(known)  # the last snapshot staged just these paths, and git named the ignored
+        else:
+            listing = self._ignored(recent)
         changed: list[str] = []
         for entry in filter(None, listing.split("\0")):
             top = self.path / entry
@@ -210,6 +298,17 @@ class Worktree:
                 if info.st_ctime_ns >= since_ns and not stat.S_ISDIR(info.st_mode):
                     changed.append(path.relative_to(self.path).as_posix())
         return sorted(changed)
+
+    def _ignored(self, paths: set[str]) -> str:
+        """Those of `paths` git ignores (none it tracks; a path in a repository inside the worktree
+        by that repository), NUL-separated as ls-files lists them."""
+        asked = self._standing_for(paths)
+        if not asked:
+            return ""
+        said = git(self.path, *self._config, "check-ignore", "-z", "--stdin",
+                   input_text="\0".join(sorted(asked)) + "\0", succeeds=(0, 1),  # 1: none is ignored
+                   env={"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path)})
+        return "\0".join(path for ignored in said.split("\0") if ignored for path in asked.get(ignored, []))
 
     def remove_files(self, relative: list[str]) -> None:
         """Delete files (a symlink itself, never its target) that are not part of any snapshot."""
@@ -255,9 +354,14 @@ class Worktree:
         git(self.repo, "update-ref", f"refs/heads/{self.branch}", commit, parent)
         # The worktree's HEAD is the branch; keep its index in step so it reads as clean.
         self._git("read-tree", tree)
+        if self._changes is not None:  # the index may now differ from files no one changed
+            self._changes.distrust()
         return commit
 
     def remove(self) -> None:
+        watched = self.__dict__.get("_changes")  # only if a snapshot started a watch
+        if watched is not None:
+            watched.close()
         remove_worktree(self.repo, self.path)
 
 

@@ -1,0 +1,159 @@
+"""A step's snapshot stages only the paths the kernel saw change, and is always the tree a full
+`git add -A` makes: random commands (creates, deletes, renames of files and folders, mode changes,
+symlinks, ignored files, rule files, nested repositories, hard links), on the host and in the
+sandbox, each compared with a full snapshot in an index of its own."""
+
+from __future__ import annotations
+
+import os
+import random
+import shlex
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import git
+from tether.policy.schema import SandboxPolicy
+from tether.workspace.changes import Changes
+from tether.workspace.git import git as tether_git
+from tether.workspace.sandbox import Sandbox
+from tether.workspace.worktree import Worktree, create_worktree
+
+FILES = ["a.py", "src/pkg/mod.py", "src/pkg/deep/x.txt", "src/other.py", "docs/readme.md", "run.sh", "build.log"]
+
+
+@pytest.fixture
+def worktree(tmp_path: Path) -> Worktree:
+    repo = tmp_path / "repo"
+    for name in FILES:
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(f"# {name}\n")
+    (repo / ".gitignore").write_text("*.log\nbuild/\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=d@e", "-c", "user.name=d", "commit", "-qm", "base")
+    return create_worktree(repo, "run1", git(repo, "rev-parse", "HEAD").strip(), [])
+
+
+def full_snapshot(worktree: Worktree) -> str:
+    """`git add -A` into an index of its own, from nothing: what the worktree holds, by git."""
+    index = worktree.git_dir / "full-snapshot-index"
+    index.unlink(missing_ok=True)
+    env = {"GIT_DIR": str(worktree.git_dir), "GIT_WORK_TREE": str(worktree.path), "GIT_INDEX_FILE": str(index)}
+    config = ["-c", f"core.excludesFile={worktree.exclude_file}"]
+    try:
+        tether_git(worktree.path, *config, "add", "-A", "--ignore-errors", env=env)
+    except Exception as exc:  # a repository with no commit in the worktree: git says so, as the run's does
+        if "does not have a commit checked out" not in str(exc):
+            raise
+    return tether_git(worktree.path, *config, "write-tree", env=env).strip()
+
+
+def ignored_since(worktree: Worktree, since_ns: int) -> list[str]:
+    """The ignored files changed since `since_ns`, from every ignored file and folder git lists."""
+    listing = tether_git(worktree.path, "-c", f"core.excludesFile={worktree.exclude_file}", "ls-files", "-z",
+                         "--others", "--ignored", "--exclude-standard", "--directory",
+                         env={"GIT_DIR": str(worktree.git_dir), "GIT_WORK_TREE": str(worktree.path)})
+    found = []
+    for entry in filter(None, listing.split("\0")):
+        top = worktree.path / entry
+        paths = [top] if not entry.endswith("/") else [Path(folder) / name for folder, dirs, files in os.walk(top)
+                                                      for name in [*dirs, *files]]
+        found += [path.relative_to(worktree.path).as_posix() for path in paths
+                  if not path.is_dir() or path.is_symlink()
+                  if os.lstat(path).st_ctime_ns >= since_ns]
+    return sorted(found)
+
+
+def random_command(chance: random.Random, step: int) -> str:
+    """One shell command of the kinds an agent runs."""
+    name = chance.choice(["a.py", "src/pkg/mod.py", "src/new.py", "src/pkg/deep/x.txt", "docs/readme.md",
+                          "run.sh", "notes.txt", "build.log", "src/pkg/made.py"])
+    folder = chance.choice(["src/pkg", "src/pkg/deep", "docs", "fresh", "fresh/inner", "build"])
+    q = shlex.quote
+    kinds = [
+        f"mkdir -p $(dirname {q(name)}) && echo 'v{step}' > {q(name)}",
+        f"echo 'more {step}' >> {q(name)}",
+        f"rm -f {q(name)}",
+        f"chmod +x {q(name)} 2>/dev/null; true",
+        f"chmod -x {q(name)} 2>/dev/null; true",
+        f"mkdir -p {q(folder)} && echo {step} > {q(folder)}/f{step}.py",
+        f"rm -rf {q(folder)}",
+        f"test -e {q(name)} && mv {q(name)} {q(name)}.moved; true",
+        f"test -d {q(folder)} && mv {q(folder)} {q(folder)}-renamed; true",
+        f"ln -sfn {q(name)} link{step % 3}",
+        f"mkdir -p {q(folder)} && ln -sfn ../a.py {q(folder)}/up",
+        f"mkdir -p build && echo {step} > build/out{step}.o && echo x > trace{step}.log",
+        f"echo '*.tmp' >> .gitignore && echo t > keep{step}.tmp",
+        "sed -i '/log/d' .gitignore",  # files ignored until now are part of the tree
+        f"mkdir -p nested{step % 2} && cd nested{step % 2} && (test -d .git || git init -q) && echo {step} > n.txt "
+        f"&& git add -A && git -c user.email=a@b -c user.name=a commit -qm n{step}; true",
+        f"mkdir -p empty{step % 2} && cd empty{step % 2} && (test -d .git || git init -q); true",
+        f"test -f {q(name)} && ln -f {q(name)} hard{step % 2}; true",
+        f"printf 'x' > {q(name)}.tmp2 && mv -f {q(name)}.tmp2 {q(name)} 2>/dev/null; true",
+        f"test -f {q(name)} && : > {q(name)}; true",
+        "touch -d '2001-01-01' a.py; true",
+    ]
+    return " ; ".join(chance.choice(kinds) for _ in range(chance.randint(1, 3)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_commands_give_the_tree_a_full_snapshot_gives(worktree: Worktree, tmp_path: Path, seed: int,
+                                                             monkeypatch: pytest.MonkeyPatch):
+    full_stages: list[int] = []
+    stage_all = Worktree._stage_all
+    monkeypatch.setattr(Worktree, "_stage_all", lambda self: full_stages.append(1) or stage_all(self))
+    chance = random.Random(seed)
+    sandbox = Sandbox(SandboxPolicy(), worktree.path) if seed % 2 else None
+    worktree.snapshot()
+    for step in range(40):
+        command = random_command(chance, step)
+        since = time.time_ns() - 10_000_000  # the session's slack for coarse ctimes
+        if sandbox is not None:
+            result = sandbox.run(command, 30)
+            assert "tether:" not in result.output, result.output
+        else:
+            subprocess.run(["bash", "-c", command], cwd=worktree.path, capture_output=True, timeout=30,
+                           env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1"})
+        assert worktree.snapshot() == full_snapshot(worktree), (step, command)
+        assert worktree.ignored_changed_since(since) == ignored_since(worktree, since), (step, command)
+    assert len(full_stages) < 40 * 0.8, "most steps should have staged only what changed"
+
+
+def test_a_step_that_changes_one_file_stages_only_it(worktree: Worktree, monkeypatch: pytest.MonkeyPatch,
+                                                     tmp_path: Path):
+    worktree.snapshot()
+    calls: list[str] = []
+    real = Worktree._stage
+    monkeypatch.setattr(Worktree, "_stage", lambda self, changed: calls.append(sorted(changed)) or real(self, changed))
+    (worktree.path / "src" / "pkg" / "mod.py").write_text("changed\n")
+    tree = worktree.snapshot()
+    assert calls == [["src/pkg/mod.py"]]
+    assert tree == full_snapshot(worktree)
+    assert worktree.snapshot() == tree and calls == [["src/pkg/mod.py"]]  # nothing changed: nothing staged
+
+
+def test_the_watch_says_it_cannot_answer_when_it_cannot(tmp_path: Path):
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    (tmp_path / "f.txt").write_text("x")
+    changes = Changes.start(tmp_path)
+    assert changes is not None
+    assert changes.take() is None  # nothing is known before the first full snapshot
+    assert changes.take() == set()
+    (tmp_path / "d" / "e" / "g.txt").write_text("y")
+    (tmp_path / "f.txt").chmod(0o755)
+    assert changes.take() == {"d/e/g.txt", "f.txt"}
+    (tmp_path / "d").rename(tmp_path / "moved")  # the watches under it name the old folder
+    assert changes.take() is None
+    (tmp_path / "moved" / "e" / "h.txt").write_text("z")
+    assert changes.take() == {"moved/e/h.txt"}
+    os.link(tmp_path / "f.txt", tmp_path / "second")  # a second name: writes through it may go unseen
+    assert changes.take() is None
+    (tmp_path / "second").unlink()
+    assert changes.take() == {"second"}
+    (tmp_path / ".gitignore").write_text("*.txt\n")  # every other path may be staged differently now
+    assert changes.take() is None
+    changes.close()
+    assert changes.take() is None
