@@ -129,6 +129,23 @@ def test_a_developers_daily_usd_and_the_kill_switch(ledger: Ledger, tmp_path: Pa
     assert ledger.verify(run_id).ok
 
 
+
+def test_a_kill_switch_stops_a_running_session_within_its_staleness(ledger: Ledger, tmp_path: Path):
+    from tether.gateway.core import SWITCH_STALENESS_S
+
+    token, run_id = setup(ledger, tmp_path, [{"content": "x"}] * 4)
+    ask = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "a"}]}
+    with serving(Gateway(ledger)) as url:
+        client = anthropic.Anthropic(base_url=url, api_key=token, max_retries=0)
+        client.messages.create(**ask)  # the switch was read off
+        Fleet(ledger).set_switch("all", "incident 43", "oncall")
+        time.sleep(SWITCH_STALENESS_S + 0.05)
+        with pytest.raises(anthropic.APIStatusError, match=r"fleet\.kill_switch.*incident 43"):
+            client.messages.create(**ask)
+        Fleet(ledger).release_switch("all", "oncall")
+        client.messages.create(**ask)  # released: read again at once, since it was on
+    assert [e.type for e in ledger.events(run_id)].count("model_response") == 2
+
 def test_bad_tokens_bodies_and_upstreams_get_clear_errors_and_the_record_stays_whole(ledger: Ledger,
                                                                                         tmp_path: Path):
     token, run_id = setup(ledger, tmp_path, [{"content": "only turn"}])

@@ -47,6 +47,7 @@ from tether.policy.schema import Policy
 TOKEN_SETTING = "gateway-token:"  # + sha256 of the token; the token itself is never stored
 TOKEN_PREFIX = "tg-"
 GRANT_TTL_S = 1.0
+SWITCH_STALENESS_S = 0.25  # a kill switch turned on stops a session's requests within this
 
 
 class Refused(Exception):
@@ -170,7 +171,7 @@ class Gateway:
                 log = RunLog(grant.run_id, self.ledger, Brakes(policy.brakes))
                 log.replay(events)
                 fleet = FleetGate(Fleet(self.ledger), org_limits(Fleet(self.ledger).org_policy()),
-                                  f"gateway:{grant.user}", grant.run_id)
+                                  f"gateway:{grant.user}", grant.run_id, switch_staleness_s=SWITCH_STALENESS_S)
                 guard = Guard(policy=policy, ownership=Ownership.build(policy.ownership, None), root=Path("."),
                               fleet=fleet)
                 try:

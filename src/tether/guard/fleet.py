@@ -3,6 +3,7 @@ rows in the store at every step boundary, so they hold across every worker on ev
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from tether.guard.decisions import RunHeld, RunStopped
@@ -19,12 +20,18 @@ class FleetGate:
     reservation: tuple[str, float] | None = None  # (day, USD) reserved for the step in flight
     largest_step_usd: float = 0.0
     lines_counted: int = 0  # this run's changed lines already counted against the repository's day
+    # How long a switch found off is taken to stay off (the gateway's requests come milliseconds
+    # apart; a step of Tether's own reads the store every time).
+    switch_staleness_s: float = 0.0
+    switch_off_until: float = 0.0
 
     def before_step(self, priced_estimate_usd: float) -> None:
         """Raise RunHeld if the switch is on or the org's daily USD is spent; else reserve the step."""
-        switch = self.fleet.active_switch(self.repo, self.run_id)
-        if switch is not None:
-            raise RunHeld(f"kill switch on {switch.scope} by {switch.by}: {switch.reason}", "fleet.kill_switch")
+        if time.monotonic() >= self.switch_off_until:
+            switch = self.fleet.active_switch(self.repo, self.run_id)
+            if switch is not None:
+                raise RunHeld(f"kill switch on {switch.scope} by {switch.by}: {switch.reason}", "fleet.kill_switch")
+            self.switch_off_until = time.monotonic() + self.switch_staleness_s
         limit = self.limits.max_usd_per_day
         if limit is None:
             return
