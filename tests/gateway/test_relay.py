@@ -284,3 +284,20 @@ def test_an_upstream_that_answers_garbage_is_a_clear_error_and_a_recorded_failur
     assert raised.value.status_code == 502 and "not JSON" in raised.value.message
     (error,) = events_of(ledger, run_id, "model_error")
     assert "502 Bad Gateway" in error.error and ledger.verify(run_id).ok
+
+
+def test_a_relayed_reply_is_recorded_after_it_is_sent_and_before_the_next_request(ledger: Ledger,
+                                                                                  upstream: Upstream):
+    token, run_id = issue_token(ledger, "alice", "anthropic:claude-sonnet-4-5")
+    body = {"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}]}
+    with serving(Gateway(ledger)) as url:
+        assert httpx.post(f"{url}/v1/messages", headers={"x-api-key": token}, json=body).status_code == 200
+        deadline = time.time() + 10
+        while not events_of(ledger, run_id, "model_response"):  # no second request comes to record it
+            assert time.time() < deadline, "the reply the agent got was never recorded"
+            time.sleep(0.05)
+        for _ in range(3):
+            assert httpx.post(f"{url}/v1/messages", headers={"x-api-key": token}, json=body).status_code == 200
+    kinds = [e.type for e in ledger.events(run_id)]
+    assert kinds == ["run_started", *["model_request", "model_response"] * 4]
+    assert ledger.verify(run_id).ok

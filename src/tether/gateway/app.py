@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.background import BackgroundTask
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.requests import Request as HttpRequest
 
@@ -59,7 +60,7 @@ def make_app(gateway: Gateway) -> FastAPI:
                         return StreamingResponse(_passed_on(relayed), status_code=relayed.status,
                                                  media_type=relayed.media_type, headers=relayed.headers)
                     return Response(relayed.content, status_code=relayed.status, media_type=relayed.media_type,
-                                    headers=relayed.headers)
+                                    headers=relayed.headers, background=BackgroundTask(relayed.finish))
                 response = await run_in_threadpool(gateway.complete, _token(http), request)
             except Refused as refused:
                 status = wire.refusal_status(kind, refused.kind)

@@ -120,6 +120,9 @@ class GatewayRun:
     agent: str | None = None  # claude-code or codex (a developer's own session: known by the API it speaks)
     # An allowed call whose result has not come (Codex reports none for a patch): (call id, judged calls).
     unsettled: tuple[str, list[ToolCall]] | None = None
+    # A relayed reply the agent already has, recorded right after it was sent (or before the
+    # run's next request or hook, whichever comes first).
+    unrecorded: Callable[[], None] | None = None
 
 
 class Gateway:
@@ -193,6 +196,7 @@ class Gateway:
         name, tool_input, call_id = _hook_fields(event)
         with run.lock:
             log = run.log
+            self._record_reply(run)  # the call comes after the reply that asked for it
             if run.stopped is not None:
                 return Decision("deny", run.stopped.rule, run.stopped.reason)
             if run.deferred is not None:  # Codex goes on after a refused call: nothing more until they decide
@@ -241,6 +245,7 @@ class Gateway:
         response = event.get("tool_response")
         observation = response if isinstance(response, str) else json.dumps(response, sort_keys=True)
         with run.lock:
+            self._record_reply(run)
             if run.unsettled is not None and run.unsettled[0] == call_id:
                 judged = run.unsettled[1]
             else:
@@ -261,9 +266,16 @@ class Gateway:
         return Decision("deny", "memory.kept" if entry is not None else "memory.off",
                         f"{said}; the command itself is not run")
 
+    def _record_reply(self, run: GatewayRun) -> None:
+        """Record the relayed reply the agent already has, if it is not yet (under the run's lock)."""
+        pending, run.unrecorded = run.unrecorded, None
+        if pending is not None:
+            pending()
+
     def settle(self, run: GatewayRun) -> None:
         """Record the result of an allowed call whose agent reported none (Codex, for a patch it
         applies), measuring what it changed; called before the agent's next call or request."""
+        self._record_reply(run)
         if run.unsettled is not None:
             call_id, judged = run.unsettled
             self._result(run, call_id, judged, "(the agent reported no result for this call)")
@@ -431,11 +443,16 @@ class Gateway:
                 elif not isinstance(reply, dict):
                     self._upstream_failed(run, step, f"not a JSON reply: {content[:500]!r}", transient=True)
                     raise Refused("upstream", "Tether: the upstream model's reply is not JSON")
-                else:
-                    self._answered(run, step, self._checked(run, step, agent, read_reply(request.wire, reply)),
-                                   time.perf_counter() - started)
+                else:  # sent first: the record is one append the agent need not wait for
+                    latency = time.perf_counter() - started
+                    run.unrecorded = lambda: self._answered(
+                        run, step, self._checked(run, step, agent, read_reply(request.wire, reply)), latency)
+
+            def recorded() -> None:
+                with run.lock:
+                    self._record_reply(run)
             return Relayed(upstream.status_code, upstream.headers.get("content-type", "application/json"), passed,
-                           content=content)
+                           content=content, finish=recorded)
 
         tally = Tally(request.wire)
         finished = threading.Event()
@@ -470,6 +487,7 @@ class Gateway:
         it: its step. Refused when it may not go; else the caller answers it (`_answered`) or not
         (`_unanswered`, `_upstream_failed`), which frees what the fleet held for it."""
         log, provider = run.log, run.provider
+        self._record_reply(run)  # a brake on the last reply stops this request
         if run.stopped is not None:
             raise self._refuse(run, run.stopped)
         if run.deferred is not None:  # the approval request is the record; the agent is to end here
