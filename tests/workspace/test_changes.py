@@ -5,6 +5,7 @@ sandbox, each compared with a full snapshot in an index of its own."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import shlex
@@ -14,41 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import git
+from tests.workspace.conftest import full_snapshot, small_worktree
 from tether.policy.schema import SandboxPolicy
 from tether.workspace.changes import Changes
 from tether.workspace.git import git as tether_git
 from tether.workspace.sandbox import Sandbox
-from tether.workspace.worktree import Worktree, create_worktree
+from tether.workspace.worktree import Worktree
 
 FILES = ["a.py", "src/pkg/mod.py", "src/pkg/deep/x.txt", "src/other.py", "docs/readme.md", "run.sh", "build.log"]
 
 
 @pytest.fixture
 def worktree(tmp_path: Path) -> Worktree:
-    repo = tmp_path / "repo"
-    for name in FILES:
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(f"# {name}\n")
-    (repo / ".gitignore").write_text("*.log\nbuild/\n")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.email=d@e", "-c", "user.name=d", "commit", "-qm", "base")
-    return create_worktree(repo, "run1", git(repo, "rev-parse", "HEAD").strip(), [])
-
-
-def full_snapshot(worktree: Worktree) -> str:
-    """`git add -A` into an index of its own, from nothing: what the worktree holds, by git."""
-    index = worktree.git_dir / "full-snapshot-index"
-    index.unlink(missing_ok=True)
-    env = {"GIT_DIR": str(worktree.git_dir), "GIT_WORK_TREE": str(worktree.path), "GIT_INDEX_FILE": str(index)}
-    config = ["-c", f"core.excludesFile={worktree.exclude_file}"]
-    try:
-        tether_git(worktree.path, *config, "add", "-A", "--ignore-errors", env=env)
-    except Exception as exc:  # a repository with no commit in the worktree: git says so, as the run's does
-        if "does not have a commit checked out" not in str(exc):
-            raise
-    return tether_git(worktree.path, *config, "write-tree", env=env).strip()
+    return small_worktree(tmp_path, FILES, {".gitignore": "*.log\nbuild/\n"})
 
 
 def ignored_since(worktree: Worktree, since_ns: int) -> list[str]:
@@ -157,3 +136,30 @@ def test_the_watch_says_it_cannot_answer_when_it_cannot(tmp_path: Path):
     assert changes.take() is None
     changes.close()
     assert changes.take() is None
+
+
+def inotify_fds() -> int:
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+            count += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:inotify"
+    return count
+
+
+def test_a_process_keeps_a_few_watches_open_and_the_oldest_falls_back_to_full_snapshots(
+        worktree: Worktree, tmp_path: Path):
+    from tether.workspace.changes import MAX_LIVE
+
+    worktree.snapshot()
+    oldest = worktree.__dict__["_changes"]
+    others = []
+    for index in range(MAX_LIVE + 2):
+        (tmp_path / f"other{index}").mkdir()
+        others.append(Changes.start(tmp_path / f"other{index}"))
+    assert all(changes is not None for changes in others)
+    assert oldest.fd < 0 and others[0].fd < 0 and others[-1].fd >= 0  # the least recently started, closed
+    assert inotify_fds() <= MAX_LIVE
+    (worktree.path / "a.py").write_text("after\n")
+    assert worktree.snapshot() == full_snapshot(worktree)  # the full snapshot, still exact
+    for changes in others:
+        changes.close()

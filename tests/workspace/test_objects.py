@@ -11,23 +11,15 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import git
-from tests.workspace.test_changes import full_snapshot
-from tether.workspace.worktree import Worktree, create_worktree
+from tests.workspace.conftest import full_snapshot, small_worktree
+from tether.workspace.worktree import Worktree
 
 FILES = ["a.py", "src/pkg/mod.py", "src/pkg/deep/x.txt", "src/other.py", "docs/readme.md", "run.sh"]
 
 
 @pytest.fixture
 def worktree(tmp_path: Path) -> Worktree:
-    repo = tmp_path / "repo"
-    for name in FILES:
-        (repo / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / name).write_text(f"# {name}\n")
-    (repo / "run.sh").chmod(0o755)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "-c", "user.email=d@e", "-c", "user.name=d", "commit", "-qm", "base")
-    return create_worktree(repo, "run1", git(repo, "rev-parse", "HEAD").strip(), [])
+    return small_worktree(tmp_path, FILES)
 
 
 def test_random_writes_give_the_tree_a_full_snapshot_gives(worktree: Worktree, monkeypatch: pytest.MonkeyPatch):

@@ -15,6 +15,8 @@ import os
 import stat
 import struct
 import sys
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
 IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
@@ -24,6 +26,7 @@ IN_ONLYDIR, IN_DONT_FOLLOW, IN_ISDIR = 0x01000000, 0x02000000, 0x40000000
 WATCHED = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
            | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW)
 EVENT = struct.Struct("iIII")
+MAX_LIVE = 16  # open watches per process (inotify instances: 128 per user by default)
 # Files whose change alters how git stages other paths than themselves.
 RULE_FILES = (".gitignore", ".gitattributes")
 
@@ -37,6 +40,10 @@ def _libc() -> ctypes.CDLL | None:
     except (OSError, AttributeError):
         return None
     return libc
+
+
+_LIVE: OrderedDict[Changes, None] = OrderedDict()
+_LIVE_LOCK = threading.RLock()
 
 
 class Changes:
@@ -54,8 +61,8 @@ class Changes:
         self.starts = 0
         self.last: set[str] | None = None  # what the last `take` answered
         if not self._watch_tree("", report=False):
-            self.close()
-            raise OSError(28, "the inotify watch limit is reached")
+            self._close_fd()
+            raise OSError(errno.ENOSPC, "the inotify watch limit is reached")
 
     @classmethod
     def start(cls, root: Path) -> Changes | None:
@@ -65,9 +72,15 @@ class Changes:
         if libc is None or os.environ.get("TETHER_FULL_SNAPSHOTS") == "1":
             return None
         try:
-            return cls(root, libc)
+            changes = cls(root, libc)
         except OSError:
             return None
+        with _LIVE_LOCK:  # the kernel allows a user 128 watches in all: a process keeps a few
+            _LIVE[changes] = None
+            while len(_LIVE) > MAX_LIVE:
+                oldest, _ = _LIVE.popitem(last=False)
+                oldest.close()  # its worktree, the least recently started, snapshots in full from now on
+        return changes
 
     def take(self) -> set[str] | None:
         """What changed since the last call (relative paths, files and symlinks), or None: take a
@@ -93,13 +106,18 @@ class Changes:
         self.trusted = False
 
     def close(self) -> None:
+        self._close_fd()
+        with _LIVE_LOCK:
+            _LIVE.pop(self, None)
+
+    def _close_fd(self) -> None:
         if self.fd >= 0:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
         self.fd = -1
 
     def __del__(self) -> None:
-        self.close()
+        self._close_fd()
 
     def _read(self) -> None:
         while self.fd >= 0:
@@ -161,7 +179,7 @@ class Changes:
 
     def _rewatch(self) -> None:
         """Start again from nothing: every watch anew, and a full snapshot next."""
-        self.close()
+        self._close_fd()
         self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
         self.folders, self.trusted, self.starts = {}, False, self.starts + 1
         if self.fd >= 0 and not self._watch_tree("", report=False):
