@@ -335,8 +335,9 @@ def _drive(ledger: Ledger, session: Session, owner: str, system_prompt: str, tas
         with lease.Heartbeat(ledger, session.run_id, owner):
             if session.log.pending_hit is not None:  # the brake fired just before a crash
                 raise session.brake(*session.log.pending_hit)
-            # the checks passed just before a crash (a research proposal's end is not the run's)
-            if session.log.submitted and session.policy.agent.architecture != "research":
+            # the checks passed just before a crash (a research proposal's or a factory candidate's end
+            # is not the run's)
+            if session.log.submitted and session.policy.agent.architecture not in ("research", "factory"):
                 raise RunSucceeded("all required checks passed")
             if agent is not None:  # shown what the run was given (memory), like Tether's own agents
                 run_external(session, agent, with_context(task, context))

@@ -73,6 +73,8 @@ def run_factory(session: Session, system_prompt: str, task: str, events: list[St
     try:
         for candidate in range(factory.candidates):
             if candidate in scored:
+                if attempt == candidate and not ended:  # scored, then the process died: end it as it was
+                    _end(session, scored[candidate])
                 continue
             resuming = attempt == candidate and not ended
             if not resuming:
@@ -161,8 +163,13 @@ def _try(session: Session, system_prompt: str, brief: str, since: list[StoredEve
         passed, reason = False, stopped.reason
     scored = ev.CandidateScored(candidate=candidate, tree=session.tree, passed=passed, reason=reason)
     session.record(scored)
-    session.record(ev.AttemptEnded(attempt=candidate, reason=reason, rule="factory.candidate", tree=session.tree))
+    _end(session, scored)
     return scored
+
+
+def _end(session: Session, scored: ev.CandidateScored) -> None:
+    session.record(ev.AttemptEnded(attempt=scored.candidate, reason=scored.reason, rule="factory.candidate",
+                                   tree=scored.tree))
 
 
 def _judge(session: Session, passing: list[ev.CandidateScored], spec: str, events: list[StoredEvent],
@@ -233,11 +240,14 @@ def _inputs(session: Session, spec: str, events: list[StoredEvent], provider: Pr
     messages = [{"role": "system", "content": JUDGE_PROMPT.format(count=factory.judge_inputs)},
                 {"role": "user", "content": f"{spec}\n\n{shown}".strip()}]
     # The judge's turn is an attempt of its own: the step budget is each candidate's, and a replay
-    # finds its recorded turn by it.
-    session.record(ev.AttemptStarted(attempt=factory.candidates, tree=session.tree))
-    with session.role("judge", provider=provider.for_attempt(factory.candidates)):
-        response = session.model_call(messages, [])  # no tools: the reply is the inputs
-    inputs = parse_inputs(response.content, factory.judge_inputs)
+    # finds its recorded turn by it. A resumed run takes the reply it recorded before it died.
+    answered = next((e.data for e in events if isinstance(e.data, ev.ModelResponse) and e.data.role == "judge"), None)
+    if answered is None:
+        if not any(isinstance(e.data, ev.AttemptStarted) and e.data.attempt == factory.candidates for e in events):
+            session.record(ev.AttemptStarted(attempt=factory.candidates, tree=session.tree))
+        with session.role("judge", provider=provider.for_attempt(factory.candidates)):
+            answered = session.model_call(messages, [])  # no tools: the reply is the inputs
+    inputs = parse_inputs(answered.content, factory.judge_inputs)
     session.record(ev.JudgeInputs(inputs=inputs, probe=factory.probe or "python"))
     return inputs
 
