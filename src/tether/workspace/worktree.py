@@ -162,6 +162,8 @@ class Worktree:
         if changed is None:
             try:
                 self._stage_all()
+                if self._changes is not None:  # every entry is new to the shared index: start it again,
+                    self._git("update-index", "--split-index")  # so each step writes what it changed
             except GitError:
                 if self._changes is not None:
                     self._changes.distrust()
