@@ -290,3 +290,24 @@ def test_a_hung_upstream_is_waited_for_only_until_the_runs_wall_budget_ends(ledg
     errors = [e.data for e in ledger.events(run_id) if e.type == "model_error"]
     assert len(errors) == 3 and all(e.transient for e in errors), errors
     assert ledger.verify(run_id).ok
+
+
+def test_gateway_hooks_prints_http_hooks_for_claude_code_and_refuses_what_cannot_take_them():
+    from typer.testing import CliRunner
+
+    from tether.cli import app
+
+    runner = CliRunner()
+    printed = runner.invoke(app, ["gateway", "hooks", "claude-code", "--http", "http://127.0.0.1:8787/"])
+    assert printed.exit_code == 0, printed.output
+    settings = json.loads(printed.stdout)
+    (pre,) = settings["hooks"]["PreToolUse"][0]["hooks"]
+    assert (pre["type"], pre["url"], pre["onFailure"]) == ("http", "http://127.0.0.1:8787/tether/hooks/claude-code",
+                                                          "block")
+    assert pre["headers"] == {"x-api-key": "${TETHER_GATEWAY_TOKEN}"}
+    assert pre["allowedEnvVars"] == ["TETHER_GATEWAY_TOKEN"]
+    assert settings["hooks"]["PostToolUse"][0]["hooks"] == [pre]
+    codex = runner.invoke(app, ["gateway", "hooks", "codex", "--http", "http://127.0.0.1:8787"])
+    assert codex.exit_code == 2 and "only Claude Code takes hooks over HTTP" in codex.output
+    bad = runner.invoke(app, ["gateway", "hooks", "claude-code", "--http", "127.0.0.1:8787"])
+    assert bad.exit_code == 2 and "is not a URL" in bad.output
