@@ -172,6 +172,41 @@ def without_resumes(ledger: Ledger, run_id: str) -> list[StoredEvent]:
     return [e for i, e in enumerate(events) if e.type != "environment" or i == first]
 
 
+
+def resumes_after_every_kill(ledger: Ledger, sqlite_url: str, repo: Path, policy_file: Path, model: str,
+                             key: str) -> list[tuple[str, object]]:
+    """Run to the end once; then again for each event, killed (SIGKILL) right after it and resumed:
+    every resumed run must succeed, tell the same story (each event's type and payload[`key`], less
+    what a resume adds) and deliver the same tree. Returns the story."""
+    from tether.policy import load_policy
+    from tether.runner import RunSpec, resume_run, start_run
+
+    def story(run_id: str) -> list[tuple[str, object]]:
+        return [(e.type, e.payload.get(key, e.payload.get("attempt"))) for e in without_resumes(ledger, run_id)
+                if e.type != "environment"]
+
+    driver = Path(__file__).parent / "crash_driver.py"
+    reference = start_run(ledger, RunSpec("crash test", repo, load_policy(policy_file), model=model))
+    assert reference["status"] == "succeeded", reference
+    expected = story(reference["run_id"])
+    tree = git(repo, "rev-parse", f"{reference['branch']}^{{tree}}")
+    killed = 0
+    for kill_after in range(1, len(expected) + 1):
+        known = {run.id for run in ledger.list_runs(1000)}
+        code = subprocess.run([sys.executable, str(driver), sqlite_url, str(kill_after), "start", str(repo),
+                               str(policy_file), model], capture_output=True).returncode
+        if code != -9:
+            continue  # the run ended before that many events (the environment event is repeatable)
+        killed += 1
+        (run_id,) = {run.id for run in ledger.list_runs(1000)} - known
+        summary = resume_run(ledger, run_id)
+        where = f"killed after event {kill_after}"
+        assert summary["status"] == "succeeded", (where, summary["reason"])
+        assert story(run_id) == expected, where
+        assert git(repo, "rev-parse", f"{summary['branch']}^{{tree}}") == tree, where
+    assert killed >= len(expected) - 2, (killed, len(expected))
+    return expected
+
 def event_types(ledger: Ledger, run_id: str) -> list[str]:
     return [event.type for event in ledger.events(run_id)]
 

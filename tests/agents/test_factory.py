@@ -249,42 +249,13 @@ def test_a_factory_run_killed_at_any_event_resumes_to_the_same_choice(repo: Path
     """SIGKILL right after each event (a candidate's write, its score, the judge's inputs, a
     behaviour, the decision): resumed, the run tells the same story (no candidate tried twice,
     nothing judged twice) and delivers the same tree."""
-    import subprocess
-    import sys
+    from tests.conftest import resumes_after_every_kill, script
 
-    from tests.conftest import script, without_resumes
-    from tether.policy import load_policy
-    from tether.runner import RunSpec, resume_run, start_run
-
-    driver = Path(__file__).parents[1] / "crash_driver.py"
     policy_file = tmp_path / "policy.toml"
     policy_file.write_text(policy(candidates=3))
     model = script(tmp_path / "turns.json", [candidate(0, OVERFITTED), candidate(1, FIX), candidate(2, ALSO_RIGHT),
                                             judge(candidates=3)])
     ledger = Ledger(sqlite_url)
-    reference = start_run(ledger, RunSpec("crash test", repo, load_policy(policy_file), model=model))
-    assert reference["status"] == "succeeded", reference
-
-    def story(run_id: str) -> list[tuple[str, object]]:
-        return [(e.type, e.payload.get("candidate", e.payload.get("attempt"))) for e in without_resumes(ledger, run_id)
-                if e.type not in ("environment",)]
-
-    expected = story(reference["run_id"])
-    assert ("judge_decided", None) in expected
-    tree = git(repo, "rev-parse", f"{reference['branch']}^{{tree}}")
-    killed = 0
-    for kill_after in range(1, len(expected) + 1):
-        known = {run.id for run in ledger.list_runs(1000)}
-        code = subprocess.run([sys.executable, str(driver), sqlite_url, str(kill_after), "start", str(repo),
-                               str(policy_file), model], capture_output=True).returncode
-        if code != -9:
-            continue  # the run ended before that many events (the environment event is repeatable)
-        killed += 1
-        (run_id,) = {run.id for run in ledger.list_runs(1000)} - known
-        summary = resume_run(ledger, run_id)
-        where = f"killed after event {kill_after}"
-        assert summary["status"] == "succeeded", (where, summary["reason"])
-        assert story(run_id) == expected, where
-        assert git(repo, "rev-parse", f"{summary['branch']}^{{tree}}") == tree, where
-    assert killed >= len(expected) - 2, (killed, len(expected))
+    story = resumes_after_every_kill(ledger, sqlite_url, repo, policy_file, model, "candidate")
+    assert ("judge_decided", None) in story and ("candidate_scored", 2) in story
     ledger.close()
