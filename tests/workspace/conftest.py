@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from tests.conftest import git
@@ -24,10 +25,20 @@ def small_worktree(tmp_path: Path, files: list[str], extra: dict[str, str] | Non
     return create_worktree(repo, "run1", git(repo, "rev-parse", "HEAD").strip(), [])
 
 
-def full_snapshot(worktree: Worktree) -> str:
-    """`git add -A` into an index of its own, from nothing: what the worktree holds, by git."""
-    index = worktree.git_dir / "full-snapshot-index"
-    index.unlink(missing_ok=True)
+def index_copy(worktree: Worktree) -> Path:
+    """A copy of the worktree's index as it is now (a split index finds its shared part beside it)."""
+    copy = worktree.git_dir / "index-before-step"
+    shutil.copyfile(worktree.git_dir / "index", copy)
+    return copy
+
+
+def full_snapshot(worktree: Worktree, index: Path | None = None) -> str:
+    """`git add -A` into an index of its own: from nothing (what the worktree holds, by git), or
+    from a copy of the run's index (what a full snapshot of the run would stage: files it tracks
+    stay tracked when a new ignore rule covers them)."""
+    if index is None:
+        index = worktree.git_dir / "full-snapshot-index"
+        index.unlink(missing_ok=True)
     env = {"GIT_DIR": str(worktree.git_dir), "GIT_WORK_TREE": str(worktree.path), "GIT_INDEX_FILE": str(index)}
     config = ["-c", f"core.excludesFile={worktree.exclude_file}"]
     try:

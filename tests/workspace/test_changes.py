@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.workspace.conftest import full_snapshot, small_worktree
+from tests.workspace.conftest import full_snapshot, index_copy, small_worktree
 from tether.policy.schema import SandboxPolicy
 from tether.workspace.changes import Changes
 from tether.workspace.git import git as tether_git
@@ -86,8 +86,12 @@ def test_random_commands_give_the_tree_a_full_snapshot_gives(worktree: Worktree,
     monkeypatch.setattr(Worktree, "_stage_all", lambda self: full_stages.append(1) or stage_all(self))
     chance = random.Random(seed)
     sandbox = Sandbox(SandboxPolicy(), worktree.path) if seed % 2 else None
-    worktree.snapshot()
+    trees = [worktree.snapshot()]
     for step in range(40):
+        if step % 7 == 6:  # a refused step rolled back, an attempt started again from an earlier tree
+            worktree.restore(chance.choice(trees))
+            before = index_copy(worktree)
+            assert worktree.snapshot() == full_snapshot(worktree, before), (step, "restore")
         command = random_command(chance, step)
         since = time.time_ns() - 10_000_000  # the session's slack for coarse ctimes
         if sandbox is not None:
@@ -96,7 +100,9 @@ def test_random_commands_give_the_tree_a_full_snapshot_gives(worktree: Worktree,
         else:
             subprocess.run(["bash", "-c", command], cwd=worktree.path, capture_output=True, timeout=30,
                            env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1"})
-        assert worktree.snapshot() == full_snapshot(worktree), (step, command)
+        before = index_copy(worktree)
+        trees.append(worktree.snapshot())
+        assert trees[-1] == full_snapshot(worktree, before), (step, command)
         assert worktree.ignored_changed_since(since) == ignored_since(worktree, since), (step, command)
     assert len(full_stages) < 40 * 0.8, "most steps should have staged only what changed"
 

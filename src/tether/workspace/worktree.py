@@ -162,13 +162,18 @@ class Worktree:
         if changed is None:
             try:
                 self._stage_all()
-                if self._changes is not None:  # every entry is new to the shared index: start it again,
-                    self._git("update-index", "--split-index")  # so each step writes what it changed
+                self._resplit()
             except GitError:
                 if self._changes is not None:
                     self._changes.distrust()
                 raise
         return self._git("write-tree").strip()
+
+    def _resplit(self) -> None:
+        """After git rewrote every entry, start the shared index again, so that each watched step
+        writes only the entries it changed (else each would rewrite them all)."""
+        if self._changes is not None:
+            self._git("update-index", "--split-index")
 
     @cached_property
     def _changes(self) -> Changes | None:
@@ -271,6 +276,7 @@ class Worktree:
             self.check_pointer()
         self._stage_all()  # so that files created since are known, and removed
         self._git("read-tree", "--reset", "-u", tree)
+        self._resplit()
         hand_over(self.path)
 
     def ignored_changed_since(self, since_ns: int) -> list[str]:
