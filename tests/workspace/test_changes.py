@@ -74,6 +74,7 @@ def random_command(chance: random.Random, step: int) -> str:
         f"printf 'x' > {q(name)}.tmp2 && mv -f {q(name)}.tmp2 {q(name)} 2>/dev/null; true",
         f"test -f {q(name)} && : > {q(name)}; true",
         "touch -d '2001-01-01' a.py; true",
+        f"printf '{step}' > $'src/caf\\xe9{step % 2}.txt'",  # a name that is not UTF-8
     ]
     return " ; ".join(chance.choice(kinds) for _ in range(chance.randint(1, 3)))
 

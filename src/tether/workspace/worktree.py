@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -45,6 +45,14 @@ def worktree_lock(repo: Path) -> Iterator[None]:
 SNAPSHOT_FILE_LIMIT = 8 << 20  # larger written files take the full snapshot
 IGNORED_NAMED = "The following paths are ignored by one of your .gitignore files:"
 _EMPTY_REPOSITORY = re.compile(r"error: '.*' does not have a commit checked out")
+
+
+def _pathspecs(paths: Iterable[str]) -> str:
+    """Paths for git's stdin, NUL-separated. A name that is not UTF-8 raises UnicodeError here,
+    before git starts (a git killed while it writes leaves its index locked)."""
+    joined = "\0".join(sorted(paths))
+    joined.encode()
+    return joined
 
 
 def registered_git_dir(repo: Path, path: Path) -> Path:
@@ -157,7 +165,7 @@ class Worktree:
         self._memory.ignored = None
         try:
             self._memory.ignored = self._stage(changed) if changed else set() if changed is not None else None
-        except GitError:  # whatever git had to say about these paths, the full snapshot says it
+        except (GitError, UnicodeError):  # git's word on these paths (or a name that is not UTF-8): in full
             changed = None
         if changed is None:
             try:
@@ -193,11 +201,11 @@ class Worktree:
         literal = {"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path), "GIT_LITERAL_PATHSPECS": "1"}
         if gone:
             git(self.path, *self._config, "rm", "--cached", "-f", "-q", "--ignore-unmatch", "--pathspec-from-file=-",
-                "--pathspec-file-nul", input_text="\0".join(sorted(gone)), env=literal)
+                "--pathspec-file-nul", input_text=_pathspecs(gone), env=literal)
         if present:
             try:
                 git(self.path, *self._config, "-c", "advice.addIgnoredFile=false", "add", "-A", "--ignore-errors",
-                    "--pathspec-from-file=-", "--pathspec-file-nul", input_text="\0".join(sorted(present)),
+                    "--pathspec-from-file=-", "--pathspec-file-nul", input_text=_pathspecs(present),
                     env=literal)
             except GitError as exc:  # an ignored path named: git says so, and stages the others
                 said = str(exc).splitlines()
@@ -290,7 +298,10 @@ class Worktree:
         elif known is not None and self._changes is not None and recent == self._changes.last:
             listing = "\0".join(known)  # the last snapshot staged just these paths, and git named the ignored
         else:
-            listing = self._ignored(recent)
+            try:
+                listing = self._ignored(recent)
+            except UnicodeError:  # a name that is not UTF-8: ask git about every ignored file
+                listing = self._git("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
         changed: list[str] = []
         for entry in filter(None, listing.split("\0")):
             top = self.path / entry
@@ -314,7 +325,7 @@ class Worktree:
         if not asked:
             return ""
         said = git(self.path, *self._config, "check-ignore", "-z", "--stdin",
-                   input_text="\0".join(sorted(asked)) + "\0", succeeds=(0, 1),  # 1: none is ignored
+                   input_text=_pathspecs(asked) + "\0", succeeds=(0, 1),  # 1: none is ignored
                    env={"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path)})
         return "\0".join(path for ignored in said.split("\0") if ignored for path in asked.get(ignored, []))
 
