@@ -129,9 +129,13 @@ class Worktree:
             if self._changes is not None:  # other paths may be left out now
                 self._changes.distrust()
 
-    def _git(self, *args: str) -> str:
+    def _git(self, *args: str, stdin: str | None = None, literal: bool = False,
+             succeeds: tuple[int, ...] = (0,)) -> str:
+        """git on the worktree's own index (`literal`: pathspecs are paths, no magic)."""
         # GIT_DIR and GIT_WORK_TREE: git must not discover anything from files the agent wrote.
-        return git(self.path, *self._config, *args, env={"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path)})
+        env = {"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path)}
+        return git(self.path, *self._config, *args, input_text=stdin, succeeds=succeeds,
+                   env={**env, "GIT_LITERAL_PATHSPECS": "1"} if literal else env)
 
     @property
     def _config(self) -> tuple[str, ...]:
@@ -163,10 +167,11 @@ class Worktree:
         self.check_pointer()
         changed = self._changes.take() if self._changes is not None else None
         self._memory.ignored = None
-        try:
-            self._memory.ignored = self._stage(changed) if changed else set() if changed is not None else None
-        except (GitError, UnicodeError):  # git's word on these paths (or a name that is not UTF-8): in full
-            changed = None
+        if changed is not None:
+            try:
+                self._memory.ignored = self._stage(changed) if changed else set()
+            except (GitError, UnicodeError):  # git's word on these paths (or a name that is not UTF-8): in full
+                changed = None
         if changed is None:
             try:
                 self._stage_all()
@@ -198,15 +203,13 @@ class Worktree:
         present, gone, standing_for = set(), set(), self._standing_for(changed)
         for staged in standing_for:
             (present if os.path.lexists(self.path / staged) else gone).add(staged)
-        literal = {"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path), "GIT_LITERAL_PATHSPECS": "1"}
         if gone:
-            git(self.path, *self._config, "rm", "--cached", "-f", "-q", "--ignore-unmatch", "--pathspec-from-file=-",
-                "--pathspec-file-nul", input_text=_pathspecs(gone), env=literal)
+            self._git("rm", "--cached", "-f", "-q", "--ignore-unmatch", "--pathspec-from-file=-", "--pathspec-file-nul",
+                      stdin=_pathspecs(gone), literal=True)
         if present:
             try:
-                git(self.path, *self._config, "-c", "advice.addIgnoredFile=false", "add", "-A", "--ignore-errors",
-                    "--pathspec-from-file=-", "--pathspec-file-nul", input_text=_pathspecs(present),
-                    env=literal)
+                self._git("-c", "advice.addIgnoredFile=false", "add", "-A", "--ignore-errors", "--pathspec-from-file=-",
+                          "--pathspec-file-nul", stdin=_pathspecs(present), literal=True)
             except GitError as exc:  # an ignored path named: git says so, and stages the others
                 said = str(exc).splitlines()
                 if not said[0].endswith(IGNORED_NAMED) or any("fatal:" in line or "error:" in line for line in said):
@@ -293,15 +296,14 @@ class Worktree:
         change, where it can say, else among all the ignored files."""
         recent = self._changes.recent() if self._changes is not None else None
         known = self._memory.ignored
-        if recent is None:
-            listing = self._git("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
-        elif known is not None and self._changes is not None and recent == self._changes.last:
+        listing = None
+        if recent is not None and known is not None and self._changes is not None and recent == self._changes.last:
             listing = "\0".join(known)  # the last snapshot staged just these paths, and git named the ignored
-        else:
-            try:
+        elif recent is not None:
+            with contextlib.suppress(UnicodeError):  # a name that is not UTF-8: ask git about every ignored file
                 listing = self._ignored(recent)
-            except UnicodeError:  # a name that is not UTF-8: ask git about every ignored file
-                listing = self._git("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
+        if listing is None:
+            listing = self._git("ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--directory")
         changed: list[str] = []
         for entry in filter(None, listing.split("\0")):
             top = self.path / entry
@@ -324,9 +326,7 @@ class Worktree:
         asked = self._standing_for(paths)
         if not asked:
             return ""
-        said = git(self.path, *self._config, "check-ignore", "-z", "--stdin",
-                   input_text=_pathspecs(asked) + "\0", succeeds=(0, 1),  # 1: none is ignored
-                   env={"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path)})
+        said = self._git("check-ignore", "-z", "--stdin", stdin=_pathspecs(asked) + "\0", succeeds=(0, 1))  # 1: none
         return "\0".join(path for ignored in said.split("\0") if ignored for path in asked.get(ignored, []))
 
     def remove_files(self, relative: list[str]) -> None:
