@@ -1,8 +1,9 @@
-"""Dispatch throughput of the task queue: tasks per second for 1, 2 and 4 worker processes on SQLite
-and on PostgreSQL, with a no-op scripted agent (one submit, no checks), against the same runs
-started one after another in one process with no queue (the baseline).
+"""The task queue: dispatch latency (a task submitted to an idle worker, until its run's first event)
+against a run started directly in one process (the floor), and throughput (tasks per second for 1, 2
+and 4 worker processes) against the same runs one after another with no queue (the baseline), on
+SQLite and on PostgreSQL, with a no-op scripted agent (one submit, no checks).
 
-    .venv/bin/python benchmarks/bench_queue.py [--tasks 100] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+    .venv/bin/python benchmarks/bench_queue.py [--tasks 100] [--latency 30] [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
 
 A task here is a whole run: worktree, events, delivery commit, worktree removal, plus the queue's
 dequeue, the workflow's step records and the repository-slot rows."""
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,7 @@ from rich.table import Table
 from sqlalchemy import create_engine, text
 
 from tether.ledger import Ledger
+from tether.ledger.store import new_run_id
 from tether.policy import Policy
 from tether.queue.tasks import Tasks
 from tether.runner import RunSpec, start_run
@@ -49,6 +52,48 @@ def baseline(root: Path, model: str, tasks: int) -> float:
     for _ in range(tasks):
         start_run(ledger, RunSpec("no-op", repo, Policy(), model=model))
     return tasks / (time.perf_counter() - started)
+
+
+def _first_event_after(ledger: Ledger, run_id: str, since: float) -> float:
+    return ledger.events(run_id)[0].ts - since
+
+
+def direct_latency(root: Path, model: str, count: int) -> list[float]:
+    """The floor: from calling start_run to its run's first event, in one process."""
+    repo = make_repo(root)
+    ledger = Ledger(f"sqlite:///{root / 'direct.db'}")
+    latencies = []
+    for _ in range(count):
+        run_id = new_run_id()
+        started = time.time()
+        start_run(ledger, RunSpec("no-op", repo, Policy(), model=model, run_id=run_id))
+        latencies.append(_first_event_after(ledger, run_id, started))
+    return latencies
+
+
+def queue_latency(db_url: str, root: Path, model: str, count: int) -> list[float]:
+    """From submit (an idle worker waiting) to the run's first event, one task at a time."""
+    repo = make_repo(root)
+    ledger = Ledger(db_url)
+    queue = Tasks(ledger)
+    worker = subprocess.Popen([sys.executable, "-m", "tether", "worker", "--db", db_url, "--id", "lat"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latencies = []
+    try:
+        for n in range(count + 1):  # the first one waits for the worker to start, and is not counted
+            started = time.time()
+            task_id, _ = queue.submit(f"no-op {n}", repo, model=model)
+            while not ledger.has_run(task_id) or ledger.get_run(task_id).status != "succeeded":
+                time.sleep(0.01)
+            if n:
+                latencies.append(_first_event_after(ledger, task_id, started))
+            time.sleep(0.2)  # the worker idle again, as a task arriving on a quiet queue finds it
+    finally:
+        worker.terminate()
+        worker.wait()
+        queue.close()
+        ledger.close()
+    return latencies
 
 
 def fresh_pg(admin_url: str) -> tuple[str, str]:
@@ -86,12 +131,32 @@ def dispatch(db_url: str, root: Path, model: str, tasks: int, workers: int) -> f
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", type=int, default=100)
+    parser.add_argument("--latency", type=int, default=30, help="tasks submitted one at a time for the latency rows")
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="tether-bench-queue-"))
     model_file = root / "noop.json"
     model_file.write_text(json.dumps([{"tool_calls": [{"name": "submit"}]}]))
     model = f"scripted:{model_file}"
+    console.print(f"latency: {args.latency} runs started directly, then submitted one at a time ...")
+    floor = statistics.median(direct_latency(root, model, args.latency))
+    latency = Table(title=f"Dispatch latency, submit to the run's first event, median of {args.latency} "
+                          f"(floor: start_run called directly, {floor * 1000:.1f} ms)")
+    for column in ("store", "p50 ms", "p90 ms", "added over floor, p50 ms", "vs floor"):
+        latency.add_column(column, justify="right")
+    for store in ("sqlite", "postgres"):
+        if store == "sqlite":
+            found = queue_latency(f"sqlite:///{root / 'lat.db'}", root, model, args.latency)
+        else:
+            url, name = fresh_pg(args.pg)
+            try:
+                found = queue_latency(url, root, model, args.latency)
+            finally:
+                drop_pg(args.pg, name)
+        p50, p90 = statistics.median(found), statistics.quantiles(found, n=10)[-1]
+        latency.add_row(store, f"{p50 * 1000:.1f}", f"{p90 * 1000:.1f}", f"{(p50 - floor) * 1000:.1f}",
+                        f"{p50 / floor:.2f}x")
+    Console().print(latency)
     console.print(f"baseline: {args.tasks} runs one after another in one process, no queue ...")
     base = baseline(root, model, args.tasks)
     table = Table(title=f"Queue dispatch, {args.tasks} no-op tasks (baseline {base:.1f} runs/s, no queue)")

@@ -16,8 +16,10 @@ TETHER = [sys.executable, "-m", "tether"]
 
 
 def start_worker(db_url: str, worker_id: str, log: Path, concurrency: int = 1,
-                 idle_exit: float | None = None) -> subprocess.Popen[bytes]:
+                 idle_exit: float | None = None, rescan: float | None = None) -> subprocess.Popen[bytes]:
     args = [*TETHER, "worker", "--db", db_url, "--id", worker_id, "--concurrency", str(concurrency)]
+    if rescan is not None:
+        args += ["--rescan", str(rescan)]
     if idle_exit is not None:
         args += ["--idle-exit", str(idle_exit)]
     return subprocess.Popen(args, stdout=log.open("ab"), stderr=subprocess.STDOUT)

@@ -56,6 +56,8 @@ def worker(
     worker_id: Annotated[str | None, typer.Option("--id", help="Stable executor id (default: the host name); "
                                                   "a restarted worker recovers the tasks of its id.")] = None,
     idle_exit: Annotated[float | None, typer.Option(help="Exit after this many seconds with no task.")] = None,
+    rescan: Annotated[float, typer.Option(min=0.01, help="Seconds between looks at the queue when nothing wakes the "
+                                          "worker (a submit and a finished task do, at once).")] = engine.RESCAN_S,
     refresh_outcomes: Annotated[str | None, typer.Option(
         "--refresh-outcomes", help="Also refresh delivered runs' outcomes (history and forge) this often: 6h, 1d.")]
     = None,
@@ -78,7 +80,8 @@ def worker(
     executor = worker_id or engine.default_executor_id()
     with open_ledger(db, repo) as ledger:
         err.print(f"worker [bold]{executor}[/] on {ledger.url}, {concurrency} at a time")
-        serve(ledger, executor, concurrency, idle_exit, lambda line: err.print(line, highlight=False), every)
+        serve(ledger, executor, concurrency, idle_exit, lambda line: err.print(line, highlight=False), every,
+              rescan)
 
 
 @app.command()

@@ -4,14 +4,19 @@ worker that runs it. A task is one DBOS workflow whose id is the task id; its ru
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from dbos import DBOS, DBOSConfig
+from dbos._core import ActiveWorkflowById
+from dbos._dbos import _get_dbos_instance
+from dbos._queue import queue_worker_thread
 
 from tether.ledger import Ledger
+from tether.queue.wake import Listener
 
 QUEUE = "tether"
 WORKFLOW = "tether.task"
@@ -20,6 +25,11 @@ WORKFLOW = "tether.task"
 APP_VERSION = "tether-task-1"  # change when task_workflow's steps change
 WAIT_POLL_S = 2.0  # how often a task waiting on the kill switch or a repository slot looks again
 WAIT_POLL_MAX_S = 30.0
+# Dispatch is woken by events (a task queued, a slot freed); this rescan only bounds what a lost
+# wake could delay, e.g. a NOTIFY sent while a worker was reconnecting.
+RESCAN_S = 5.0
+RETRY_S = 0.02  # the first look again when a look left claimable work behind
+CLAIM_HOLD_S = 30.0
 
 
 def system_db_url(ledger_url: str) -> str:
@@ -85,10 +95,83 @@ def task_workflow(task: dict[str, Any]) -> dict[str, Any]:
         DBOS.sleep(delay)
 
 
+class _WakeableStop(threading.Event):
+    """The stop event of the dispatch thread, whose wait between two looks at the queue also ends on
+    wake(). DBOS's own queue worker runs with it, so its dequeue (claims in a transaction, the
+    worker's concurrency, priorities) is unchanged; only the time it waits is event-driven.
+
+    A look can come back empty while work remains (another worker's claim raced it, a lock): then,
+    while `work_left()` says this worker has room and tasks are queued, it looks again after
+    RETRY_S, doubling up to the rescan, instead of sleeping until the next event."""
+
+    def __init__(self, work_left: Callable[[], bool]) -> None:
+        super().__init__()
+        self._woken = threading.Event()
+        self._work_left = work_left
+        self._retry_s = RETRY_S
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    def set(self) -> None:
+        super().set()
+        self._woken.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self.is_set() and self._work_left():
+            timeout = self._retry_s if timeout is None else min(timeout, self._retry_s)
+            self._retry_s *= 2
+        else:
+            self._retry_s = RETRY_S
+        self._woken.wait(timeout)
+        self._woken.clear()  # before the dequeue reads, so a wake from now on is not lost
+        return self.is_set()
+
+
+class _Slots(ActiveWorkflowById):
+    """DBOS's count of this process's running workflows, made exact for dispatch: a task counts from
+    its claim (DBOS counts it only once its thread has started, so a look right after a claim would
+    see room that is not there), and one that ends wakes dispatch for the next."""
+
+    def __init__(self, wake: Callable[[], None]):
+        super().__init__()
+        self._wake = wake
+        self._claims: dict[str, float] = {}  # claimed, not started yet: when
+        self._claims_lock = threading.Lock()
+
+    def claimed(self, workflow_ids: list[str]) -> None:
+        with self._claims_lock:
+            self._claims.update(dict.fromkeys(workflow_ids, time.monotonic()))
+
+    def add(self, key: str, queue_name: str | None = None, queue_partition_key: str | None = None) -> Any:
+        entry = super().add(key, queue_name, queue_partition_key)
+        with self._claims_lock:
+            self._claims.pop(key, None)
+        return entry
+
+    def count_for_queue(self, queue_name: str) -> int:
+        running = super().count_for_queue(queue_name)
+        if queue_name != QUEUE:
+            return running
+        with self._claims_lock:
+            # a claim whose workflow never started (it failed first) stops holding its slot
+            expired = time.monotonic() - CLAIM_HOLD_S
+            self._claims = {key: at for key, at in self._claims.items() if at >= expired}
+            return running + len(self._claims)
+
+    def _remove(self, key: str, bucket: Any) -> None:
+        super()._remove(key, bucket)
+        self._wake()
+
+
+_listener: Listener | None = None
+
+
 def launch(ledger: Ledger, executor_id: str, concurrency: int, report: Callable[[str], None] = print,
-           polling_s: float = 0.1) -> None:
-    """Start DBOS in this process: recover this executor's unfinished tasks and take queued ones."""
-    global _ledger, _report
+           rescan_s: float = RESCAN_S) -> None:
+    """Start DBOS in this process: recover this executor's unfinished tasks and take queued ones,
+    as soon as they are queued (see wake.py) or a running one ends."""
+    global _ledger, _report, _listener
     _ledger, _report = ledger, report
     config: DBOSConfig = {
         "name": "tether",
@@ -98,12 +181,45 @@ def launch(ledger: Ledger, executor_id: str, concurrency: int, report: Callable[
         "log_level": "WARNING",
     }
     DBOS(config=config)
+    DBOS.listen_queues([])  # DBOS's own thread would poll this queue; the one below is woken instead
+    dbos = _get_dbos_instance()
+
+    def work_left() -> bool:
+        if dbos._active_workflows_set.count_for_queue(QUEUE) >= concurrency:
+            return False
+        try:
+            return bool(DBOS.list_queued_workflows(queue_name=QUEUE, status="ENQUEUED", limit=1, load_input=False,
+                                                   load_output=False))
+        except Exception:  # the database is away: look again (backing off), as DBOS's poll would
+            return True
+
+    stop = _WakeableStop(work_left)
+    slots = _Slots(stop.wake)
+    dbos._active_workflows_set = slots
     DBOS.launch()
-    DBOS.register_queue(QUEUE, worker_concurrency=concurrency, polling_interval_sec=polling_s,
-                        on_conflict="always_update")
+    claim = dbos._sys_db.start_queued_workflows
+
+    def claiming(queue: Any, *args: Any, **kwargs: Any) -> Any:
+        workflow_ids, stop_reason = claim(queue, *args, **kwargs)
+        if queue.name == QUEUE:
+            slots.claimed(workflow_ids)
+        return workflow_ids, stop_reason
+
+    dbos._sys_db.start_queued_workflows = claiming
+    queue = DBOS.register_queue(QUEUE, worker_concurrency=concurrency, polling_interval_sec=rescan_s,
+                                on_conflict="always_update")
+    dbos.background_thread_stop_events.append(stop)
+    dispatch = threading.Thread(target=queue_worker_thread, args=(stop, dbos, queue), name=f"queue-worker-{QUEUE}",
+                                daemon=True)
+    dispatch.start()
+    dbos._background_threads.append(dispatch)
+    _listener = Listener(ledger.url, stop.wake)
 
 
 def shutdown() -> None:
-    global _ledger
+    global _ledger, _listener
+    if _listener is not None:
+        _listener.close()
+        _listener = None
     DBOS.destroy(destroy_registry=False)
     _ledger = None

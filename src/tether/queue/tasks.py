@@ -19,7 +19,7 @@ from tether.ledger import events as ev
 from tether.ledger.fleet import Fleet
 from tether.people import os_user
 from tether.policy import find_policy
-from tether.queue import engine
+from tether.queue import engine, wake
 from tether.workspace.git import repo_root
 from tether.workspace.mirror import check_url
 
@@ -92,6 +92,7 @@ class Tasks:
                 "submitted_by": os_user(), "nonce": nonce, "source": source, "branch": branch}
         self.client.enqueue({"workflow_name": engine.WORKFLOW, "queue_name": engine.QUEUE, "workflow_id": task_id,
                              "priority": priority + 1}, task)  # DBOS counts from 1
+        wake.notify(self.ledger)
         stored = self._input(task_id)
         return task_id, stored is not None and stored.get("nonce") == nonce
 

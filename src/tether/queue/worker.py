@@ -36,7 +36,8 @@ def _refresh(ledger: Ledger, executor_id: str, every_s: float, report: Callable[
 
 
 def serve(ledger: Ledger, executor_id: str, concurrency: int, idle_exit: float | None,
-          report: Callable[[str], None], refresh_every: float | None = None) -> None:
+          report: Callable[[str], None], refresh_every: float | None = None,
+          rescan_s: float = engine.RESCAN_S) -> None:
     """Run queued tasks until a signal (or `idle_exit` seconds without one); with `refresh_every`,
     also refresh the outcomes of the store's repositories that often (each refresh is recorded, so
     several workers share the schedule)."""
@@ -47,7 +48,7 @@ def serve(ledger: Ledger, executor_id: str, concurrency: int, idle_exit: float |
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    engine.launch(ledger, executor_id, concurrency, report)
+    engine.launch(ledger, executor_id, concurrency, report, rescan_s)
     try:
         idle_since, refresh_at = time.monotonic(), time.monotonic()
         while not stop.wait(0.5):
