@@ -71,29 +71,34 @@ def direct_latency(root: Path, model: str, count: int) -> list[float]:
     return latencies
 
 
-def queue_latency(db_url: str, root: Path, model: str, count: int) -> list[float]:
-    """From submit (an idle worker waiting) to the run's first event, one task at a time."""
+def queue_latency(db_url: str, root: Path, model: str, count: int) -> dict[str, list[float]]:
+    """From submit (an idle worker waiting) to the run's first event, one task at a time, in parts:
+    the submit call, and from its return to the run's first event."""
     repo = make_repo(root)
     ledger = Ledger(db_url)
     queue = Tasks(ledger)
     worker = subprocess.Popen([sys.executable, "-m", "tether", "worker", "--db", db_url, "--id", "lat"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    latencies = []
+    parts: dict[str, list[float]] = {"total": [], "submit": [], "after": []}
     try:
         for n in range(count + 1):  # the first one waits for the worker to start, and is not counted
             started = time.time()
             task_id, _ = queue.submit(f"no-op {n}", repo, model=model)
+            submitted = time.time() - started
             while not ledger.has_run(task_id) or ledger.get_run(task_id).status != "succeeded":
                 time.sleep(0.01)
             if n:
-                latencies.append(_first_event_after(ledger, task_id, started))
+                total = _first_event_after(ledger, task_id, started)
+                parts["total"].append(total)
+                parts["submit"].append(submitted)
+                parts["after"].append(total - submitted)
             time.sleep(0.2)  # the worker idle again, as a task arriving on a quiet queue finds it
     finally:
         worker.terminate()
         worker.wait()
         queue.close()
         ledger.close()
-    return latencies
+    return parts
 
 
 def fresh_pg(admin_url: str) -> tuple[str, str]:
@@ -128,9 +133,30 @@ def dispatch(db_url: str, root: Path, model: str, tasks: int, workers: int) -> f
     return tasks / elapsed
 
 
+def throughput(root: Path, model: str, tasks: int, pg: str) -> None:
+    console.print(f"baseline: {tasks} runs one after another in one process, no queue ...")
+    base = baseline(root, model, tasks)
+    table = Table(title=f"Queue dispatch, {tasks} no-op tasks (baseline {base:.1f} runs/s, no queue)")
+    for column in ("store", "workers", "tasks/s", "vs baseline"):
+        table.add_column(column, justify="right")
+    for store in ("sqlite", "postgres"):
+        for workers in (1, 2, 4):
+            console.print(f"{store}, {workers} worker(s) ...")
+            if store == "sqlite":
+                rate = dispatch(f"sqlite:///{root / f'q{workers}.db'}", root, model, tasks, workers)
+            else:
+                url, name = fresh_pg(pg)
+                try:
+                    rate = dispatch(url, root, model, tasks, workers)
+                finally:
+                    drop_pg(pg, name)
+            table.add_row(store, str(workers), f"{rate:.1f}", f"{rate / base:.2f}x")
+    Console().print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--tasks", type=int, default=100)
+    parser.add_argument("--tasks", type=int, default=100, help="tasks for the throughput rows (0: skip them)")
     parser.add_argument("--latency", type=int, default=30, help="tasks submitted one at a time for the latency rows")
     parser.add_argument("--pg", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     args = parser.parse_args()
@@ -142,7 +168,8 @@ def main() -> None:
     floor = statistics.median(direct_latency(root, model, args.latency))
     latency = Table(title=f"Dispatch latency, submit to the run's first event, median of {args.latency} "
                           f"(floor: start_run called directly, {floor * 1000:.1f} ms)")
-    for column in ("store", "p50 ms", "p90 ms", "added over floor, p50 ms", "vs floor"):
+    for column in ("store", "p50 ms", "p90 ms", "vs floor", "submit call, p50 ms",
+                   "from its return, over the floor, p50 ms"):
         latency.add_column(column, justify="right")
     for store in ("sqlite", "postgres"):
         if store == "sqlite":
@@ -153,28 +180,13 @@ def main() -> None:
                 found = queue_latency(url, root, model, args.latency)
             finally:
                 drop_pg(args.pg, name)
-        p50, p90 = statistics.median(found), statistics.quantiles(found, n=10)[-1]
-        latency.add_row(store, f"{p50 * 1000:.1f}", f"{p90 * 1000:.1f}", f"{(p50 - floor) * 1000:.1f}",
-                        f"{p50 / floor:.2f}x")
+        p50, p90 = statistics.median(found["total"]), statistics.quantiles(found["total"], n=10)[-1]
+        latency.add_row(store, f"{p50 * 1000:.1f}", f"{p90 * 1000:.1f}", f"{p50 / floor:.2f}x",
+                        f"{statistics.median(found['submit']) * 1000:.1f}",
+                        f"{(statistics.median(found['after']) - floor) * 1000:.1f}")
     Console().print(latency)
-    console.print(f"baseline: {args.tasks} runs one after another in one process, no queue ...")
-    base = baseline(root, model, args.tasks)
-    table = Table(title=f"Queue dispatch, {args.tasks} no-op tasks (baseline {base:.1f} runs/s, no queue)")
-    for column in ("store", "workers", "tasks/s", "vs baseline"):
-        table.add_column(column, justify="right")
-    for store in ("sqlite", "postgres"):
-        for workers in (1, 2, 4):
-            console.print(f"{store}, {workers} worker(s) ...")
-            if store == "sqlite":
-                rate = dispatch(f"sqlite:///{root / f'q{workers}.db'}", root, model, args.tasks, workers)
-            else:
-                url, name = fresh_pg(args.pg)
-                try:
-                    rate = dispatch(url, root, model, args.tasks, workers)
-                finally:
-                    drop_pg(args.pg, name)
-            table.add_row(store, str(workers), f"{rate:.1f}", f"{rate / base:.2f}x")
-    Console().print(table)
+    if args.tasks:
+        throughput(root, model, args.tasks, args.pg)
     shutil.rmtree(root, ignore_errors=True)
 
 
