@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
@@ -101,16 +103,20 @@ def queue_latency(db_url: str, root: Path, model: str, count: int) -> dict[str, 
     return parts
 
 
-def fresh_pg(admin_url: str) -> tuple[str, str]:
-    name = f"tether_bench_{uuid.uuid4().hex[:8]}"
+@contextmanager
+def store_url(store: str, root: Path, name: str, admin_url: str) -> Iterator[str]:
+    """A new, empty store: a SQLite file under root, or a PostgreSQL database dropped afterwards."""
+    if store == "sqlite":
+        yield f"sqlite:///{root / f'{name}.db'}"
+        return
+    database = f"tether_bench_{uuid.uuid4().hex[:8]}"
     with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(text(f"CREATE DATABASE {name}"))
-    return admin_url.rsplit("/", 1)[0] + f"/{name}", name
-
-
-def drop_pg(admin_url: str, name: str) -> None:
-    with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as conn:
-        conn.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+        conn.execute(text(f"CREATE DATABASE {database}"))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + f"/{database}"
+    finally:
+        with create_engine(admin_url, isolation_level="AUTOCOMMIT").connect() as conn:
+            conn.execute(text(f"DROP DATABASE {database} WITH (FORCE)"))
 
 
 def dispatch(db_url: str, root: Path, model: str, tasks: int, workers: int) -> float:
@@ -142,14 +148,8 @@ def throughput(root: Path, model: str, tasks: int, pg: str) -> None:
     for store in ("sqlite", "postgres"):
         for workers in (1, 2, 4):
             console.print(f"{store}, {workers} worker(s) ...")
-            if store == "sqlite":
-                rate = dispatch(f"sqlite:///{root / f'q{workers}.db'}", root, model, tasks, workers)
-            else:
-                url, name = fresh_pg(pg)
-                try:
-                    rate = dispatch(url, root, model, tasks, workers)
-                finally:
-                    drop_pg(pg, name)
+            with store_url(store, root, f"q{workers}", pg) as url:
+                rate = dispatch(url, root, model, tasks, workers)
             table.add_row(store, str(workers), f"{rate:.1f}", f"{rate / base:.2f}x")
     Console().print(table)
 
@@ -172,14 +172,8 @@ def main() -> None:
                    "from its return, over the floor, p50 ms"):
         latency.add_column(column, justify="right")
     for store in ("sqlite", "postgres"):
-        if store == "sqlite":
-            found = queue_latency(f"sqlite:///{root / 'lat.db'}", root, model, args.latency)
-        else:
-            url, name = fresh_pg(args.pg)
-            try:
-                found = queue_latency(url, root, model, args.latency)
-            finally:
-                drop_pg(args.pg, name)
+        with store_url(store, root, "lat", args.pg) as url:
+            found = queue_latency(url, root, model, args.latency)
         p50, p90 = statistics.median(found["total"]), statistics.quantiles(found["total"], n=10)[-1]
         latency.add_row(store, f"{p50 * 1000:.1f}", f"{p90 * 1000:.1f}", f"{p50 / floor:.2f}x",
                         f"{statistics.median(found['submit']) * 1000:.1f}",
