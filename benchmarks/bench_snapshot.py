@@ -1,6 +1,6 @@
 """What a bash step's snapshot costs as the repository grows: the paths the kernel saw change
-(inotify) against a full `git add -A`, each against the command alone in the sandbox (the floor),
-measured in the same run on the same worktree.
+(inotify), written into the last tree in-process, against a full `git add -A`, each against the
+command alone in the sandbox (the floor), measured in the same run on the same worktree.
 
     .venv/bin/python benchmarks/bench_snapshot.py [--files 5000,50000,500000] [--steps 20]
 

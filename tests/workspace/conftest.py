@@ -26,9 +26,16 @@ def small_worktree(tmp_path: Path, files: list[str], extra: dict[str, str] | Non
 
 
 def index_copy(worktree: Worktree) -> Path:
-    """A copy of the worktree's index as it is now (a split index finds its shared part beside it)."""
+    """A copy of the worktree's index as the run's snapshots left it (a split index finds its shared
+    part beside it): where they were written in-process, the index git would have staged them into
+    (the last snapshot's tree, with the stat data of what matches)."""
     copy = worktree.git_dir / "index-before-step"
     shutil.copyfile(worktree.git_dir / "index", copy)
+    memory = worktree._memory
+    if memory.index_behind and memory.tree is not None:
+        tether_git(worktree.path, "read-tree", "--reset", memory.tree,
+                   env={"GIT_DIR": str(worktree.git_dir), "GIT_WORK_TREE": str(worktree.path),
+                        "GIT_INDEX_FILE": str(copy)})
     return copy
 
 

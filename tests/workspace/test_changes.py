@@ -6,6 +6,7 @@ sandbox, each compared with a full snapshot in an index of its own."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import shlex
@@ -15,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import git
 from tests.workspace.conftest import full_snapshot, index_copy, small_worktree
 from tether.policy.schema import SandboxPolicy
 from tether.workspace.changes import Changes
+from tether.workspace.git import GitError
 from tether.workspace.git import git as tether_git
 from tether.workspace.sandbox import Sandbox
-from tether.workspace.worktree import Worktree
+from tether.workspace.worktree import Worktree, create_worktree
 
 FILES = ["a.py", "src/pkg/mod.py", "src/pkg/deep/x.txt", "src/other.py", "docs/readme.md", "run.sh", "build.log"]
 
@@ -85,6 +88,10 @@ def test_random_commands_give_the_tree_a_full_snapshot_gives(worktree: Worktree,
     full_stages: list[int] = []
     stage_all = Worktree._stage_all
     monkeypatch.setattr(Worktree, "_stage_all", lambda self: full_stages.append(1) or stage_all(self))
+    in_process: list[bool] = []
+    write_changes = Worktree._write_changes
+    monkeypatch.setattr(Worktree, "_write_changes",
+                        lambda self, changed: in_process.append(bool(r := write_changes(self, changed))) or r)
     chance = random.Random(seed)
     sandbox = Sandbox(SandboxPolicy(), worktree.path) if seed % 2 else None
     trees = [worktree.snapshot()]
@@ -106,6 +113,7 @@ def test_random_commands_give_the_tree_a_full_snapshot_gives(worktree: Worktree,
         assert trees[-1] == full_snapshot(worktree, before), (step, command)
         assert worktree.ignored_changed_since(since) == ignored_since(worktree, since), (step, command)
     assert len(full_stages) < 40 * 0.8, "most steps should have staged only what changed"
+    assert any(in_process), "some steps should have been written in-process"
 
 
 def test_a_step_that_changes_one_file_stages_only_it(worktree: Worktree, monkeypatch: pytest.MonkeyPatch,
@@ -119,6 +127,161 @@ def test_a_step_that_changes_one_file_stages_only_it(worktree: Worktree, monkeyp
     assert calls == [["src/pkg/mod.py"]]
     assert tree == full_snapshot(worktree)
     assert worktree.snapshot() == tree and calls == [["src/pkg/mod.py"]]  # nothing changed: nothing staged
+
+
+def git_commands(worktree: Worktree, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The git commands the worktree runs from now on (their first word after the config)."""
+    called: list[str] = []
+    real = Worktree._git
+
+    def recorded(self: Worktree, *args: str, **kwargs: object) -> str:
+        called.append(next(arg for arg in args if not arg.startswith("-") and "=" not in arg))
+        return real(self, *args, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(Worktree, "_git", recorded)
+    return called
+
+
+def test_a_step_is_written_in_process_and_git_is_asked_only_what_it_ignores(
+        worktree: Worktree, monkeypatch: pytest.MonkeyPatch):
+    worktree.snapshot()
+    assert worktree._tree_writer is not None  # read once: the repository's settings allow it
+    called = git_commands(worktree, monkeypatch)
+    before = index_copy(worktree)
+    since = time.time_ns() - 10_000_000
+    (worktree.path / "src" / "pkg" / "mod.py").write_text("changed\n")
+    (worktree.path / "src" / "fresh" / "deep").mkdir(parents=True)
+    (worktree.path / "src" / "fresh" / "deep" / "new.py").write_text("new\n")
+    (worktree.path / "trace.log").write_text("ignored\n")
+    (worktree.path / "docs" / "readme.md").unlink()  # its folder is empty now: gone from the tree
+    (worktree.path / "a.py").chmod(0o755)
+    (worktree.path / "link").symlink_to("src/other.py")
+    tree = worktree.snapshot()
+    assert called == ["check-ignore"], called
+    assert tree == full_snapshot(worktree, before)
+    assert worktree.ignored_changed_since(since) == ignored_since(worktree, since) == ["trace.log"]
+    (worktree.path / "src" / "pkg" / "mod.py").write_text("again\n")
+    assert worktree.snapshot() == full_snapshot(worktree, index_copy(worktree))
+    assert called == ["check-ignore"], "a tracked file needs no word from git"
+
+
+def test_trees_forgotten_to_bound_memory_are_read_again(worktree: Worktree, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr("tether.workspace.objects.KEPT_TREES", 2)
+    worktree.snapshot()
+    for step, path in enumerate(["src/pkg/deep/x.txt", "docs/readme.md", "src/pkg/new.py", "a.py"] * 2):
+        (worktree.path / path).write_text(f"step {step}\n")
+        before = index_copy(worktree)
+        assert worktree.snapshot() == full_snapshot(worktree, before), (step, path)
+        writer = worktree._tree_writer
+        assert writer is not None and len(writer.trees) <= 2 and set(writer.names) <= set(writer.trees)
+
+
+def test_a_file_written_in_process_stays_tracked_when_a_new_rule_covers_it(
+        worktree: Worktree, monkeypatch: pytest.MonkeyPatch):
+    """The index catches up with in-process snapshots before git stages again: to git, a file
+    already in a snapshot is tracked, and an ignore rule no longer drops it."""
+    worktree.snapshot()
+    (worktree.path / "made.txt").write_text("made\n")
+    worktree.snapshot()
+    assert worktree._memory.index_behind
+    (worktree.path / ".gitignore").write_text("*.log\nbuild/\nmade.txt\n")  # a full snapshot next
+    (worktree.path / "made.txt").write_text("changed\n")
+    tree = worktree.snapshot()
+    assert "made.txt" in git(worktree.repo, "-c", "safe.directory=*", "ls-tree", "--name-only", tree).split()
+    assert tree == full_snapshot(worktree, index_copy(worktree))
+
+
+def test_after_a_restore_the_files_it_tracks_stay_tracked(worktree: Worktree):
+    """A file a tree tracks though a rule ignores it comes back with a restore, and the next step
+    keeps it, as git does: it is tracked again."""
+    worktree.snapshot()
+    (worktree.path / "notes.tmp").write_text("notes\n")
+    worktree.snapshot()
+    (worktree.path / ".gitignore").write_text("*.log\nbuild/\n*.tmp\n")
+    tracking = worktree.snapshot()
+    (worktree.path / "notes.tmp").unlink()
+    worktree.snapshot()
+    worktree.restore(tracking)
+    before = index_copy(worktree)
+    tree = worktree.snapshot()
+    assert tree == tracking == full_snapshot(worktree, before)
+
+
+def test_a_folder_swapped_for_a_symlink_is_not_read_through(worktree: Worktree, tmp_path: Path):
+    """A tracked file's folder replaced by a link to a folder outside: the file is gone (git says so
+    too), and nothing outside enters the tree."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "mod.py").write_text("SECRET from outside\n")
+    worktree.snapshot()
+    before = index_copy(worktree)
+    pkg = worktree.path / "src" / "pkg"
+    subprocess.run(["rm", "-rf", str(pkg)], check=True)
+    pkg.symlink_to(outside)
+    tree = worktree.snapshot()
+    assert tree == full_snapshot(worktree, before)
+    listing = git(worktree.repo, "-c", "safe.directory=*", "ls-tree", "-r", tree)
+    assert "120000" in listing and "src/pkg/mod.py" not in listing
+    secret = hashlib.sha1(b"blob 20\0SECRET from outside\n").hexdigest()
+    assert subprocess.run(["git", "cat-file", "-e", secret], cwd=worktree.repo).returncode != 0, "read through the link"
+
+
+@pytest.mark.parametrize("case", ["attributes", "nested repository", "named pipe", "large file"])
+def test_where_only_git_can_say_git_stages(worktree: Worktree, monkeypatch: pytest.MonkeyPatch, case: str):
+    worktree.snapshot()
+    before = index_copy(worktree)
+    if case == "attributes":
+        (worktree.path / "src" / ".gitattributes").write_text("*.py text eol=crlf\n")
+        worktree.snapshot()  # a rule file changed: in full
+        before = index_copy(worktree)
+        (worktree.path / "src" / "other.py").write_text("a\r\nb\r\n")
+    elif case == "nested repository":
+        subprocess.run("mkdir inner && cd inner && git init -q && echo x > x && git add x && "
+                       "git -c user.email=a@b -c user.name=a commit -qm x", shell=True, cwd=worktree.path, check=True)
+    elif case == "named pipe":
+        os.mkfifo(worktree.path / "pipe")
+        (worktree.path / "a.py").write_text("changed\n")
+    else:
+        monkeypatch.setattr("tether.workspace.worktree.SNAPSHOT_FILE_LIMIT", 4)
+        (worktree.path / "a.py").write_text("more than four bytes\n")
+    written = []
+    write_changes = Worktree._write_changes
+    monkeypatch.setattr(Worktree, "_write_changes",
+                        lambda self, changed: written.append(r := write_changes(self, changed)) or r)
+    try:
+        tree = worktree.snapshot()
+    except GitError:  # git refuses a named pipe, as a full snapshot does
+        assert case == "named pipe"
+        return
+    assert written == [None]
+    assert tree == full_snapshot(worktree, before)
+
+
+@pytest.mark.parametrize("setting", [("core.fileMode", "false"), ("core.symlinks", "false"),
+                                     ("core.ignoreCase", "true"), ("core.autocrlf", "input")])
+def test_settings_that_change_what_git_stores_leave_every_snapshot_to_git(tmp_path: Path, setting: tuple[str, str]):
+    worktree = small_worktree(tmp_path, FILES, {".gitignore": "*.log\n"})
+    git(worktree.repo, "config", *setting)
+    assert worktree._tree_writer is None
+    worktree.snapshot()
+    (worktree.path / "run.sh").chmod(0o644)
+    (worktree.path / "a.py").write_text("x\r\n")
+    assert worktree.snapshot() == full_snapshot(worktree, index_copy(worktree))
+
+
+def test_a_sha256_repository_is_left_to_git(tmp_path: Path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "a.py").write_text("a\n")
+    git(repo, "init", "-q", "--object-format=sha256", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.email=d@e", "-c", "user.name=d", "commit", "-qm", "base")
+    worktree = create_worktree(repo, "run1", git(repo, "rev-parse", "HEAD").strip(), [])
+    assert worktree._tree_writer is None
+    worktree.snapshot()
+    (worktree.path / "a.py").write_text("b\n")
+    (worktree.path / "new.py").write_text("new\n")
+    tree = worktree.snapshot()
+    assert len(tree) == 64 and tree == full_snapshot(worktree, index_copy(worktree))
 
 
 def test_the_watch_says_it_cannot_answer_when_it_cannot(tmp_path: Path):

@@ -5,6 +5,7 @@ through a symlink swapped in after the path was checked."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from pathlib import Path
@@ -38,16 +39,54 @@ def read_regular(path: Path, limit: int) -> tuple[bytes, int]:
     try:
         fd = os.open(path, os.O_RDONLY | _OPEN_FLAGS)
     except OSError as exc:
-        if exc.errno == 40:  # ELOOP: the last component is a symlink
+        if exc.errno == errno.ELOOP:  # the last component is a symlink
             raise NotAFile("it is a symlink") from exc
         raise
     try:
-        info = _require_regular(fd)
-        chunks, remaining = [], limit
-        while remaining > 0 and (chunk := os.read(fd, min(remaining, 1 << 20))):
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks), info.st_size
+        return _read(fd, _require_regular(fd), limit)
+    finally:
+        os.close(fd)
+
+
+def _read(fd: int, info: os.stat_result, limit: int) -> tuple[bytes, int]:
+    chunks, remaining = [], limit
+    while remaining > 0 and (chunk := os.read(fd, min(remaining, 1 << 20))):
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks), info.st_size
+
+
+def look_beneath(root: Path, relative: str, limit: int) -> tuple[os.stat_result, bytes] | None:
+    """What is at `relative` under `root`, without following a symlink anywhere on the way: (its
+    lstat, and a regular file's first `limit` bytes or a symlink's target, else nothing), or None
+    when nothing is there or something on the way is not a folder (a path beyond a symlink is gone,
+    to git as to Tether)."""
+    *folders, name = relative.split("/")
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for folder in folders:
+            try:
+                inner = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | _OPEN_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+                    return None
+                raise
+            os.close(fd)
+            fd = inner
+        try:
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+        if stat.S_ISLNK(info.st_mode):
+            return info, os.readlink(os.fsencode(name), dir_fd=fd)
+        if not stat.S_ISREG(info.st_mode):
+            return info, b""
+        file = os.open(name, os.O_RDONLY | _OPEN_FLAGS, dir_fd=fd)
+        try:
+            opened = _require_regular(file)  # what was opened decides, not what the lstat saw
+            return opened, _read(file, opened, limit)[0]
+        finally:
+            os.close(file)
     finally:
         os.close(fd)
 

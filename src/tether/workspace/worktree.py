@@ -17,10 +17,10 @@ from pathlib import Path
 from tether.paths import tether_dir
 from tether.workspace.agent_git import remove_agent_git
 from tether.workspace.changes import Changes
-from tether.workspace.files import read_regular
+from tether.workspace.files import look_beneath, read_regular
 from tether.workspace.git import GitError, common_dir, git
 from tether.workspace.identity import hand_over
-from tether.workspace.objects import TreeWriter, attributes_on_way
+from tether.workspace.objects import GITLINK, TREE, Entry, TreeWriter, Unsure, attributes_on_way
 
 # Caches and build output that tools leave behind: never part of a snapshot, a cap or a commit.
 DEFAULT_IGNORES = [
@@ -77,6 +77,8 @@ def registered_git_dir(repo: Path, path: Path) -> Path:
 class SnapshotMemory:
     """What a worktree's snapshots carry from one to the next."""
     ignored: set[str] | None = None  # the changed paths git ignored, when the last snapshot staged by path
+    tree: str | None = None  # the last snapshot's tree
+    index_behind: bool = False  # the last snapshots were written in-process: the index has not seen them
 
 
 class WorkspaceTampered(Exception):
@@ -162,17 +164,18 @@ class Worktree:
                                 "it was put back")
 
     def snapshot(self) -> str:
-        """Stage everything (in the worktree's own index) and return the tree id: the paths the
-        kernel saw change since the last snapshot, or, when it cannot say, all of them."""
+        """Everything in the worktree as a tree, and its id: the last snapshot's tree with the paths
+        the kernel saw change since, or, when it cannot say, `git add -A` of them all."""
         self.check_pointer()
         changed = self._changes.take() if self._changes is not None else None
-        self._memory.ignored = None
+        memory = self._memory
+        memory.ignored, tree = None, None
         if changed is not None:
             try:
-                self._memory.ignored = self._stage(changed) if changed else set()
+                tree, memory.ignored = self._stage(changed) if changed else (memory.tree, set())
             except (GitError, UnicodeError):  # git's word on these paths (or a name that is not UTF-8): in full
                 changed = None
-        if changed is None:
+        if tree is None:
             try:
                 self._stage_all()
                 self._resplit()
@@ -180,7 +183,9 @@ class Worktree:
                 if self._changes is not None:
                     self._changes.distrust()
                 raise
-        return self._git("write-tree").strip()
+            tree = self._git("write-tree").strip()
+        memory.tree = tree
+        return tree
 
     def _resplit(self) -> None:
         """After git rewrote every entry, start the shared index again, so that each watched step
@@ -196,16 +201,26 @@ class Worktree:
     def _memory(self) -> SnapshotMemory:
         return SnapshotMemory()
 
-    def _stage(self, changed: set[str]) -> set[str]:
+    def _stage(self, changed: set[str]) -> tuple[str, set[str]]:
+        """The tree with these paths as they are now, and those of them git ignores: written
+        in-process where Tether knows what git would store, else staged by git."""
+        written = self._write_changes(changed)
+        if written is not None:
+            return written
+        self._sync_index()
+        return self._add(changed)
+
+    def _add(self, changed: set[str]) -> tuple[str, set[str]]:
         """`git add -A` for these paths alone: a path in a repository the agent made inside the
         worktree stands for that repository; a path gone from the disk leaves the index. Returns
-        the changed paths git ignores (it names them as it leaves them out)."""
+        the tree and the changed paths git ignores (it names them as it leaves them out)."""
         present, gone, standing_for = set(), set(), self._standing_for(changed)
         for staged in standing_for:
             (present if os.path.lexists(self.path / staged) else gone).add(staged)
         if gone:
             self._git("rm", "--cached", "-f", "-q", "--ignore-unmatch", "--pathspec-from-file=-", "--pathspec-file-nul",
                       stdin=_pathspecs(gone), literal=True)
+        ignored: set[str] = set()
         if present:
             try:
                 self._git("-c", "advice.addIgnoredFile=false", "add", "-A", "--ignore-errors", "--pathspec-from-file=-",
@@ -215,9 +230,78 @@ class Worktree:
                 if not said[0].endswith(IGNORED_NAMED) or any("fatal:" in line or "error:" in line for line in said):
                     raise
                 named = tuple(line for line in said[1:] if line)  # a path, or the ignored folder it is in
-                return {path for staged, paths in standing_for.items() if staged in named
-                        or staged.startswith(tuple(f"{folder}/" for folder in named)) for path in paths}
-        return set()
+                ignored = {path for staged, paths in standing_for.items() if staged in named
+                           or staged.startswith(tuple(f"{folder}/" for folder in named)) for path in paths}
+        return self._git("write-tree").strip(), ignored
+
+    def _write_changes(self, changed: set[str]) -> tuple[str, set[str]] | None:
+        """What `_add` would stage, written in-process: the last snapshot's tree with each changed
+        path as it is on the disk (git decides only which new paths it ignores). None where only git
+        can say: a repository inside the worktree, attributes, a submodule, something other than a
+        file, link or folder, a file too large to hold."""
+        writer, base = self._tree_writer, self._memory.tree
+        if writer is None or base is None:
+            return None
+        standing_for = self._standing_for(changed)
+        if any(paths != [staged] for staged, paths in standing_for.items()):
+            return None
+        try:
+            files: set[str] = set()  # the changed paths that are a file or a link now
+            untracked: list[str] = []
+            for path in standing_for:
+                if attributes_on_way(self.path, path):
+                    return None
+                found = look_beneath(self.path, path, 0)
+                if found is None:
+                    continue
+                mode = found[0].st_mode
+                if stat.S_ISDIR(mode):
+                    if os.path.lexists(self.path / path / ".git"):
+                        return None
+                    continue
+                if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+                    return None
+                files.add(path)
+                tracked = writer.entry(base, path)
+                if tracked is not None and tracked.mode == GITLINK:
+                    return None
+                if tracked is None or tracked.mode == TREE:
+                    untracked.append(path)
+            ignored = self._ignored_untracked(untracked)
+            tree = writer.with_entries(base, {path: self._entry(writer, path) if path in files - ignored else None
+                                              for path in standing_for})
+        except (OSError, Unsure):
+            return None
+        self._memory.index_behind = True
+        return tree, ignored
+
+    def _entry(self, writer: TreeWriter, path: str) -> Entry | None:
+        """The entry git would stage for a file or a link (None: gone since); Unsure when it cannot
+        be held in memory."""
+        found = look_beneath(self.path, path, SNAPSHOT_FILE_LIMIT)
+        if found is None or stat.S_ISDIR(found[0].st_mode):
+            return None
+        info, data = found
+        if stat.S_ISLNK(info.st_mode):
+            return writer.link_entry(data)
+        if not stat.S_ISREG(info.st_mode) or len(data) != info.st_size:
+            raise Unsure(f"{path} is not a regular file of at most {SNAPSHOT_FILE_LIMIT} bytes")
+        return writer.file_entry(data, bool(info.st_mode & stat.S_IXUSR))
+
+    def _ignored_untracked(self, paths: list[str]) -> set[str]:
+        """Those of these untracked paths git ignores (by the rules alone: the index may be behind)."""
+        if not paths:
+            return set()
+        said = self._git("check-ignore", "--no-index", "-z", "--stdin", stdin=_pathspecs(paths) + "\0",
+                         succeeds=(0, 1))  # 1: none
+        return set(filter(None, said.split("\0")))
+
+    def _sync_index(self) -> None:
+        """Bring the index up to the last snapshot where in-process snapshots left it behind,
+        keeping the stat data of entries that match (git reads again only what changed)."""
+        if self._memory.index_behind and self._memory.tree is not None:
+            self._git("read-tree", "--reset", self._memory.tree)
+        self._memory.index_behind = False
 
     def _standing_for(self, changed: set[str]) -> dict[str, list[str]]:
         """The path git stages for each changed path, with the changed paths it stands for."""
@@ -259,21 +343,29 @@ class Worktree:
 
     @cached_property
     def _tree_writer(self) -> TreeWriter | None:
-        """None where git may store other bytes than a file's (line-ending conversion, attributes
-        for the whole repository): every snapshot is then a full one."""
+        """None where git may store other bytes or modes than the disk's (line-ending conversion,
+        attributes for the whole repository, modes or links not trusted, another hash): every
+        snapshot is then git's own."""
         common = common_dir(self.repo)
-        if (common / "info" / "attributes").exists():
+        home = Path(os.environ.get("HOME") or "/")
+        xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+        if (common / "info" / "attributes").exists() or (xdg / "git" / "attributes").exists():
             return None
-        try:
-            if self._git("config", "--get", "core.autocrlf").strip().lower() not in ("", "false"):
-                return None
-        except GitError:
-            pass  # not set
+        settings = dict(f"{item}\n".split("\n", 1) for item in self._git("config", "--list", "-z").split("\0") if item)
+        value = {key.lower(): given.strip().lower() for key, given in settings.items()}.get
+        if (value("core.autocrlf", "false") not in ("false", "no", "off", "0")
+                or value("core.filemode", "true") in ("false", "no", "off", "0")
+                or value("core.symlinks", "true") in ("false", "no", "off", "0")
+                or value("core.ignorecase", "false") not in ("false", "no", "off", "0")
+                or value("core.precomposeunicode", "false") not in ("false", "no", "off", "0")
+                or value("extensions.objectformat", "sha1") != "sha1" or value("core.attributesfile")):
+            return None
         return TreeWriter(self.repo, common / "objects")
 
     def _stage_all(self) -> None:
         """`git add -A`, except that a repository the agent made inside the worktree with no commit
         yet is left out (git cannot stage it) instead of failing every later snapshot."""
+        self._sync_index()
         try:
             self._git("add", "-A", "--ignore-errors")
         except GitError as exc:
@@ -287,6 +379,7 @@ class Worktree:
             self.check_pointer()
         self._stage_all()  # so that files created since are known, and removed
         self._git("read-tree", "--reset", "-u", tree)
+        self._memory.tree, self._memory.index_behind = tree, False  # what is tracked now
         self._resplit()
         hand_over(self.path)
 
@@ -326,6 +419,7 @@ class Worktree:
         asked = self._standing_for(paths)
         if not asked:
             return ""
+        self._sync_index()
         said = self._git("check-ignore", "-z", "--stdin", stdin=_pathspecs(asked) + "\0", succeeds=(0, 1))  # 1: none
         return "\0".join(path for ignored in said.split("\0") if ignored for path in asked.get(ignored, []))
 
@@ -373,6 +467,7 @@ class Worktree:
         git(self.repo, "update-ref", f"refs/heads/{self.branch}", commit, parent)
         # The worktree's HEAD is the branch; keep its index in step so it reads as clean.
         self._git("read-tree", tree)
+        self._memory.tree, self._memory.index_behind = tree, False
         if self._changes is not None:  # the index may now differ from files no one changed
             self._changes.distrust()
         return commit
