@@ -370,6 +370,41 @@ def test_tethers_own_git_runs_no_driver_the_agent_names(ledger: Ledger, repo: Pa
     assert ran == [], ran
 
 
+def nested_repository(marker: Path) -> str:
+    """Shell that makes a repository inside the worktree whose own config names a filter, and then
+    leaves a file in it that only a content check can tell from its index (same size, new time)."""
+    return (f"mkdir inner && cd inner && git init -q && echo one > x.txt && echo '* filter=evil' > .gitattributes "
+            f"&& git add -A && git -c user.email=a@b -c user.name=a commit -qm x "
+            f"&& printf '[filter \"evil\"]\\n\\tclean = touch {marker}.nested; cat\\n' >> .git/config")
+
+
+def test_control_git_add_runs_the_filter_a_repository_inside_the_worktree_names(tmp_path: Path):
+    marker = tmp_path / "ran"
+    outer = tmp_path / "outer"
+    outer.mkdir()
+    git(outer, "init", "-q")
+    subprocess.run(["bash", "-c", nested_repository(marker)], cwd=outer, check=True)
+    git(outer, "add", "-A")
+    time.sleep(1.1)
+    os.utime(outer / "inner" / "x.txt")
+    git(outer, "add", "-A")  # git runs `git status` inside inner: its index says x.txt may have changed
+    assert Path(f"{marker}.nested").exists()
+
+
+@pytest.mark.parametrize("snapshots", ["watched", "full"])
+def test_tethers_own_git_starts_no_git_in_a_repository_the_agent_made(
+        ledger: Ledger, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snapshots: str):
+    monkeypatch.setenv("TETHER_FULL_SNAPSHOTS", "1" if snapshots == "full" else "0")
+    marker = tmp_path / "ran"
+    turns = [bash(nested_repository(marker)), bash("sleep 1.1 && touch inner/x.txt"),
+             bash("sleep 1.1 && touch inner/x.txt && echo more >> fizz.py"), SUBMIT]
+    summary = run_scripted(ledger, repo, tmp_path, turns)
+    assert not Path(f"{marker}.nested").exists()
+    assert summary["status"] in ("succeeded", "failed"), summary
+    listing = git(repo, "ls-tree", summary["branch"])
+    assert "160000 commit" in listing and "\tinner\n" in listing  # the repository is recorded as its commit
+
+
 # 6: an approver is who they are ------------------------------------------------------------------
 
 APPROVED_BY = '[ownership.protected]\n"LICENSE" = ["alice"]\n[approvals]\nadmins = ["{admin}"]\n'

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 import threading
 from pathlib import Path
 
@@ -42,6 +46,21 @@ _GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_PAGER": "cat",
 }
+
+
+@functools.cache
+def no_other_git() -> dict[str, str]:
+    """Environment under which git starts no other git: its exec path holds a `git` that does nothing.
+    `git add` runs `git status` inside every repository it finds in a worktree, to see whether it is
+    dirty; that repository's config and attributes are the agent's, and can name a filter no setting
+    of Tether's switches off (its name is unknown). Tether's snapshots need only the repository's
+    HEAD, which git reads itself."""
+    folder = Path(tempfile.mkdtemp(prefix="tether-git-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    stub = folder / "git"
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o500)
+    return {"GIT_EXEC_PATH": str(folder)}
 
 
 def _inherited() -> dict[str, str]:

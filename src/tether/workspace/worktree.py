@@ -18,7 +18,7 @@ from tether.paths import tether_dir
 from tether.workspace.agent_git import remove_agent_git
 from tether.workspace.changes import Changes
 from tether.workspace.files import look_beneath, read_regular
-from tether.workspace.git import GitError, common_dir, git
+from tether.workspace.git import GitError, common_dir, git, no_other_git
 from tether.workspace.identity import hand_over
 from tether.workspace.objects import GITLINK, TREE, Entry, TreeWriter, Unsure, attributes_on_way
 
@@ -134,8 +134,9 @@ class Worktree:
     def _git(self, *args: str, stdin: str | None = None, literal: bool = False,
              succeeds: tuple[int, ...] = (0,)) -> str:
         """git on the worktree's own index (`literal`: pathspecs are paths, no magic)."""
-        # GIT_DIR and GIT_WORK_TREE: git must not discover anything from files the agent wrote.
-        env = {"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path)}
+        # GIT_DIR and GIT_WORK_TREE: git must not discover anything from files the agent wrote; and
+        # it must not start another git in a repository the agent made inside the worktree.
+        env = {"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path), **no_other_git()}
         return git(self.path, *self._config, *args, input_text=stdin, succeeds=succeeds,
                    env={**env, "GIT_LITERAL_PATHSPECS": "1"} if literal else env)
 
