@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 from tests.conftest import git
-from tether.workspace.git import head_commit
+from tether.workspace.git import head_commit, no_other_git
 from tether.workspace.worktree import create_worktree
 
 
@@ -38,3 +40,12 @@ def test_snapshot_restore_diff_commit(repo: Path):
     wt.remove()
     assert not wt.path.exists()
     assert git(repo, "rev-parse", "tether/run1").strip() == commit  # the branch outlives the worktree
+
+
+def test_the_git_that_does_nothing_is_made_again_when_a_cleaner_took_it():
+    folder = Path(no_other_git()["GIT_EXEC_PATH"])
+    shutil.rmtree(folder)
+    again = Path(no_other_git()["GIT_EXEC_PATH"])
+    assert again != folder and (again / "git").is_file()
+    ran = subprocess.run([str(again / "git"), "status", "--porcelain=2"], capture_output=True, text=True)
+    assert (ran.returncode, ran.stdout) == (0, "")

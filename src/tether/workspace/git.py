@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import functools
 import os
 import re
 import shutil
@@ -48,19 +47,25 @@ _GIT_ENV = {
 }
 
 
-@functools.cache
+_stub_lock = threading.Lock()
+_stub_folder: list[Path] = []
+
+
 def no_other_git() -> dict[str, str]:
     """Environment under which git starts no other git: its exec path holds a `git` that does nothing.
     `git add` runs `git status` inside every repository it finds in a worktree, to see whether it is
     dirty; that repository's config and attributes are the agent's, and can name a filter no setting
     of Tether's switches off (its name is unknown). Tether's snapshots need only the repository's
     HEAD, which git reads itself."""
-    folder = Path(tempfile.mkdtemp(prefix="tether-git-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    stub = folder / "git"
-    stub.write_text("#!/bin/sh\nexit 0\n")
-    stub.chmod(0o500)
-    return {"GIT_EXEC_PATH": str(folder)}
+    with _stub_lock:
+        if not _stub_folder or not (_stub_folder[0] / "git").is_file():  # made again if a cleaner took it
+            folder = Path(tempfile.mkdtemp(prefix="tether-git-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            stub = folder / "git"
+            stub.write_text("#!/bin/sh\nexit 0\n")
+            stub.chmod(0o500)
+            _stub_folder[:] = [folder]
+        return {"GIT_EXEC_PATH": str(_stub_folder[0])}
 
 
 def _inherited() -> dict[str, str]:
