@@ -7,7 +7,6 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from dbos import DBOS, DBOSConfig
@@ -16,6 +15,7 @@ from dbos._dbos import _get_dbos_instance
 from dbos._queue import queue_worker_thread
 
 from tether.ledger import Ledger
+from tether.queue.places import system_db_url
 from tether.queue.wake import Listener
 
 QUEUE = "tether"
@@ -30,14 +30,6 @@ WAIT_POLL_MAX_S = 30.0
 RESCAN_S = 5.0
 RETRY_S = 0.02  # the first look again when a look left claimable work behind
 CLAIM_HOLD_S = 30.0
-
-
-def system_db_url(ledger_url: str) -> str:
-    """DBOS's tables: beside the event log for SQLite, in the same database (schema dbos) for PostgreSQL."""
-    if ledger_url.startswith("sqlite:///"):
-        path = Path(ledger_url.removeprefix("sqlite:///"))
-        return f"sqlite:///{path.with_name('queue.db')}"
-    return ledger_url.replace("postgresql+psycopg://", "postgresql://", 1)
 
 
 def default_executor_id() -> str:

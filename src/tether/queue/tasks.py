@@ -20,6 +20,7 @@ from tether.ledger.fleet import Fleet
 from tether.people import os_user
 from tether.policy import find_policy
 from tether.queue import engine, wake
+from tether.queue.places import system_db_url
 from tether.workspace.git import repo_root
 from tether.workspace.mirror import check_url
 
@@ -59,7 +60,7 @@ class Tasks:
     def __init__(self, ledger: Ledger):
         self.ledger = ledger
         engine.migrate(ledger.url)  # the client never creates DBOS's tables itself
-        self.client = DBOSClient(system_database_url=engine.system_db_url(ledger.url))
+        self.client = DBOSClient(system_database_url=system_db_url(ledger.url))
 
     def close(self) -> None:
         self.client.destroy()

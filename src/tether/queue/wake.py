@@ -20,25 +20,16 @@ import psycopg
 from sqlalchemy import text
 
 from tether.ledger import Ledger
+from tether.queue.places import postgres_url, wake_folder
 
 CHANNEL = "tether_queue"
 STALE_FIFO_S = 60.0  # a FIFO nobody has read for this long belongs to a worker that died
 RECONNECT_S = 1.0
 
 
-def _sqlite_folder(ledger_url: str) -> Path | None:
-    if not ledger_url.startswith("sqlite:///"):
-        return None
-    return Path(ledger_url.removeprefix("sqlite:///")).with_name("queue.wake")
-
-
-def _postgres_url(ledger_url: str) -> str:
-    return ledger_url.replace("postgresql+psycopg://", "postgresql://", 1)
-
-
 def notify(ledger: Ledger) -> None:
     """Tell every worker of this store to look at the queue now. Call after the enqueue committed."""
-    folder = _sqlite_folder(ledger.url)
+    folder = wake_folder(ledger.url)
     if folder is None:
         with ledger.engine.begin() as conn:
             conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
@@ -75,7 +66,7 @@ class Listener:
         self._wake = wake
         self._stop_read, self._stop_write = os.pipe()
         self._closed = threading.Event()
-        folder = _sqlite_folder(ledger_url)
+        folder = wake_folder(ledger_url)
         if folder is not None:
             folder.mkdir(mode=0o700, exist_ok=True)
             self._fifo: Path | None = folder / f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -85,7 +76,7 @@ class Listener:
             target: Callable[[], None] = self._read_fifo
         else:
             self._fifo = None
-            self._url = _postgres_url(ledger_url)
+            self._url = postgres_url(ledger_url)
             target = self._listen_postgres
         self._thread = threading.Thread(target=target, name="tether-queue-wake", daemon=True)
         self._thread.start()
