@@ -97,6 +97,12 @@ def _plain_env(git_dir: str | None) -> dict[str, str]:
     return {**_inherited(), **_GIT_ENV, **({"GIT_DIR": git_dir} if git_dir else {})}
 
 
+def user_git_folder() -> Path:
+    """The user's own git folder (its `config`, `attributes`, `ignore`): $XDG_CONFIG_HOME/git."""
+    home = Path(os.environ.get("HOME") or "/")
+    return Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "git"
+
+
 def _config_signature(cwd: Path, git_dir: str | None) -> tuple[str, tuple[tuple[str, float], ...]]:
     """What the driver settings of `cwd` depend on: the repository's git dir and when each config
     file that can define them last changed."""
@@ -107,8 +113,7 @@ def _config_signature(cwd: Path, git_dir: str | None) -> tuple[str, tuple[tuple[
         _config_dirs[key] = found.stdout.strip() if found.returncode == 0 else ""
     common = _config_dirs[key]
     home = Path(os.environ.get("HOME") or "/")
-    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-    files = ["/etc/gitconfig", str(home / ".gitconfig"), str(xdg / "git" / "config")]
+    files = ["/etc/gitconfig", str(home / ".gitconfig"), str(user_git_folder() / "config")]
     if common:
         files.append(os.path.join(common, "config"))
     stamps = []

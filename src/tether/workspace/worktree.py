@@ -18,7 +18,7 @@ from tether.paths import tether_dir
 from tether.workspace.agent_git import remove_agent_git
 from tether.workspace.changes import Changes
 from tether.workspace.files import look_beneath, read_regular
-from tether.workspace.git import GitError, common_dir, git, no_other_git
+from tether.workspace.git import GitError, common_dir, git, no_other_git, user_git_folder
 from tether.workspace.identity import hand_over
 from tether.workspace.objects import GITLINK, TREE, Entry, TreeWriter, Unsure, attributes_on_way
 
@@ -43,6 +43,7 @@ def worktree_lock(repo: Path) -> Iterator[None]:
 
 
 SNAPSHOT_FILE_LIMIT = 8 << 20  # larger written files take the full snapshot
+_GIT_FALSE = ("false", "no", "off", "0")  # how git spells a boolean that is off
 IGNORED_NAMED = "The following paths are ignored by one of your .gitignore files:"
 _EMPTY_REPOSITORY = re.compile(r"error: '.*' does not have a commit checked out")
 
@@ -348,17 +349,16 @@ class Worktree:
         attributes for the whole repository, modes or links not trusted, another hash): every
         snapshot is then git's own."""
         common = common_dir(self.repo)
-        home = Path(os.environ.get("HOME") or "/")
-        xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-        if (common / "info" / "attributes").exists() or (xdg / "git" / "attributes").exists():
+        if (common / "info" / "attributes").exists() or (user_git_folder() / "attributes").exists():
             return None
         settings = dict(f"{item}\n".split("\n", 1) for item in self._git("config", "--list", "-z").split("\0") if item)
         value = {key.lower(): given.strip().lower() for key, given in settings.items()}.get
-        if (value("core.autocrlf", "false") not in ("false", "no", "off", "0")
-                or value("core.filemode", "true") in ("false", "no", "off", "0")
-                or value("core.symlinks", "true") in ("false", "no", "off", "0")
-                or value("core.ignorecase", "false") not in ("false", "no", "off", "0")
-                or value("core.precomposeunicode", "false") not in ("false", "no", "off", "0")
+
+        def enabled(key: str, default: str) -> bool:
+            return value(key, default) not in _GIT_FALSE
+        if (enabled("core.autocrlf", "false") or enabled("core.ignorecase", "false")
+                or enabled("core.precomposeunicode", "false") or not enabled("core.filemode", "true")
+                or not enabled("core.symlinks", "true")
                 or value("extensions.objectformat", "sha1") != "sha1" or value("core.attributesfile")):
             return None
         return TreeWriter(self.repo, common / "objects")
