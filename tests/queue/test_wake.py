@@ -161,3 +161,15 @@ def test_one_at_a_time_holds_however_many_wakes_arrive(db_url: str, repo: Path, 
     for (_, ended), (started, _) in itertools.pairwise(spans):
         assert started >= ended, spans  # never two runs at once on a worker of concurrency 1
     ledger.close()
+
+
+def test_the_queue_file_is_journaled_ahead_and_every_commit_is_synced(sqlite_url: str):
+    ledger = Ledger(sqlite_url)
+    queue = Tasks(ledger)
+    try:
+        with queue.client._sys_db.engine.connect() as conn:  # the connections DBOS itself commits with
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL: a commit survives power loss
+    finally:
+        queue.close()
+        ledger.close()

@@ -3,7 +3,9 @@ worker that runs it. A task is one DBOS workflow whose id is the task id; its ru
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +39,29 @@ def default_executor_id() -> str:
 
 
 def migrate(ledger_url: str) -> None:
-    DBOS.migrate(system_db_url(ledger_url))
+    """DBOS's tables; in a SQLite file, journaled ahead (WAL, which the file keeps): a commit is then one
+    fsync of the log instead of three or four of a rollback journal, and readers never wait for a
+    writer. SQLite's default `synchronous=FULL` stays, so a committed claim or step survives power loss."""
+    url = system_db_url(ledger_url)
+    DBOS.migrate(url)
+    if url.startswith("sqlite:///"):
+        _journal_ahead(url.removeprefix("sqlite:///"))
+
+
+def _journal_ahead(path: str, patience_s: float = 30.0) -> None:
+    """Switch the file to WAL once. The switch needs the file to itself, so processes that open a new
+    store together (workers, submitters) take turns; from then on each only reads that it is done."""
+    deadline = time.monotonic() + patience_s
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        while True:
+            try:
+                if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                    return
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError:  # another process holds the file: it may be switching it
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
 
 _ledger: Ledger | None = None  # the worker's store, set by launch()
@@ -165,6 +189,7 @@ def launch(ledger: Ledger, executor_id: str, concurrency: int, report: Callable[
     as soon as they are queued (see wake.py) or a running one ends."""
     global _ledger, _report, _listener
     _ledger, _report = ledger, report
+    migrate(ledger.url)
     config: DBOSConfig = {
         "name": "tether",
         "system_database_url": system_db_url(ledger.url),
