@@ -7,6 +7,7 @@ command alone in the sandbox (the floor), measured in the same run on the same w
 Per step: the command (it changes two files and creates one, in the sandbox), then the snapshot
 (`Worktree.snapshot`: stage, write the tree) and the ignored files the step changed (what the
 guard looks for under a protected path). Target: under 10 ms at 50,000 files, O(changed files).
+A rolled-back step (a denied one) is measured too: the restore and the next step's snapshot.
 Also: `git worktree add` for the same repository (a run's start), for scale."""
 
 from __future__ import annotations
@@ -64,13 +65,35 @@ def step_times(worktree: Worktree, steps: int, full: bool) -> tuple[list[float],
     return commands, snapshots
 
 
+def rollback_times(worktree: Worktree, steps: int) -> list[float]:
+    """A step rolled back (as a denied step is): the restore to the tree before it, and the next
+    step's snapshot, which must not pay for the rollback with a walk of the repository."""
+    os.environ["TETHER_FULL_SNAPSHOTS"] = "0"
+    worktree.__dict__.pop("_changes", None)
+    sandbox = Sandbox(SandboxPolicy(), worktree.path)
+    before = worktree.snapshot()
+    costs = []
+    for step in range(steps):
+        sandbox.run(f"echo {step} >> pkg0/mod3/f150.py && echo {step} > pkg1/mod7/gone{step}.py", 30)
+        worktree.snapshot()
+        started = time.perf_counter()
+        worktree.restore(before)
+        sandbox_step = time.perf_counter()
+        sandbox.run(f"echo {step} >> pkg2/mod1/f2050.py", 30)
+        paused = time.perf_counter() - sandbox_step
+        before = worktree.snapshot()
+        costs.append(time.perf_counter() - started - paused)
+    return costs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--files", default="5000,50000")
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     table = Table("files", "command alone (floor)", "full snapshot", "watched snapshot", "watched vs full",
-                  "git worktree add", title=f"a bash step's snapshot, median of {args.steps} steps")
+                  "rollback + next snapshot", "git worktree add",
+                  title=f"a bash step's snapshot, median of {args.steps} steps")
     with tempfile.TemporaryDirectory() as tmp:
         for files in [int(n) for n in args.files.split(",") if n]:
             console.print(f"making a repository of {files:,} files", style="dim")
@@ -82,10 +105,12 @@ def main() -> None:
             floor, full = (statistics.median(t) for t in step_times(worktree, args.steps, full=True))
             floor_watched, watched = (statistics.median(t) for t in step_times(worktree, args.steps, full=False))
             floor = min(floor, floor_watched)
+            rollback = statistics.median(rollback_times(worktree, args.steps))
             table.add_row(f"{files:,}", f"{floor * 1e3:.1f} ms",
                           f"{full * 1e3:.1f} ms ({full / floor:.2f}x the command)",
                           f"{watched * 1e3:.1f} ms ({watched / floor:.2f}x the command)",
-                          f"{full / watched:.1f}x faster", f"{start:.2f} s")
+                          f"{full / watched:.1f}x faster",
+                          f"{rollback * 1e3:.1f} ms ({rollback / floor:.2f}x the command)", f"{start:.2f} s")
     console.print(table)
 
 

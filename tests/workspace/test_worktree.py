@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import git
+from tether.policy.schema import SandboxPolicy
 from tether.workspace.git import head_commit, no_other_git
+from tether.workspace.identity import drops_root, sandbox_uid
+from tether.workspace.sandbox import Sandbox
 from tether.workspace.worktree import create_worktree
 
 
@@ -49,3 +55,27 @@ def test_the_git_that_does_nothing_is_made_again_when_a_cleaner_took_it():
     assert again != folder and (again / "git").is_file()
     ran = subprocess.run([str(again / "git"), "status", "--porcelain=2"], capture_output=True, text=True)
     assert (ran.returncode, ran.stdout) == (0, "")
+
+
+@pytest.mark.skipif(not drops_root(), reason="the sandbox runs as a user of its own only when Tether is root")
+def test_a_restore_hands_what_git_wrote_to_the_sandbox_user_and_walks_nothing_else(repo: Path):
+    wt = create_worktree(repo, "run-owners", head_commit(repo), [])
+    uid, sandbox = sandbox_uid(wt.path), Sandbox(SandboxPolicy(), wt.path)
+    base = wt.snapshot()
+    done = sandbox.run("mkdir -p deep/er && echo x > deep/er/new.py && echo changed > raindrops.py && rm LICENSE", 30)
+    assert done.exit_code == 0, done.output
+    later = wt.snapshot()
+    untouched = wt.path / "INSTRUCTIONS.md"
+    os.lchown(untouched, 4242, 4242)  # what the restore leaves alone keeps its owner: it is not walked
+
+    wt.restore(base)  # git writes raindrops.py and LICENSE again
+    assert {wt.path.joinpath(name).lstat().st_uid for name in ("raindrops.py", "LICENSE")} == {uid}
+    assert untouched.lstat().st_uid == 4242 and not (wt.path / "deep").exists()
+
+    wt.restore(later)  # git makes deep/, deep/er/ and the file in them
+    made = [wt.path / "deep", wt.path / "deep" / "er", wt.path / "deep" / "er" / "new.py"]
+    assert [path.lstat().st_uid for path in made] == [uid] * 3
+    assert wt.path.joinpath("raindrops.py").lstat().st_uid == uid
+    again = sandbox.run("echo y >> deep/er/new.py && echo y >> raindrops.py && touch deep/er/more.py", 30)
+    assert again.exit_code == 0, again.output  # the agent goes on with what the rollback put back
+    wt.remove()

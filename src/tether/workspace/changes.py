@@ -101,6 +101,11 @@ class Changes:
         self._read()
         return None if not self.trusted else self.last | self.changed
 
+    def also(self, paths: set[str]) -> None:
+        """Paths the next `take` names too, whatever the kernel saw: those git was asked to write,
+        where what it left may not be what was asked (a repository inside the worktree stays as it is)."""
+        self.changed.update(paths)
+
     def distrust(self) -> None:
         """The next `take` answers None (a snapshot failed half-way, or rules changed)."""
         self.trusted = False

@@ -10,7 +10,7 @@ import os
 import stat
 from pathlib import Path
 
-from tether.workspace.identity import hand_over_path
+from tether.workspace.identity import hand_over_paths
 
 _OPEN_FLAGS = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -107,4 +107,4 @@ def write_regular(root: Path, path: Path, data: bytes) -> None:
             view = view[os.write(fd, view):]
     finally:
         os.close(fd)
-    hand_over_path(root, path)
+    hand_over_paths(root, [path])

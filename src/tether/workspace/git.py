@@ -155,9 +155,9 @@ def git(cwd: Path, *args: str, input_text: str | None = None, env: dict[str, str
     return result.stdout
 
 
-def git_bytes(cwd: Path, *args: str) -> bytes:
-    """A git command's output as bytes (a blob as it is stored)."""
-    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, env=git_env(None, cwd))
+def git_bytes(cwd: Path, *args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> bytes:
+    """A git command's output as bytes (a blob as it is stored, names that are not UTF-8)."""
+    result = subprocess.run(["git", *args], cwd=cwd, input=stdin, capture_output=True, env=git_env(env, cwd))
     if result.returncode != 0:
         raise GitError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.decode(errors='replace').strip()}")
     return result.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 # Users no account on the machine has: far above the usual ranges (system users, people, the
@@ -49,16 +50,22 @@ def hand_over(root: Path, uid: int | None = None) -> None:
             os.lchown(here / name, uid, uid)
 
 
-def hand_over_path(root: Path, path: Path) -> None:
-    """Hand one file Tether wrote in the worktree `root`, and the folders it created for it, to the
-    user of the sandbox working there."""
+def hand_over_paths(root: Path, paths: Iterable[Path]) -> None:
+    """Hand the files Tether (or its git) wrote in the worktree `root`, and the folders on their way,
+    to the user of the sandbox working there; a path gone since is skipped. The rest of the worktree
+    is not walked: what the sandbox made is its user's already."""
     if not drops_root():
         return
     uid = sandbox_uid(root)
-    current = path
-    while current != root and current.is_relative_to(root):
-        os.lchown(current, uid, uid)
-        current = current.parent
+    done: set[Path] = set()
+    for path in paths:
+        if not os.path.lexists(path):
+            continue
+        current = path
+        while current != root and current.is_relative_to(root) and current not in done:
+            os.lchown(current, uid, uid)
+            done.add(current)
+            current = current.parent
 
 
 def account_files(uid: int, state: Path) -> dict[Path, Path]:

@@ -17,9 +17,10 @@ from pathlib import Path
 from tether.paths import tether_dir
 from tether.workspace.agent_git import remove_agent_git
 from tether.workspace.changes import Changes
+from tether.workspace.checkout import put_back, read_blobs, tree_changes
 from tether.workspace.files import look_beneath, read_regular
-from tether.workspace.git import GitError, common_dir, git, no_other_git, user_git_folder
-from tether.workspace.identity import hand_over
+from tether.workspace.git import GitError, common_dir, git, git_bytes, no_other_git, user_git_folder
+from tether.workspace.identity import hand_over, hand_over_paths
 from tether.workspace.objects import GITLINK, TREE, Entry, TreeWriter, Unsure, attributes_on_way
 
 # Caches and build output that tools leave behind: never part of a snapshot, a cap or a commit.
@@ -135,11 +136,15 @@ class Worktree:
     def _git(self, *args: str, stdin: str | None = None, literal: bool = False,
              succeeds: tuple[int, ...] = (0,)) -> str:
         """git on the worktree's own index (`literal`: pathspecs are paths, no magic)."""
-        # GIT_DIR and GIT_WORK_TREE: git must not discover anything from files the agent wrote; and
-        # it must not start another git in a repository the agent made inside the worktree.
-        env = {"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path), **no_other_git()}
+        env = self._env
         return git(self.path, *self._config, *args, input_text=stdin, succeeds=succeeds,
                    env={**env, "GIT_LITERAL_PATHSPECS": "1"} if literal else env)
+
+    @property
+    def _env(self) -> dict[str, str]:
+        # GIT_DIR and GIT_WORK_TREE: git must not discover anything from files the agent wrote; and
+        # it must not start another git in a repository the agent made inside the worktree.
+        return {"GIT_DIR": str(self.git_dir), "GIT_WORK_TREE": str(self.path), **no_other_git()}
 
     @property
     def _config(self) -> tuple[str, ...]:
@@ -375,14 +380,45 @@ class Worktree:
                 raise
 
     def restore(self, tree: str) -> None:
-        """Make the worktree's files exactly `tree` (files created since are removed)."""
+        """Make the worktree's files exactly `tree` (files created since are removed): the paths
+        that differ written in-process where Tether knows what git would write, else by git."""
         with contextlib.suppress(WorkspaceTampered):  # put back; the caller stops or rolls back
             self.check_pointer()
-        self._stage_all()  # so that files created since are known, and removed
+        current = self.snapshot()  # files created since are known, and removed (what changed, not a walk)
+        if current == tree or self._put_back(current, tree):
+            return
+        self.snapshot()  # what an in-process attempt left, known to git too
+        self._sync_index()
+        # What git is about to write or remove: where the index (the worktree now) and `tree` differ.
+        rewritten = git_bytes(self.path, *self._config, "diff-index", "--cached", "-z", "--name-only", "--no-renames",
+                              tree, env=self._env)
         self._git("read-tree", "--reset", "-u", tree)
         self._memory.tree, self._memory.index_behind = tree, False  # what is tracked now
         self._resplit()
-        hand_over(self.path)
+        names = {os.fsdecode(name) for name in rewritten.split(b"\0") if name}
+        if self._changes is not None:
+            self._changes.also(names)
+        hand_over_paths(self.path, [self.path / name for name in names])
+
+    def _put_back(self, current: str, tree: str) -> bool:
+        """Write where `tree` differs from the worktree (whose snapshot is `current`) in-process, and
+        take a snapshot to check it: True when the worktree is now `tree`. Only with the kernel
+        watching (the check then reads just the paths written) and where git would write the blobs'
+        bytes as they are."""
+        if self._changes is None or self._tree_writer is None:
+            return False
+        changes = tree_changes(self.repo, current, tree)
+        if any(change.path.rsplit("/", 1)[-1] == ".gitattributes" or attributes_on_way(self.path, change.path)
+               for change in changes):
+            return False
+        written: list[Path] = []
+        try:
+            put_back(self.path, changes, read_blobs(self.repo, {c.sha for c in changes if c.sha}), written)
+        except (OSError, Unsure, GitError):
+            return False
+        finally:
+            hand_over_paths(self.path, written)
+        return self.snapshot() == tree
 
     def ignored_changed_since(self, since_ns: int) -> list[str]:
         """Ignored files (caches, build output, gitignored names) created or changed since
