@@ -8,7 +8,8 @@ Per step: the command (it changes two files and creates one, in the sandbox), th
 (`Worktree.snapshot`: stage, write the tree) and the ignored files the step changed (what the
 guard looks for under a protected path). Target: under 10 ms at 50,000 files, O(changed files).
 A rolled-back step (a denied one) is measured too: the restore and the next step's snapshot.
-Also: `git worktree add` for the same repository (a run's start), for scale."""
+Also: a run's start for the same repository (`git worktree add`, its files written by a worker per
+core) against the same checkout writing one file after another."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tether.policy.schema import SandboxPolicy
+from tether.workspace import worktree as worktree_module
 from tether.workspace.sandbox import Sandbox
 from tether.workspace.worktree import Worktree, create_worktree
 
@@ -92,15 +94,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
     table = Table("files", "command alone (floor)", "full snapshot", "watched snapshot", "watched vs full",
-                  "rollback + next snapshot", "git worktree add",
+                  "rollback + next snapshot", "run start (git worktree add)",
                   title=f"a bash step's snapshot, median of {args.steps} steps")
     with tempfile.TemporaryDirectory() as tmp:
         for files in [int(n) for n in args.files.split(",") if n]:
             console.print(f"making a repository of {files:,} files", style="dim")
             repo = make_repo(Path(tmp), files)
+            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                                  check=True).stdout.strip()
+            parallel = worktree_module.PARALLEL_CHECKOUT
+            worktree_module.PARALLEL_CHECKOUT = ("-c", "checkout.workers=1")
             started = time.perf_counter()
-            worktree = create_worktree(repo, f"bench{files}", subprocess.run(
-                ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip(), [])
+            create_worktree(repo, f"sequential{files}", head, []).remove()  # the baseline: one file after another
+            sequential = time.perf_counter() - started
+            worktree_module.PARALLEL_CHECKOUT = parallel
+            started = time.perf_counter()
+            worktree = create_worktree(repo, f"bench{files}", head, [])
             start = time.perf_counter() - started
             floor, full = (statistics.median(t) for t in step_times(worktree, args.steps, full=True))
             floor_watched, watched = (statistics.median(t) for t in step_times(worktree, args.steps, full=False))
@@ -110,7 +119,9 @@ def main() -> None:
                           f"{full * 1e3:.1f} ms ({full / floor:.2f}x the command)",
                           f"{watched * 1e3:.1f} ms ({watched / floor:.2f}x the command)",
                           f"{full / watched:.1f}x faster",
-                          f"{rollback * 1e3:.1f} ms ({rollback / floor:.2f}x the command)", f"{start:.2f} s")
+                          f"{rollback * 1e3:.1f} ms ({rollback / floor:.2f}x the command)",
+                          f"{start:.2f} s ({sequential / start:.1f}x faster than {sequential:.2f} s, one file "
+                          "after another)")
     console.print(table)
 
 

@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import git
 from tether.policy.schema import SandboxPolicy
 from tether.workspace.git import head_commit, no_other_git
-from tether.workspace.identity import drops_root, sandbox_uid
+from tether.workspace.identity import drops_root, hand_over, sandbox_uid
 from tether.workspace.sandbox import Sandbox
 from tether.workspace.worktree import create_worktree
 
@@ -79,3 +79,18 @@ def test_a_restore_hands_what_git_wrote_to_the_sandbox_user_and_walks_nothing_el
     again = sandbox.run("echo y >> deep/er/new.py && echo y >> raindrops.py && touch deep/er/more.py", 30)
     assert again.exit_code == 0, again.output  # the agent goes on with what the rollback put back
     wt.remove()
+
+
+@pytest.mark.skipif(not drops_root(), reason="the sandbox runs as a user of its own only when Tether is root")
+def test_handing_over_changes_no_link_target_and_keeps_the_pointer_tethers(tmp_path: Path):
+    folder, outside = tmp_path / "work", tmp_path / "outside.txt"
+    (folder / "a" / "b").mkdir(parents=True)
+    (folder / "a" / "b" / "f.py").write_text("x\n")
+    (folder / ".git").write_text("gitdir: /somewhere\n")
+    outside.write_text("not the sandbox's\n")
+    (folder / "a" / "link").symlink_to(outside)
+    (folder / "a" / "dirlink").symlink_to(tmp_path)
+    hand_over(folder, 4321)
+    assert {path.lstat().st_uid for path in folder.rglob("*") if path.name != ".git"} == {4321}
+    assert folder.lstat().st_uid == 4321
+    assert (folder / ".git").lstat().st_uid == outside.stat().st_uid == tmp_path.stat().st_uid == os.geteuid()
