@@ -128,3 +128,16 @@ def test_a_wrong_put_back_is_caught_by_its_check_and_git_mends_it(worktree: Work
     worktree.restore(base)
     assert "read-tree" in git_calls
     assert full_snapshot(worktree) == base and not (worktree.path / "made.py").exists()
+
+
+def test_without_a_watch_a_restore_stages_once_and_checks_out_with_git(tmp_path: Path, git_calls: list[str],
+                                                                       monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TETHER_FULL_SNAPSHOTS", "1")
+    worktree = small_worktree(tmp_path, FILES)
+    base = worktree.snapshot()
+    (worktree.path / "a.py").write_text("changed\n")
+    (worktree.path / "made.py").write_text("new\n")
+    git_calls.clear()
+    worktree.restore(base)
+    assert git_calls.count("add") == 1 and "read-tree" in git_calls
+    assert full_snapshot(worktree) == base and not (worktree.path / "made.py").exists()
