@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -38,21 +37,17 @@ def sandbox_uid(folder: Path) -> int:
 def hand_over(root: Path, uid: int | None = None) -> None:
     """Make everything under `root` the sandbox user's (by default the user of a sandbox working in
     `root`), its own `.git` pointer excepted: that file is Tether's. Symlinks are changed themselves,
-    never followed. One `chown -R` (no link followed, a link's own owner changed): at 500,000 files
-    it takes a third of the time a walk in Python does."""
+    never followed."""
     if not drops_root():
         return
     uid = sandbox_uid(root) if uid is None else uid
-    pointer = root / ".git"
-    try:
-        kept = os.lstat(pointer)
-    except FileNotFoundError:
-        kept = None
-    done = subprocess.run(["chown", "-R", "-P", "-h", f"{uid}:{uid}", "--", str(root)], capture_output=True, text=True)
-    if kept is not None:
-        os.lchown(pointer, kept.st_uid, kept.st_gid)
-    if done.returncode != 0:
-        raise OSError(f"could not hand {root} to the sandbox's user: {done.stderr.strip()}")
+    os.lchown(root, uid, uid)
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        for name in [*dirs, *files]:
+            if here == root and name == ".git":
+                continue
+            os.lchown(here / name, uid, uid)
 
 
 def hand_over_paths(root: Path, paths: Iterable[Path]) -> None:
