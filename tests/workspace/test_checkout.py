@@ -15,6 +15,7 @@ from tests.conftest import git
 from tests.workspace.conftest import full_snapshot, small_worktree
 from tether.policy.schema import SandboxPolicy
 from tether.workspace.checkout import Change, put_back, read_blobs
+from tether.workspace.git import GitError, blob_contents
 from tether.workspace.objects import Unsure
 from tether.workspace.sandbox import Sandbox
 from tether.workspace.worktree import Worktree
@@ -141,3 +142,13 @@ def test_without_a_watch_a_restore_stages_once_and_checks_out_with_git(tmp_path:
     worktree.restore(base)
     assert git_calls.count("add") == 1 and "read-tree" in git_calls
     assert full_snapshot(worktree) == base and not (worktree.path / "made.py").exists()
+
+
+def test_blobs_come_in_the_order_asked_and_a_missing_one_is_an_error(worktree: Worktree):
+    shas = [git(worktree.repo, "rev-parse", f"HEAD:{name}").strip() for name in ("run.sh", "a.py", "run.sh")]
+    assert list(blob_contents(worktree.repo, shas)) == [b"# run.sh\n", b"# a.py\n", b"# run.sh\n"]
+    early = blob_contents(worktree.repo, shas * 2000)  # more than a pipe holds
+    assert next(early) == b"# run.sh\n"
+    early.close()  # stops git and the thread feeding it, without reading the rest
+    with pytest.raises(GitError, match="not a blob"):
+        read_blobs(worktree.repo, {shas[0], "0" * 40})

@@ -14,7 +14,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from tether.workspace.git import GitError, git_bytes
+from tether.workspace.files import write_all
+from tether.workspace.git import blob_contents, git_bytes
 from tether.workspace.objects import GITLINK, Unsure
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -44,20 +45,8 @@ def tree_changes(repo: Path, current: str, target: str) -> list[Change]:
 
 def read_blobs(repo: Path, shas: set[str]) -> dict[str, bytes]:
     """The blobs' contents, read by one git process."""
-    if not shas:
-        return {}
     ordered = sorted(shas)
-    out = git_bytes(repo, "cat-file", "--batch", stdin="".join(f"{sha}\n" for sha in ordered).encode())
-    blobs, at = {}, 0
-    for sha in ordered:
-        end = out.index(b"\n", at)
-        header = out[at:end].split(b" ")
-        if len(header) != 3 or header[1] != b"blob":
-            raise GitError(f"{sha} is not a blob in {repo}: {out[at:end]!r}")
-        size = int(header[2])
-        blobs[sha] = out[end + 1:end + 1 + size]
-        at = end + 1 + size + 1
-    return blobs
+    return dict(zip(ordered, blob_contents(repo, ordered), strict=True)) if ordered else {}
 
 
 def put_back(root: Path, changes: list[Change], blobs: dict[str, bytes], written: list[Path]) -> None:
@@ -148,9 +137,7 @@ def _write(root_fd: int, root: Path, change: Change, data: bytes, written: list[
             file = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                            _FILE_MODES[change.mode], dir_fd=fd)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(file, view):]
+                write_all(file, data)
             finally:
                 os.close(file)
         else:

@@ -10,15 +10,13 @@ import os
 import secrets
 import shutil
 import stat
-import subprocess
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tether.paths import tether_dir
 from tether.workspace.files import write_regular
-from tether.workspace.git import GitError, git, git_env
+from tether.workspace.git import GitError, blob_contents, git
 from tether.workspace.project import GENERATED, ProjectEnv
 
 
@@ -38,18 +36,9 @@ def export_tree(repo: Path, tree: str, dest: Path) -> int:
             _folder(dest, path).mkdir(parents=True, exist_ok=True)
     if not blobs:
         return 0
-    process = subprocess.Popen(["git", "cat-file", "--batch"], cwd=repo, stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, env=git_env(None, repo))
-    assert process.stdin is not None and process.stdout is not None
-    feeder = threading.Thread(target=_feed, args=(process.stdin, [sha for _, sha, _ in blobs]), daemon=True)
-    feeder.start()
+    contents = blob_contents(repo, [sha for _, sha, _ in blobs])
     try:
-        for mode, sha, path in blobs:
-            header = process.stdout.readline().split()
-            if len(header) != 3 or header[0].decode() != sha:
-                raise GitError(f"git cat-file --batch: unexpected answer for {path} in {repo}")
-            data = process.stdout.read(int(header[2]))
-            process.stdout.read(1)  # the newline after each object
+        for (mode, _sha, path), data in zip(blobs, contents, strict=True):
             target = _folder(dest, path)
             target.parent.mkdir(parents=True, exist_ok=True)
             if mode == "120000":
@@ -60,19 +49,8 @@ def export_tree(repo: Path, tree: str, dest: Path) -> int:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
     finally:
-        process.stdout.close()
-        process.wait()
-        feeder.join()
+        contents.close()
     return len(blobs)
-
-
-def _feed(stdin, shas: list[str]) -> None:  # type: ignore[no-untyped-def]
-    try:
-        for start in range(0, len(shas), 1024):
-            stdin.write("".join(f"{sha}\n" for sha in shas[start:start + 1024]).encode())
-        stdin.close()
-    except BrokenPipeError:
-        pass
 
 
 def _folder(dest: Path, path: str) -> Path:

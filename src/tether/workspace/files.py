@@ -91,6 +91,13 @@ def look_beneath(root: Path, relative: str, limit: int) -> tuple[os.stat_result,
         os.close(fd)
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """All of `data` to `fd` (a write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 def write_regular(root: Path, path: Path, data: bytes) -> None:
     """Create or replace a regular file's content; parents are created; the sandbox user owns them."""
     with contextlib.suppress(FileNotFoundError):
@@ -102,9 +109,7 @@ def write_regular(root: Path, path: Path, data: bytes) -> None:
     try:
         _require_regular(fd)
         os.ftruncate(fd, 0)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, data)
     finally:
         os.close(fd)
     hand_over_paths(root, [path])

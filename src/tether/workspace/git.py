@@ -9,7 +9,9 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Generator
 from pathlib import Path
+from typing import IO
 
 from tether.errors import TetherError
 
@@ -161,6 +163,36 @@ def git_bytes(cwd: Path, *args: str, env: dict[str, str] | None = None, stdin: b
     if result.returncode != 0:
         raise GitError(f"git {' '.join(args)} failed in {cwd}: {result.stderr.decode(errors='replace').strip()}")
     return result.stdout
+
+
+def blob_contents(repo: Path, shas: list[str]) -> Generator[bytes, None, None]:
+    """Each blob's content, in the order given, streamed from one `git cat-file --batch` (fed from
+    a thread, so a long list never blocks on a full pipe). Close the iterator to stop early."""
+    process = subprocess.Popen(["git", "cat-file", "--batch"], cwd=repo, stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, env=git_env(None, repo))
+    assert process.stdin is not None and process.stdout is not None
+    feeder = threading.Thread(target=_feed, args=(process.stdin, shas), daemon=True)
+    feeder.start()
+    try:
+        for sha in shas:
+            header = process.stdout.readline().split()
+            if len(header) != 3 or header[0].decode() != sha or header[1] != b"blob":
+                raise GitError(f"git cat-file --batch: {sha} is not a blob in {repo}: {b' '.join(header)!r}")
+            yield process.stdout.read(int(header[2]))
+            process.stdout.read(1)  # the newline after each object
+    finally:
+        process.stdout.close()
+        process.wait()
+        feeder.join()
+
+
+def _feed(stdin: IO[bytes], shas: list[str]) -> None:
+    try:
+        for start in range(0, len(shas), 1024):
+            stdin.write("".join(f"{sha}\n" for sha in shas[start:start + 1024]).encode())
+        stdin.close()
+    except BrokenPipeError:
+        pass
 
 
 def current_branch(repo: Path) -> str | None:
