@@ -6,7 +6,7 @@ connection (as the agents' SDKs do) to it directly, and to `tether gateway serve
 process, a SQLite store), which checks the token, the budgets and the kill switch, records the
 request and the reply, and relays the request to the upstream (httpx, kept alive). Printed: p50 and p99 per
 request, non-streamed, and the time to the first streamed byte; the gateway's own work measured
-in-process (no HTTP) says what dominates. Target: under 2 ms added at p50.
+in-process (no HTTP) says what dominates. Target (issue 35): under 1 ms added at p50, 3 ms at p99.
 
 Also the time a hook takes to decide one tool call: Claude Code's HTTP hook, answered in the
 gateway's process (target under 3 ms at p50), against a no-op request to the same server (the HTTP
@@ -42,6 +42,7 @@ console = Console()
 REPLY = {"id": "msg_bench", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
          "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn", "stop_sequence": None,
          "usage": {"input_tokens": 20, "output_tokens": 2}}
+ROUNDS = 5
 BODY = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": "hello"}]}
 
 
@@ -121,9 +122,11 @@ def main() -> None:
         try:
             wait_for(upstream_port, upstream)
             wait_for(gateway_port, gateway)
-            direct = timed_requests(upstream_port, "sk-bench", args.requests)
-            through = timed_requests(gateway_port, token, args.requests)
-            first_byte = timed_requests(gateway_port, token, args.requests, stream=True)
+            direct, through, first_byte = [], [], []
+            for _ in range(ROUNDS):  # taken in turns, so a busy moment of the machine weighs on each alike
+                direct += timed_requests(upstream_port, "sk-bench", args.requests // ROUNDS)
+                through += timed_requests(gateway_port, token, args.requests // ROUNDS)
+                first_byte += timed_requests(gateway_port, token, args.requests // ROUNDS, stream=True)
             in_process = gateway_work(ledger, env, args.requests)
             hooks, starts = hook_times(gateway_port, token, tmp, args.hooks)
             http_hooks, no_ops = http_hook_times(gateway_port, token, tmp, args.requests)
@@ -139,11 +142,11 @@ def main() -> None:
     table = Table("measure", "p50", "p99", "against", title=f"model gateway, {args.requests} requests each")
     table.add_row("upstream called directly (HTTP)", f"{d50 * 1e3:.3f} ms", f"{d99 * 1e3:.3f} ms", "baseline")
     table.add_row("through the gateway", f"{g50 * 1e3:.3f} ms", f"{g99 * 1e3:.3f} ms",
-                  f"+{(g50 - d50) * 1e3:.2f} ms at p50 (target < 2 ms), {g50 / d50:.1f}x")
+                  f"+{(g50 - d50) * 1e3:.2f} ms at p50 (target < 1 ms), {g50 / d50:.1f}x")
     table.add_row("first streamed byte", f"{s50 * 1e3:.3f} ms", f"{s99 * 1e3:.3f} ms",
                   f"+{(s50 - d50) * 1e3:.2f} ms at p50, {s50 / d50:.1f}x")
     table.add_row("of it: the gateway's own work", f"{w50 * 1e3:.3f} ms", f"{w99 * 1e3:.3f} ms",
-                  "in-process, no HTTP server: token, guard, kill switch, 2 appends, the relayed call")
+                  "in-process, no HTTP server: token, guard, kill switch, the request's append, the relayed call")
     n50, n99 = quantiles(no_ops)
     table.add_row("no-op request to the gateway (new connection)", f"{n50 * 1e3:.3f} ms", f"{n99 * 1e3:.3f} ms",
                   "baseline for the HTTP hook")
@@ -158,18 +161,19 @@ def main() -> None:
 
 
 def gateway_work(ledger: Ledger, env: dict[str, str], count: int) -> list[float]:
-    """Gateway.relay alone (no HTTP in front), against the same upstream over loopback."""
+    """Gateway.relay alone (no HTTP in front), against the same upstream over loopback; the reply is
+    recorded after it is timed, as the server records it after sending it."""
     os.environ.update(ANTHROPIC_BASE_URL=env["ANTHROPIC_BASE_URL"], ANTHROPIC_API_KEY=env["ANTHROPIC_API_KEY"])
     token, _ = issue_token(ledger, "bench-in-process", "anthropic:claude-sonnet-4-5")
     gateway = Gateway(ledger)
     request = parse("anthropic", BODY)
-    route = gateway.route(token, request, {})
-    assert route is not None
     samples = []
     for _ in range(count + 20):
         started = time.perf_counter()
-        gateway.relay(token, request, BODY, route)
+        relayed = gateway.relay(token, request, BODY, {})
         samples.append(time.perf_counter() - started)
+        assert relayed is not None
+        relayed.finish()  # as the server does once the reply is sent
     return samples[20:]
 
 

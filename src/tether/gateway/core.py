@@ -16,12 +16,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from tether.agents.session import Session
 from tether.gateway.agent_tools import agent_of_wire, governed_tools, refused_call, tool_calls
 from tether.gateway.dialect import as_tether_request, speaks_tether_actions, to_agent_calls
-from tether.gateway.relay import Route, Tally, outgoing, read_reply, route_for
+from tether.gateway.relay import Tally, outgoing, read_reply, route_for
+from tether.gateway.upstream import Upstream, UpstreamError
 from tether.gateway.wire import Request
 from tether.guard.brakes import BrakeHit, Brakes
 from tether.guard.budgets import wall_deadline
@@ -132,7 +131,7 @@ class Gateway:
         self.runs: dict[str, GatewayRun] = {}
         self.grants: dict[str, tuple[Grant | None, float]] = {}  # token -> (grant, until)
         self.lock = threading.Lock()
-        self.http = httpx.Client(timeout=httpx.Timeout(300.0, connect=10.0))  # relayed requests, kept alive
+        self.upstream_http = Upstream()  # relayed requests, kept alive
 
     def attach(self, token: str, session: Session, hooks: bool = True, agent: str | None = None) -> GatewayRun:
         """Serve a token for a run that Tether drives (`tether run --agent`): its requests share the
@@ -405,15 +404,15 @@ class Gateway:
         self._answered(run, step, response, latency)
         return response
 
-    def route(self, token: str, request: Request, headers: Mapping[str, str]) -> Route | None:
-        """The upstream's own endpoint, when it speaks the agent's API: the request is relayed as it is."""
-        return route_for(self._run(self._granted(token)).provider, request.wire, headers)
-
-    def relay(self, token: str, request: Request, body: dict[str, Any], route: Route) -> Relayed:
-        """Forward the agent's request as it is (after the same checks and record as a translated
-        one); the reply, or the upstream's own error, comes back as the upstream sent it. A stream
-        is passed on as it arrives and recorded when it ends, or breaks."""
+    def relay(self, token: str, request: Request, body: dict[str, Any], headers: Mapping[str, str]) -> Relayed | None:
+        """Forward the agent's request as it is, when the upstream speaks the agent's API (else None:
+        the caller translates it, `complete`), after the same checks and record as a translated one;
+        the reply, or the upstream's own error, comes back as the upstream sent it. A stream is passed
+        on as it arrives and recorded when it ends, or breaks."""
         run = self._run(self._granted(token))
+        route = route_for(run.provider, request.wire, headers)
+        if route is None:
+            return None
         sent = outgoing(body, route, request.wire, run.policy.commands.network)
         agent, kept, removed = self._governed(run, request.wire, sent.get("tools") or [])
         if removed:
@@ -421,25 +420,22 @@ class Gateway:
         with run.lock:
             step = self._admit(run, request, removed)
         started = time.perf_counter()
-        outgoing_request = self.http.build_request("POST", route.url, json=sent, headers=route.headers)
         try:
-            upstream = self.http.send(outgoing_request, stream=True)
-        except httpx.HTTPError as exc:
+            upstream = self.upstream_http.post(route.url, json.dumps(sent).encode(), route.headers)
+            whole = upstream.status >= 400 or not request.stream
+            content = upstream.read() if whole else b""
+        except UpstreamError as exc:
             with run.lock:
-                self._upstream_failed(run, step, f"{type(exc).__name__}: {exc}", transient=True)
+                self._upstream_failed(run, step, str(exc), transient=True)
             raise Refused("upstream", f"Tether: the upstream model could not be reached: {exc}") from exc
         passed = {name: upstream.headers[name] for name in ("retry-after", "request-id", "x-request-id")
                   if name in upstream.headers}
-        if upstream.status_code >= 400 or not request.stream:
-            try:
-                content = upstream.read()
-            finally:
-                upstream.close()
-            reply = _json(content) if upstream.status_code < 400 else None
+        if whole:
+            reply = _json(content) if upstream.status < 400 else None
             with run.lock:
-                if upstream.status_code >= 400:  # the agent reads its upstream's error and does what it does
-                    self._upstream_failed(run, step, f"HTTP {upstream.status_code}: {content[:500]!r}",
-                                          transient=upstream.status_code == 429 or upstream.status_code >= 500)
+                if upstream.status >= 400:  # the agent reads its upstream's error and does what it does
+                    self._upstream_failed(run, step, f"HTTP {upstream.status}: {content[:500]!r}",
+                                          transient=upstream.status == 429 or upstream.status >= 500)
                 elif not isinstance(reply, dict):
                     self._upstream_failed(run, step, f"not a JSON reply: {content[:500]!r}", transient=True)
                     raise Refused("upstream", "Tether: the upstream model's reply is not JSON")
@@ -451,14 +447,14 @@ class Gateway:
             def recorded() -> None:
                 with run.lock:
                     self._record_reply(run)
-            return Relayed(upstream.status_code, upstream.headers.get("content-type", "application/json"), passed,
+            return Relayed(upstream.status, upstream.headers.get("content-type", "application/json"), passed,
                            content=content, finish=recorded)
 
         tally = Tally(request.wire)
         finished = threading.Event()
 
         def chunks() -> Iterator[bytes]:
-            for chunk in upstream.iter_raw():
+            for chunk in upstream.chunks():
                 tally.feed(chunk)
                 yield chunk
 
