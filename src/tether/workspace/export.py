@@ -31,16 +31,16 @@ def export_tree(repo: Path, tree: str, dest: Path) -> int:
             mode, _kind, sha = meta.split(" ")
             entries.append((mode, sha, path))
     blobs = [(mode, sha, path) for mode, sha, path in entries if mode != "160000"]
+    folders = _Folders(dest)
     for mode, _sha, path in entries:
         if mode == "160000":
-            _folder(dest, path).mkdir(parents=True, exist_ok=True)
+            folders.target(path).mkdir(exist_ok=True)
     if not blobs:
         return 0
     contents = blob_contents(repo, [sha for _, sha, _ in blobs])
     try:
         for (mode, _sha, path), data in zip(blobs, contents, strict=True):
-            target = _folder(dest, path)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target = folders.target(path)
             if mode == "120000":
                 os.symlink(data, target)
                 continue
@@ -53,15 +53,27 @@ def export_tree(repo: Path, tree: str, dest: Path) -> int:
     return len(blobs)
 
 
-def _folder(dest: Path, path: str) -> Path:
-    """`path` under `dest`, refusing a path that leaves it (a tree cannot hold one; a check anyway)."""
-    target = dest / path
-    if ".." in Path(path).parts or Path(path).is_absolute():
-        raise GitError(f"refusing to export {path!r}: not a plain path")
-    parent = os.path.realpath(target.parent)
-    if not Path(parent).is_relative_to(os.path.realpath(dest)):
-        raise GitError(f"refusing to export {path!r}: its folder leads outside the export")
-    return target
+class _Folders:
+    """The folders of an export, each made once, and first checked not to lead outside it (a tree
+    cannot make a folder through one of its links; a crafted one is refused)."""
+
+    def __init__(self, dest: Path):
+        self.dest = dest
+        self.root = Path(os.path.realpath(dest))
+        self.made: set[str] = set()  # folders made and found inside; a link never replaces one
+
+    def target(self, path: str) -> Path:
+        """`path` under the export, its folder made; GitError for a path that leaves it."""
+        if path.startswith("/") or ".." in path.split("/"):
+            raise GitError(f"refusing to export {path!r}: not a plain path")
+        target = self.dest / path
+        parent = str(target.parent)
+        if parent not in self.made:
+            if not Path(os.path.realpath(parent)).is_relative_to(self.root):
+                raise GitError(f"refusing to export {path!r}: its folder leads outside the export")
+            os.makedirs(parent, exist_ok=True)
+            self.made.add(parent)
+        return target
 
 
 def lay_generated(project: ProjectEnv | None, workdir: Path) -> list[str]:
