@@ -108,7 +108,8 @@ def bench_steps(steps: int, root: Path, tool: str, files: int = 0) -> dict[str, 
     sandbox = "[ownership.protected]\n'docs/' = ['@docs']\n" if tool == "bash" else "[sandbox]\nmode = 'none'\n"
     policy = parse_policy(f"[budget]\nmax_steps = {steps + 1}\nmax_tool_calls = {steps + 1}\n"
                           f"[writes]\nmax_lines = 100000\n{sandbox}"
-                          "[brakes]\nrepeat_max = 1000000\nrepeat_output_max = 1000000\nrepeat_window = 1000000\n", Path("bench.toml"))
+                          "[brakes]\nrepeat_max = 1000000\nrepeat_output_max = 1000000\nrepeat_window = 1000000\n",
+                          Path("bench.toml"))
     ledger = Ledger(f"sqlite:///{root / 'bench.db'}")
     started = time.perf_counter()
     summary = start_run(ledger, RunSpec("bench", repo, policy, model=f"scripted:{script}"))

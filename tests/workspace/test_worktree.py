@@ -94,3 +94,26 @@ def test_handing_over_changes_no_link_target_and_keeps_the_pointer_tethers(tmp_p
     assert {path.lstat().st_uid for path in folder.rglob("*") if path.name != ".git"} == {4321}
     assert folder.lstat().st_uid == 4321
     assert (folder / ".git").lstat().st_uid == outside.stat().st_uid == tmp_path.stat().st_uid == os.geteuid()
+
+
+def test_comparing_trees_never_reads_the_users_index(repo: Path):
+    """What a step changed is a question about two trees: the user's index (which git would read,
+    6 ms at 50,000 files, and which may be locked or broken mid-operation) has no say in it."""
+    wt = create_worktree(repo, "run-index", head_commit(repo), [])
+    base = wt.snapshot()
+    (wt.path / "raindrops.py").write_text("one\ntwo\n")
+    (wt.path / "gone.txt").write_text("x\n")
+    middle = wt.snapshot()
+    (wt.path / "gone.txt").unlink()
+    after = wt.snapshot()
+    index = repo / ".git" / "index"
+    saved = index.read_bytes()
+    index.write_bytes(b"DIRC not an index at all")
+    try:
+        assert sorted(wt.diff(base, middle).paths) == ["gone.txt", "raindrops.py"]
+        assert wt.deleted(middle, after) == ["gone.txt"]
+        assert "+two" in wt.patch(base, middle, ["raindrops.py"], 10_000)
+        wt.restore(base)
+        assert wt.snapshot() == base
+    finally:
+        index.write_bytes(saved)

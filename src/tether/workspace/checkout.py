@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tether.workspace.files import write_all
-from tether.workspace.git import blob_contents, git_bytes
+from tether.workspace.git import NO_INDEX, blob_contents, git_bytes
 from tether.workspace.objects import GITLINK, Unsure
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -31,7 +31,7 @@ class Change:
 
 def tree_changes(repo: Path, current: str, target: str) -> list[Change]:
     """Where `target` differs from `current`, path by path (files and links; a folder is its paths)."""
-    raw = git_bytes(repo, "diff-tree", "-r", "-z", "--no-renames", current, target)
+    raw = git_bytes(repo, "diff-tree", "-r", "-z", "--no-renames", current, target, env=NO_INDEX)
     fields = raw.split(b"\0")
     changes = []
     for meta, name in zip(fields[0::2], fields[1::2], strict=False):

@@ -19,7 +19,7 @@ from tether.workspace.agent_git import remove_agent_git
 from tether.workspace.changes import Changes
 from tether.workspace.checkout import put_back, read_blobs, tree_changes
 from tether.workspace.files import look_beneath, read_regular
-from tether.workspace.git import GitError, common_dir, git, git_bytes, no_other_git, user_git_folder
+from tether.workspace.git import NO_INDEX, GitError, common_dir, git, git_bytes, no_other_git, user_git_folder
 from tether.workspace.identity import hand_over, hand_over_paths
 from tether.workspace.objects import GITLINK, TREE, Entry, TreeWriter, Unsure, attributes_on_way
 
@@ -472,7 +472,7 @@ class Worktree:
     def diff(self, from_tree: str, to_tree: str) -> DiffStat:
         if from_tree == to_tree:
             return DiffStat([])
-        out = git(self.repo, "diff-tree", "-r", "--no-renames", "--numstat", "-z", from_tree, to_tree)
+        out = git(self.repo, "diff-tree", "-r", "--no-renames", "--numstat", "-z", from_tree, to_tree, env=NO_INDEX)
         changes = []
         for record in filter(None, out.split("\0")):
             added, removed, path = record.split("\t", 2)
@@ -486,13 +486,13 @@ class Worktree:
         if from_tree == to_tree:
             return []
         out = git(self.repo, "diff-tree", "-r", "--no-renames", "--diff-filter=D", "--name-only", "-z",
-                  from_tree, to_tree)
+                  from_tree, to_tree, env=NO_INDEX)
         return [path for path in out.split("\0") if path]
 
     def patch(self, from_tree: str, to_tree: str, paths: list[str], limit: int) -> str:
         """The unified diff between two trees for `paths` (git's own diff: no driver, no textconv)."""
         text = git(self.repo, "diff-tree", "-p", "-r", "--no-renames", "--no-ext-diff", "--no-textconv",
-                   from_tree, to_tree, "--", *paths)
+                   from_tree, to_tree, "--", *paths, env=NO_INDEX)
         return text if len(text) <= limit else text[:limit] + f"\n[... {len(text) - limit} more characters]"
 
     def commit(self, tree: str, message: str) -> str:
