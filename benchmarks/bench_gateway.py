@@ -4,7 +4,7 @@ The upstream is an HTTP server on loopback speaking the Anthropic Messages API w
 (in its own process, as a provider's API is). The client sends the same request over a kept-alive
 connection (as the agents' SDKs do) to it directly, and to `tether gateway serve` (its own
 process, a SQLite store), which checks the token, the budgets and the kill switch, records the
-request and the reply, and relays the request to the upstream (httpx, kept alive). Printed: p50 and p99 per
+request and the reply, and relays the request to the upstream (http.client, kept alive). Printed: p50 and p99 per
 request, non-streamed, and the time to the first streamed byte; the gateway's own work measured
 in-process (no HTTP) says what dominates. Target (issue 35): under 1 ms added at p50, 3 ms at p99.
 
